@@ -1,0 +1,14 @@
+"""Test-wide JAX settings: fake CPU devices for sharding tests, strict rank promotion."""
+
+import os
+import tempfile
+
+# Must be set before JAX initialises its backends (equinox's tests do the same).
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+os.environ.setdefault("WDJAX_OFFLINE", "1")  # tests are hermetic: never touch the network
+# Caches written by tests go to a throwaway folder, never to ~/tensorflow_datasets.
+os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="wdjax-tests-tfds-")
+
+import jax  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")

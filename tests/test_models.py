@@ -1,0 +1,428 @@
+"""Tests for wdjax.models: exact parameter counts, equivalence to lax/flax layers, BN, dropout."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from helpers import assert_trees_all_close, assert_trees_all_equal
+from jax import lax
+
+from wdjax import models
+from wdjax.models import MODELS, im2col_3x3, make_model, max_pool_2x2, param_count
+
+
+def _init_shapes(model, shape):
+    init = functools.partial(model.init, train=False)
+    return jax.eval_shape(init, jax.random.key(0), jnp.zeros(shape, jnp.float32))
+
+
+def _init(model, shape, seed=0):
+    init = jax.jit(functools.partial(model.init, train=False))  # one compile, not op by op
+    return init(jax.random.key(seed), jnp.zeros(shape, jnp.float32))
+
+
+def _apply(model, variables, x, train, **kw):
+    return jax.jit(functools.partial(model.apply, train=train, **kw))(variables, x)
+
+
+def _dense(n_in, n_out, bias=True):
+    return n_in * n_out + (n_out if bias else 0)
+
+
+def _conv(c_in, c_out, bias=True):
+    return 9 * c_in * c_out + (c_out if bias else 0)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, match",
+    [
+        (("vgg", 10), {}, "unknown model 'vgg'.*mlp, cnn, resnet"),
+        (("mlp", 0), {}, "num_classes"),
+        (("mlp", 10), {"dropout": 1.0}, r"dropout.*\[0, 1\)"),
+        (("mlp", 10), {"dropout": -0.1}, "dropout"),
+        (("mlp", 10), {"dropout": float("nan")}, "dropout"),
+        (("mlp", 10), {"dropout": True}, "dropout"),
+        (("mlp", 10), {"hidden": (64, 0)}, "hidden"),
+        (("mlp", 10), {"hidden": (64, 2.5)}, "hidden"),
+        (("mlp", 10), {"depth": 20}, "unknown option 'depth' for model 'mlp'"),
+        (("cnn", 10), {"depth": 20}, "unknown option 'depth'.*features, dense"),
+        (("resnet", 10), {"depth": 21}, "depth must be 6 n \\+ 2"),
+        (("resnet", 10), {"depth": 2}, "depth"),
+        (("resnet", 10), {"widths": (32, 16, 64)}, "widths must be non-decreasing"),
+        (("cnn", 10), {"features": ()}, "features"),
+    ],
+)
+def test_make_model_rejects_bad_input(args, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_model(*args, **kwargs)
+
+
+def test_make_model_type_errors():
+    with pytest.raises(TypeError, match="batchnorm"):
+        make_model("mlp", 10, batchnorm=1)
+    with pytest.raises(TypeError, match="hidden"):
+        make_model("mlp", 10, hidden=64)
+
+
+def test_models_tuple():
+    assert MODELS == ("mlp", "cnn", "resnet")
+
+
+# ----------------------------------------------------------------------------- parameter counts
+
+
+def test_mlp_tutorial_param_count_is_55050():
+    variables = _init_shapes(make_model("mlp", 10), (1, 28, 28, 1))
+    assert param_count(variables["params"]) == 784 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10 == 55050
+    assert "batch_stats" not in variables
+
+
+def test_mlp_batchnorm_param_count():
+    variables = _init_shapes(make_model("mlp", 10, hidden=(32,), batchnorm=True), (1, 8, 8, 1))
+    # Dense without bias, BN scale + bias, head with bias; running mean + var.
+    assert param_count(variables["params"]) == _dense(64, 32, False) + 2 * 32 + _dense(32, 10)
+    assert param_count(variables["batch_stats"]) == 2 * 32
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28, 1), (1, 32, 32, 3), (1, 8, 8, 1)])
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_cnn_param_count(shape, batchnorm):
+    _, h, w, c = shape
+    flat = (h // 4) * (w // 4) * 64  # two SAME convs and two 2x2 pools: 28 -> 7, 32 -> 8, 8 -> 2
+    b = not batchnorm
+    expected = _conv(c, 32, b) + _conv(32, 64, b) + _dense(flat, 128, b) + _dense(128, 10)
+    expected += 2 * (32 + 64 + 128) if batchnorm else 0
+    variables = _init_shapes(make_model("cnn", 10, batchnorm=batchnorm), shape)
+    assert param_count(variables["params"]) == expected
+    pinned = {(28, False): 421642, (32, False): 545098, (8, False): 53002}
+    if (h, batchnorm) in pinned:
+        assert expected == pinned[(h, batchnorm)]
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_resnet20_cifar_param_count(batchnorm):
+    b = not batchnorm
+    convs = [(3, 16)] + [(16, 16)] * 6 + [(16, 32)] + [(32, 32)] * 5 + [(32, 64)] + [(64, 64)] * 5
+    assert len(convs) == 19  # + the head = 20 layers
+    expected = sum(_conv(ci, co, b) for ci, co in convs) + _dense(64, 10)
+    expected += sum(2 * co for _, co in convs) if batchnorm else 0  # BN scale + bias
+    variables = _init_shapes(make_model("resnet", 10, batchnorm=batchnorm), (1, 32, 32, 3))
+    assert param_count(variables["params"]) == expected
+    if batchnorm:
+        assert expected == 269722  # He et al. report "0.27M"; option-A shortcuts have no params
+        assert param_count(variables["batch_stats"]) == sum(2 * co for _, co in convs)
+
+
+# ----------------------------------------------------------------------------- structure
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_structure_names_layouts_and_no_bias_before_bn(name, batchnorm):
+    kw = {"depth": 8} if name == "resnet" else {}
+    model = make_model(name, 7, batchnorm=batchnorm, **kw)
+    variables = _init_shapes(model, (2, 8, 8, 3))
+    out = jax.eval_shape(
+        functools.partial(model.apply, train=False), variables, jnp.zeros((5, 8, 8, 3))
+    )
+    assert out.shape == (5, 7)
+    flat = jax.tree_util.tree_flatten_with_path(variables["params"])[0]
+    modules = {}
+    for path, leaf in flat:
+        keys = tuple(p.key for p in path)
+        assert keys[-1] in ("kernel", "bias", "scale"), keys
+        modules.setdefault(keys[:-1], {})[keys[-1]] = leaf.shape
+    for mod, leaves in modules.items():
+        if "kernel" not in leaves:  # a BatchNorm
+            assert batchnorm and set(leaves) == {"scale", "bias"}, mod
+            continue
+        kernel = leaves["kernel"]
+        assert len(kernel) in (2, 4) and (len(kernel) == 2 or kernel[:2] == (3, 3)), mod
+        is_head = mod == ("head",)
+        assert ("bias" in leaves) == (is_head or not batchnorm), mod  # no bias right before BN
+        if "bias" in leaves:
+            assert leaves["bias"] == (kernel[-1],)  # last kernel axis is the output unit
+    assert ("batch_stats" in variables) == batchnorm
+
+
+def test_hidden_configures_mlp():
+    params = _init_shapes(make_model("mlp", 3, hidden=(5, 6, 7)), (1, 2, 2, 1))["params"]
+    shapes = {k: v["kernel"].shape for k, v in params.items()}
+    assert shapes == {"dense_0": (4, 5), "dense_1": (5, 6), "dense_2": (6, 7), "head": (7, 3)}
+    params = _init_shapes(make_model("mlp", 3, hidden=()), (1, 2, 2, 1))["params"]
+    assert param_count(params) == 4 * 3 + 3  # softmax regression
+
+
+# ----------------------------------------------------------------------------- layer equivalence
+
+
+def _lax_conv(x, kernel, stride, padding):
+    return lax.conv_general_dilated(
+        x, kernel, (stride, stride), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def _our_conv(x, kernel, stride):
+    patches = im2col_3x3(x, stride)
+    n, h, w, k = patches.shape
+    return (patches.reshape(n * h * w, k) @ kernel.reshape(k, -1)).reshape(n, h, w, -1)
+
+
+def _value_and_grads(conv, x, kernel, probe):
+    def f(x, kernel):
+        return jnp.sum(conv(x, kernel) * probe)
+
+    return conv(x, kernel), jax.grad(f, argnums=(0, 1))(x, kernel)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("hw, c_in", [((8, 8), 1), ((7, 9), 3), ((6, 5), 4)])
+def test_conv_equals_lax_conv_forward_and_grads(stride, hw, c_in):
+    with jax.enable_x64(True):
+        kx, kk, kp = jax.random.split(jax.random.key(0), 3)
+        x = jax.random.normal(kx, (2, *hw, c_in), jnp.float64)
+        kernel = jax.random.normal(kk, (3, 3, c_in, 5), jnp.float64)
+        ref = functools.partial(_lax_conv, stride=stride, padding=((1, 1), (1, 1)))
+        probe = jax.random.normal(kp, ref(x, kernel).shape, jnp.float64)
+        mine = functools.partial(_our_conv, stride=stride)
+        assert mine(x, kernel).shape == (2, -(-hw[0] // stride), -(-hw[1] // stride), 5)
+        both = jax.jit(lambda f, x, k: _value_and_grads(f, x, k, probe), static_argnums=0)
+        assert_trees_all_close(
+            both(mine, x, kernel),
+            both(ref, x, kernel),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 5)])
+def test_conv_module_equals_flax_conv_same_params(hw):
+    with jax.enable_x64(True):
+        kx, kp = jax.random.split(jax.random.key(1))
+        x = jax.random.normal(kx, (3, *hw, 2), jnp.float64)
+        ours = models._Conv3x3(4, bias_init=nn.initializers.normal(1.0))
+        ref = nn.Conv(4, (3, 3), padding="SAME")
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), ours.init(kp, x))
+        # Identical parameter layout: nn.Conv's own init has the same tree and shapes.
+        ref_shapes = jax.tree.map(jnp.shape, ref.init(kp, x))
+        assert jax.tree.map(jnp.shape, params) == ref_shapes
+
+        def loss(module, params, x):
+            return jnp.sum(jnp.sin(module.apply(params, x)))
+
+        fwd = jax.jit(lambda m, p, x: m.apply(p, x), static_argnums=0)
+        assert_trees_all_close(fwd(ours, params, x), fwd(ref, params, x), rtol=1e-12, atol=1e-12)
+        grad = jax.jit(jax.grad(loss, argnums=(1, 2)), static_argnums=0)
+        assert_trees_all_close(
+            grad(ours, params, x),
+            grad(ref, params, x),
+            rtol=1e-12,
+            atol=1e-12,
+        )
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 7), (6, 9)])
+def test_max_pool_equals_flax_max_pool(hw):
+    x = jax.random.normal(jax.random.key(2), (2, *hw, 3))  # continuous: no ties in a window
+    ref = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
+    out = max_pool_2x2(x)
+    assert out.shape == (2, hw[0] // 2, hw[1] // 2, 3)
+    assert_trees_all_equal(out, ref(x))
+    probe = jax.random.normal(jax.random.key(3), out.shape)
+    grads = [jax.grad(lambda x, f=f: jnp.sum(f(x) * probe))(x) for f in (max_pool_2x2, ref)]
+    assert_trees_all_equal(grads[0], grads[1])
+
+
+class _RefCNN(nn.Module):
+    """The CNN written with library layers, same parameter names."""
+
+    @nn.compact
+    def __call__(self, x, train):
+        x = nn.max_pool(nn.relu(nn.Conv(32, (3, 3), name="conv_0")(x)), (2, 2), (2, 2))
+        x = nn.max_pool(nn.relu(nn.Conv(64, (3, 3), name="conv_1")(x)), (2, 2), (2, 2))
+        x = nn.relu(nn.Dense(128, name="dense_0")(x.reshape(x.shape[0], -1)))
+        return nn.Dense(10, name="head")(x)
+
+
+def test_cnn_equals_flax_conv_reference():
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(4), (4, 8, 8, 1), jnp.float64)
+        labels = jnp.arange(4) % 10
+        model = make_model("cnn", 10)
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), _init(model, (1, 8, 8, 1)))
+
+        def loss(module, params):
+            logits = module.apply(params, x, True)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+        fwd = jax.jit(lambda m, p: m.apply(p, x, False), static_argnums=0)
+        for f in (fwd, jax.jit(jax.grad(loss, argnums=1), static_argnums=0)):
+            assert_trees_all_close(f(model, params), f(_RefCNN(), params), rtol=1e-10, atol=1e-12)
+
+
+def _ref_resnet_no_bn(params, x, depth):
+    """ResNet forward from lax.conv_general_dilated (padding 1, option-A shortcuts)."""
+
+    def conv(p, x, stride):
+        return _lax_conv(x, p["kernel"], stride, ((1, 1), (1, 1))) + p["bias"].reshape(1, 1, 1, -1)
+
+    x = jax.nn.relu(conv(params["stem"], x, 1))
+    for s in range(3):
+        for b in range((depth - 2) // 6):
+            p = params[f"stage{s}_block{b}"]
+            stride = 2 if s > 0 and b == 0 else 1
+            y = conv(p["conv_1"], jax.nn.relu(conv(p["conv_0"], x, stride)), 1)
+            short = x[:, ::stride, ::stride, :]
+            short = jnp.concatenate([short, jnp.zeros_like(short)], -1) if stride == 2 else short
+            x = jax.nn.relu(y + short)
+    return jnp.mean(x, axis=(1, 2)) @ params["head"]["kernel"] + params["head"]["bias"]
+
+
+@pytest.mark.parametrize("hw", [(8, 8), (7, 7)])
+def test_resnet_equals_lax_reference(hw):
+    with jax.enable_x64(True):
+        model = make_model("resnet", 10, depth=8)
+        x = jax.random.normal(jax.random.key(5), (2, *hw, 3), jnp.float64)
+        params = jax.tree.map(lambda a: a.astype(jnp.float64), _init(model, (1, *hw, 3)))["params"]
+        params = jax.tree.map(lambda a: a + 0.1, params)  # nonzero biases
+        ours = _apply(model, {"params": params}, x, False)
+        ref = jax.jit(_ref_resnet_no_bn, static_argnums=2)(params, x, 8)
+        assert_trees_all_close(ours, ref, rtol=1e-10, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- BN and dropout
+
+
+def _bn_mlp():
+    """x -> Dense(3, no bias) -> BN -> ReLU -> identity head: logits = relu(bn(x W))."""
+    model = make_model("mlp", 3, hidden=(3,), batchnorm=True)
+    x = jax.random.normal(jax.random.key(6), (16, 2, 2, 1))
+    variables = _init(model, (1, 2, 2, 1))
+    params = dict(variables["params"])
+    params["head"] = {"kernel": jnp.eye(3), "bias": jnp.zeros(3)}
+    params["bn_0"] = {"scale": jnp.array([1.0, 2.0, 0.5]), "bias": jnp.array([0.1, -0.2, 0.3])}
+    stats = {"bn_0": {"mean": jnp.array([0.5, -1.0, 0.0]), "var": jnp.array([2.0, 0.5, 1e-6])}}
+    return model, x, params, stats
+
+
+def test_batchnorm_eval_uses_running_stats_with_eps_1e5():
+    model, x, params, stats = _bn_mlp()
+    z = np.asarray(x).reshape(16, 4) @ np.asarray(params["dense_0"]["kernel"])
+    m, v = (np.asarray(stats["bn_0"][k]) for k in ("mean", "var"))
+    g, b = np.asarray(params["bn_0"]["scale"]), np.asarray(params["bn_0"]["bias"])
+    expected = np.maximum((z - m) / np.sqrt(v + 1e-5) * g + b, 0)
+    out = _apply(model, {"params": params, "batch_stats": stats}, x, False)
+    np.testing.assert_allclose(out, expected, rtol=2e-5, atol=1e-6)
+
+
+def test_batchnorm_train_uses_batch_stats_and_momentum_09():
+    model, x, params, stats = _bn_mlp()
+    variables = {"params": params, "batch_stats": stats}
+    out, updates = _apply(model, variables, x, True, mutable=["batch_stats"])
+    z = np.asarray(x).reshape(16, 4) @ np.asarray(params["dense_0"]["kernel"])
+    bm, bv = z.mean(0), z.var(0)  # biased batch variance, as in Flax
+    g, b = np.asarray(params["bn_0"]["scale"]), np.asarray(params["bn_0"]["bias"])
+    np.testing.assert_allclose(
+        out, np.maximum((z - bm) / np.sqrt(bv + 1e-5) * g + b, 0), 1e-4, 1e-5
+    )
+    new = updates["batch_stats"]["bn_0"]
+    np.testing.assert_allclose(new["mean"], 0.9 * stats["bn_0"]["mean"] + 0.1 * bm, 1e-5, 1e-6)
+    np.testing.assert_allclose(new["var"], 0.9 * stats["bn_0"]["var"] + 0.1 * bv, 1e-5, 1e-6)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_dropout_only_in_train_mode_and_keyed_by_rng(name):
+    kw = {"depth": 8, "widths": (4, 8, 8)} if name == "resnet" else {}
+    model = make_model(name, 10, dropout=0.5, **kw)
+    x = jax.random.normal(jax.random.key(7), (4, 8, 8, 1))
+    variables = _init(model, (1, 8, 8, 1))
+    eval_out = _apply(model, variables, x, False)  # no "dropout" rng needed
+    assert_trees_all_equal(eval_out, _apply(model, variables, x, False))
+    with pytest.raises(Exception, match="dropout"):
+        jax.eval_shape(functools.partial(model.apply, train=True), variables, x)  # needs the rng
+
+    @jax.jit
+    def train_from(key):
+        return model.apply(variables, x, True, rngs={"dropout": key})
+
+    def train(k):
+        return train_from(jax.random.key(k))
+
+    assert_trees_all_equal(train(1), train(1))
+    assert not np.allclose(train(1), train(2))
+    assert not np.allclose(train(1), eval_out)
+    no_drop = make_model(name, 10, dropout=0.0, **kw)
+    assert_trees_all_equal(_apply(no_drop, variables, x, True), eval_out)
+
+
+# ----------------------------------------------------------------------------- jit / scan / vmap
+
+
+@pytest.mark.parametrize(
+    "name, kw", [("mlp", {}), ("cnn", {"features": (8, 16)}), ("resnet", {"depth": 8})], ids=MODELS
+)
+def test_scanned_sgd_steps_with_bn_and_dropout_lower_the_loss(name, kw):
+    model = make_model(name, 4, dropout=0.1, batchnorm=True, hidden=(16,), **kw)
+    x = jax.random.normal(jax.random.key(8), (16, 8, 8, 1))
+    y = jnp.arange(16) % 4
+    variables = _init(model, (1, 8, 8, 1))
+    tx = optax.sgd(0.1)
+
+    def loss_fn(params, stats, key):
+        logits, upd = model.apply(
+            {"params": params, "batch_stats": stats},
+            x,
+            True,
+            rngs={"dropout": key},
+            mutable=["batch_stats"],
+        )
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+        return loss, upd["batch_stats"]
+
+    def step(carry, i):
+        params, stats, opt = carry
+        key = jax.random.fold_in(jax.random.key(0), i)
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats, key)
+        updates, opt = tx.update(grads, opt, params)
+        return (optax.apply_updates(params, updates), stats, opt), loss
+
+    @jax.jit
+    def run(params, stats):
+        return lax.scan(step, (params, stats, tx.init(params)), jnp.arange(8))
+
+    (params, stats, _), losses = run(variables["params"], variables["batch_stats"])
+    assert losses.shape == (8,) and np.all(np.isfinite(losses))
+    assert losses[-1] < losses[0]
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), stats, variables["batch_stats"])
+    assert all(jax.tree.leaves(changed))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_vmap_over_member_keys_equals_each_member(name):
+    kw = {"depth": 8, "widths": (4, 8, 8)} if name == "resnet" else {}
+    model = make_model(name, 10, batchnorm=True, **kw)
+    x = jax.random.normal(jax.random.key(9), (6, 8, 8, 1))
+    keys = jax.random.split(jax.random.key(10), 3)
+    init = jax.jit(jax.vmap(lambda k: model.init(k, x[:1], False)))
+    stacked = init(keys)
+    single = _init_shapes(model, (1, 8, 8, 1))
+    assert param_count(stacked["params"]) == 3 * param_count(single["params"])
+
+    def apply(v):
+        return model.apply(v, x, True, mutable=["batch_stats"])
+
+    outs = jax.jit(jax.vmap(apply))(stacked)
+    apply, single_init = jax.jit(apply), jax.jit(lambda k: model.init(k, x[:1], False))
+    for k in range(3):
+        member = single_init(keys[k])
+        assert_trees_all_close(jax.tree.map(lambda a, k=k: a[k], stacked), member, rtol=0)
+        assert_trees_all_close(
+            jax.tree.map(lambda a, k=k: a[k], outs), apply(member), rtol=1e-5, atol=1e-6
+        )

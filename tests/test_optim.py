@@ -1,0 +1,367 @@
+"""Tests for wdjax.optim.make_optimizer: closed forms, peers' formulas, vmap/jit, masks, errors."""
+
+import doctest
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from helpers import assert_trees_all_close, assert_trees_all_equal
+
+import wdjax.optim
+import wdjax.penalties
+from wdjax.optim import OPTIMIZERS, STRATEGIES, check_hyperparameter, make_optimizer
+
+
+def _run(tx, grad_fn, w0, steps):
+    def body(carry, _):
+        w, state = carry
+        u, state = tx.update(grad_fn(w), state, w)
+        return (optax.apply_updates(w, u), state), None
+
+    (w, _), _ = jax.lax.scan(body, (w0, tx.init(w0)), None, length=steps)
+    return w
+
+
+# Per optimizer: learning rate, steps and hyper that converge to float64 precision.
+_SETTINGS = {
+    "sgd": (0.5, 200, {}),
+    "momentum": (0.1, 1500, {"momentum": 0.9}),
+    "adam": (0.05, 3000, {}),
+}
+
+
+def _orthonormal_design():
+    rng = np.random.default_rng(0)
+    x, _ = np.linalg.qr(rng.normal(size=(12, 6)))
+    b = np.array([1.5, -0.2, 0.05, -2.0, 0.45, -0.7])
+    y = x @ b + (np.eye(12) - x @ x.T) @ rng.normal(size=12)
+    return jnp.asarray(x), jnp.asarray(y), b, jnp.asarray(rng.normal(size=6))
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_l1_prox_solves_lasso_exactly_for_every_base_optimizer(optimizer):
+    """f = ½‖Xw − y‖², XᵀX = I: the minimizer of f + λ‖w‖₁ is sign(b)·max(|b| − λ, 0)."""
+    lr, steps, hyper = _SETTINGS[optimizer]
+    with jax.enable_x64(True):
+        x, y, b, w0 = _orthonormal_design()
+        lam = 0.5
+        w_star = np.sign(b) * np.maximum(np.abs(b) - lam, 0)
+        tx = make_optimizer(optimizer, lr, "l1_prox", lam, **hyper)
+        w = np.asarray(_run(tx, lambda w: x.T @ (x @ w - y), w0, steps))
+    np.testing.assert_allclose(w, w_star, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(w == 0, w_star == 0)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_elastic_net_and_group_lasso_prox_fixed_points(optimizer):
+    """sklearn ElasticNet(alpha, l1_ratio) and the group lasso on f = ½‖W − B‖²."""
+    lr, steps, hyper = _SETTINGS[optimizer]
+    rng = np.random.default_rng(1)
+    big_b = rng.normal(size=(3, 5)) * np.array([1.0, 0.1, 1.0, 0.2, 1.0])
+    lam, rho = 0.4, 0.3
+    with jax.enable_x64(True):
+        w0 = {"kernel": jnp.asarray(rng.normal(size=(3, 5)))}
+
+        def grad(w):
+            return {"kernel": w["kernel"] - big_b}
+
+        tx = make_optimizer(optimizer, lr, "elastic_net_prox", lam, l1_ratio=rho, **hyper)
+        w = np.asarray(_run(tx, grad, w0, steps)["kernel"])
+        expected = np.sign(big_b) * np.maximum(np.abs(big_b) - lam * rho, 0)
+        expected /= 1 + lam * (1 - rho)
+        np.testing.assert_allclose(w, expected, rtol=0, atol=1e-14)
+        np.testing.assert_array_equal(w == 0, expected == 0)
+
+        tx = make_optimizer(optimizer, lr, "group_lasso_prox", lam, **hyper)
+        w = np.asarray(_run(tx, grad, w0, steps)["kernel"])
+        norms = np.linalg.norm(big_b, axis=0)
+        expected = np.maximum(0, 1 - lam * np.sqrt(3) / norms) * big_b
+        np.testing.assert_allclose(w, expected, rtol=0, atol=1e-14)
+        np.testing.assert_array_equal(np.all(w == 0, axis=0), norms <= lam * np.sqrt(3))
+        assert 0 < np.sum(norms <= lam * np.sqrt(3)) < 5
+
+
+def test_ridge_closed_form_with_coupled_l2():
+    """GD on (1/2n)‖Xw − y‖² + (λ/2)‖w‖² converges to (XᵀX/n + λI)⁻¹Xᵀy/n."""
+    rng = np.random.default_rng(2)
+    n, lam = 40, 0.3
+    x_np, y_np = rng.normal(size=(n, 5)), rng.normal(size=n)
+    expected = np.linalg.solve(x_np.T @ x_np / n + lam * np.eye(5), x_np.T @ y_np / n)
+    with jax.enable_x64(True):
+        x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+        tx = make_optimizer("sgd", 0.3, "l2", lam)
+        w = _run(tx, lambda w: x.T @ (x @ w - y) / n, jnp.zeros(5), 600)
+    np.testing.assert_allclose(w, expected, rtol=1e-12)
+
+
+def _flax_params():
+    k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
+    return {
+        "Dense_0": {"kernel": jax.random.normal(k1, (4, 3)), "bias": jnp.full((3,), 0.1)},
+        "BatchNorm_0": {"scale": jnp.ones((3,)), "bias": jnp.zeros((3,))},
+        "Dense_1": {"kernel": jax.random.normal(k2, (3, 2)), "bias": jax.random.normal(k3, (2,))},
+    }
+
+
+def _quadratic_grad(params):
+    return jax.tree.map(lambda p: p - 0.3 * jnp.ones_like(p) + 0.1 * p**2, params)
+
+
+def _trajectory(tx, steps=12, params=None):
+    params = _flax_params() if params is None else params
+    state = tx.init(params)
+    out = []
+    for _ in range(steps):
+        updates, state = tx.update(_quadratic_grad(params), state, params)
+        params = optax.apply_updates(params, updates)
+        out.append(params)
+    return out
+
+
+def test_wd_with_adam_equals_optax_adamw_leaf_for_leaf():
+    mask = wdjax.penalties.decay_mask
+    ours = _trajectory(make_optimizer("adam", 1e-2, "wd", 0.1, b1=0.8, eps=1e-6))
+    ref = _trajectory(optax.adamw(1e-2, b1=0.8, eps=1e-6, weight_decay=0.1, mask=mask))
+    for a, b in zip(ours, ref, strict=True):
+        assert_trees_all_equal(a, b)
+
+
+def test_wd_paper_equals_adamw_with_decay_divided_by_lr():
+    alpha, lam = 1e-2, 1e-3
+    ours = _trajectory(make_optimizer("adam", alpha, "wd_paper", lam))
+    ref = _trajectory(optax.adamw(alpha, weight_decay=lam / alpha, mask=wdjax.penalties.decay_mask))
+    assert_trees_all_close(ours[-1], ref[-1], rtol=1e-6)
+    # With a schedule multiplier η(t): w ← w − η(t)·(α·p + λ·w), i.e. adamw(α·η, λ/α).
+    eta = optax.linear_schedule(1.0, 0.1, 10)
+    ours = _trajectory(make_optimizer("adam", alpha, "wd_paper", lam, schedule=eta))
+    ref = _trajectory(
+        optax.adamw(
+            lambda t: alpha * eta(t), weight_decay=lam / alpha, mask=wdjax.penalties.decay_mask
+        )
+    )
+    assert_trees_all_close(ours[-1], ref[-1], rtol=1e-6)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_l2_with_momentum_is_torch_sgd_weight_decay(nesterov):
+    """torch.optim.SGD(lr, momentum=μ, weight_decay=λ, nesterov): g ← g + λw; b ← μb + g;
+    w ← w − lr·b (nesterov: w ← w − lr·(g + μb)); the first b is g."""
+    lr, mu, lam = 0.05, 0.9, 0.01
+    tx = make_optimizer(
+        "momentum", lr, "l2", lam, momentum=mu, nesterov=nesterov, mask=lambda p: True
+    )
+    ours = _trajectory(tx, steps=10)
+    params = jax.tree.map(lambda p: np.asarray(p, np.float64), _flax_params())
+    buf = None
+    for step in range(10):
+        g = jax.tree.map(lambda p: np.asarray(p, np.float64), _quadratic_grad(params))
+        g = jax.tree.map(lambda g, w: g + lam * w, g, params)
+        buf = g if buf is None else jax.tree.map(lambda b, g: mu * b + g, buf, g)
+        direction = jax.tree.map(lambda g, b: g + mu * b, g, buf) if nesterov else buf
+        params = jax.tree.map(lambda w, d: w - lr * d, params, direction)
+        assert_trees_all_close(ours[step], params, rtol=2e-5, atol=1e-6)
+
+
+def test_l2_with_adam_differs_from_wd_with_adam():
+    l2 = _trajectory(make_optimizer("adam", 1e-2, "l2", 0.5))[-1]
+    wd = _trajectory(make_optimizer("adam", 1e-2, "wd", 0.5))[-1]
+    diff = np.abs(l2["Dense_0"]["kernel"] - wd["Dense_0"]["kernel"]).max()
+    assert diff > 1e-3
+    assert_trees_all_equal(l2["Dense_0"]["bias"], wd["Dense_0"]["bias"])  # not decayed
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_dead_input_weights_decay_geometrically_under_wd(optimizer):
+    """A Dense input that is always zero gets no data gradient: w_T = w_0·(1 − lr·λ)^T."""
+    lr, lam, steps = 0.05, 0.2, 25
+    model = nn.Dense(3)
+    x = jax.random.normal(jax.random.key(0), (16, 4)).at[:, 0].set(0.0)
+    y = jax.random.normal(jax.random.key(1), (16, 3))
+    params = model.init(jax.random.key(2), x)
+
+    def loss(p):
+        return jnp.mean((model.apply(p, x) - y) ** 2)
+
+    tx = make_optimizer(optimizer, lr, "wd", lam)
+    w = _run(tx, jax.grad(loss), params, steps)
+    expected = params["params"]["kernel"][0] * (1 - lr * lam) ** steps
+    np.testing.assert_allclose(w["params"]["kernel"][0], expected, rtol=1e-5)
+
+
+class _Mlp(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.Dense(3)(nn.relu(nn.Dense(5)(x)))
+
+
+def test_l1_strategy_is_the_keras_l1_gradient_on_a_dense_stack():
+    """Keras loss mean CE + Σ l1·Σ|W| has gradient g_CE + l1·sign(W) on kernels (TF: sign(0)=0)."""
+    x = jax.random.normal(jax.random.key(0), (8, 4))
+    labels = jnp.arange(8) % 3
+    params = _Mlp().init(jax.random.key(1), x)
+    params["params"]["Dense_0"]["kernel"] = params["params"]["Dense_0"]["kernel"].at[0, 0].set(0.0)
+
+    def ce(p):
+        logits = _Mlp().apply(p, x)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    lr, l1 = 0.1, 0.01
+    g = jax.grad(ce)(params)
+    tx = make_optimizer("sgd", lr, "l1", l1)
+    updates, _ = tx.update(g, tx.init(params), params)
+    for layer in ("Dense_0", "Dense_1"):
+        k, gk = params["params"][layer]["kernel"], g["params"][layer]["kernel"]
+        np.testing.assert_allclose(
+            updates["params"][layer]["kernel"], -lr * (gk + l1 * jnp.sign(k))
+        )
+        np.testing.assert_allclose(
+            updates["params"][layer]["bias"], -lr * g["params"][layer]["bias"]
+        )
+    # The zeroed kernel entry gets only the data gradient (jax.grad of |w| would add l1).
+    assert (
+        updates["params"]["Dense_0"]["kernel"][0, 0] == -lr * g["params"]["Dense_0"]["kernel"][0, 0]
+    )
+
+
+_COMBOS = list(itertools.product(OPTIMIZERS, STRATEGIES))
+
+
+def _base(optimizer, lr):
+    return {
+        "sgd": optax.sgd(lr),
+        "momentum": optax.sgd(lr, momentum=0.9),
+        "adam": optax.adam(lr),
+    }[optimizer]
+
+
+@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_zero_strength_is_exactly_the_base_optimizer(optimizer, jit):
+    """λ = 0 gives the base optimizer bit for bit (jitted: both sides jitted, traced λ)."""
+
+    def final(reg, strength):
+        tx = (
+            _base(optimizer, 0.05)
+            if reg is None
+            else make_optimizer(optimizer, 0.05, reg, strength)
+        )
+        return _trajectory(tx, steps=3)[-1]
+
+    maybe_jit = jax.jit if jit else (lambda f: f)
+    ref = maybe_jit(lambda s: final(None, s))(0.0)
+    for reg in STRATEGIES:
+        assert_trees_all_equal(maybe_jit(lambda s, reg=reg: final(reg, s))(0.0), ref)
+
+
+def _sweep_member(optimizer, reg, strength, lr):
+    tx = make_optimizer(optimizer, lr, reg, strength)
+    return _trajectory(tx, steps=3)[-1]
+
+
+@pytest.mark.parametrize("optimizer,reg", _COMBOS)
+def test_vmap_over_strength_and_lr_built_inside_equals_python_loop(optimizer, reg):
+    strengths = [0.0, 0.05, 0.5] if reg != "none" else [0.0, 0.0, 0.0]
+    lrs = [0.05, 0.1, 0.02]
+    batched = jax.jit(jax.vmap(lambda s, lr: _sweep_member(optimizer, reg, s, lr)))(
+        jnp.array(strengths), jnp.array(lrs)
+    )
+    for i, (s, lr) in enumerate(zip(strengths, lrs, strict=True)):
+        member = jax.tree.map(lambda a, i=i: a[i], batched)
+        assert_trees_all_close(member, _sweep_member(optimizer, reg, s, lr), rtol=2e-5, atol=1e-6)
+
+
+def test_stacked_members_with_default_mask_and_no_recompilation():
+    """Stacked params + vmapped init/update keep biases/scales untouched; new λ: no retrace."""
+    traces = []
+
+    @jax.jit
+    def run(strengths, stacked):
+        traces.append(1)
+
+        def member(s, params):
+            tx = make_optimizer("momentum", 0.1, "l1_prox", s)
+            state = tx.init(params)
+            updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+            return optax.apply_updates(params, updates)
+
+        return jax.vmap(member)(strengths, stacked)
+
+    stacked = jax.tree.map(lambda p: jnp.stack([p, p]), _flax_params())
+    out = run(jnp.array([0.0, 100.0]), stacked)
+    run(jnp.array([1.0, 2.0]), stacked)
+    assert len(traces) == 1
+    for layer, leaf in [("Dense_0", "bias"), ("BatchNorm_0", "scale"), ("Dense_1", "bias")]:
+        assert_trees_all_equal(out[layer][leaf], stacked[layer][leaf])
+    assert_trees_all_equal(out["Dense_0"]["kernel"][0], stacked["Dense_0"]["kernel"][0])
+    assert np.all(out["Dense_0"]["kernel"][1] == 0)  # λ·lr/(1−μ) = 100 zeroes every kernel
+
+
+@pytest.mark.parametrize("reg", STRATEGIES[1:])
+def test_explicit_mask_is_respected(reg):
+    mask = jax.tree.map(lambda _: False, _flax_params())
+    mask["Dense_1"]["bias"] = True
+    got = _trajectory(make_optimizer("adam", 0.05, reg, 0.5, mask=mask), steps=3)[-1]
+    plain = _trajectory(optax.adam(0.05), steps=3)[-1]
+    assert_trees_all_equal(got["Dense_0"], plain["Dense_0"])
+    assert not np.allclose(got["Dense_1"]["bias"], plain["Dense_1"]["bias"])
+
+
+def test_schedules_for_learning_rate_and_strength():
+    sched = optax.linear_schedule(0.1, 0.01, 5)
+    ours = _trajectory(make_optimizer("sgd", sched, "wd", lambda t: 0.1 * (t + 1)), steps=4)
+    params = _flax_params()
+    mask = wdjax.penalties.decay_mask(params)
+    for t in range(4):
+        g = _quadratic_grad(params)
+        params = jax.tree.map(
+            lambda w, g, m, t=t: w - sched(t) * (g + (0.1 * (t + 1) * w if m else 0.0)),
+            params,
+            g,
+            mask,
+        )
+        assert_trees_all_close(ours[t], params, rtol=1e-5, atol=1e-7)
+
+
+def test_errors_name_the_argument():
+    params = _flax_params()
+    with pytest.raises(ValueError, match="optimizer"):
+        make_optimizer("rmsprop", 0.1)
+    with pytest.raises(ValueError, match="reg"):
+        make_optimizer("sgd", 0.1, "l3", 0.1)
+    with pytest.raises(TypeError, match="momentum"):
+        make_optimizer("sgd", 0.1, "l2", 0.1, momentum=0.9)
+    with pytest.raises(TypeError, match="l1_ratio"):
+        make_optimizer("sgd", 0.1, "l1_prox", 0.1, l1_ratio=0.5)
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(ValueError, match="strength"):
+            make_optimizer("adam", 0.1, "wd", bad)
+        with pytest.raises(ValueError, match="learning_rate"):
+            make_optimizer("adam", bad, "wd", 0.1)
+    with pytest.raises(ValueError, match="strength"):
+        make_optimizer("sgd", 0.1, "none", 0.1)
+    with pytest.raises(ValueError, match="momentum"):
+        make_optimizer("momentum", 0.1, "l1_prox", 0.1, momentum=1.0)
+    with pytest.raises(ValueError, match="b2"):
+        make_optimizer("adam", 0.1, "wd", 0.1, b2=1.5)
+    with pytest.raises(ValueError, match="l1_ratio"):
+        make_optimizer("sgd", 0.1, "elastic_net_prox", 0.1, l1_ratio=1.5)
+    with pytest.raises(TypeError, match="learning_rate"):
+        make_optimizer("adam", optax.constant_schedule(0.1), "wd_paper", 0.1)
+    for reg in STRATEGIES[1:]:
+        tx = make_optimizer("adam", 0.1, reg, 0.1)
+        state = tx.init(params)
+        with pytest.raises(ValueError, match="params"):
+            tx.update(params, state)
+        with pytest.raises(ValueError, match="mask"):
+            make_optimizer("adam", 0.1, reg, 0.1, mask={"Dense_0": True}).init(params)
+        with pytest.raises(ValueError, match="mask"):
+            make_optimizer("adam", 0.1, reg, 0.1).init({"w": jnp.ones(3)})  # no kernel leaf
+    assert check_hyperparameter("strength", 0.5) == 0.5
+
+
+def test_doctests():
+    assert doctest.testmod(wdjax.optim, raise_on_error=True).attempted > 0

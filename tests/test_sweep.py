@@ -1,0 +1,249 @@
+"""The sweep engine: member == standalone run; sharding, chunks, recompiles, resume, divergence."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from helpers import tree_zero_pattern
+
+from wdjax import sweep as S
+from wdjax import train
+from wdjax.config import ConfigError, SweepConfig
+
+BASE = SweepConfig(epochs=2, batch_size=64, strengths=(1e-4,), lrs=(1e-2,), seeds=1)
+
+
+def _rel(a, b):
+    a, b = np.concatenate([np.ravel(x) for x in a]), np.concatenate([np.ravel(x) for x in b])
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+def _member_params(res, k):
+    return jax.tree.map(lambda x: x[k], res.params)
+
+
+CASES = {
+    "l1_prox": dict(optimizer="adam", reg="l1_prox", strengths=(0.0, 3e-3, 3e-2)),
+    "wd": dict(optimizer="adam", reg="wd", strengths=(0.0, 1e-3, 1e-1)),
+    "bn_dropout": dict(
+        optimizer="momentum", reg="l2", strengths=(1e-4, 1e-2), batchnorm=True, dropout=0.2, seeds=2
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_member_equals_standalone_run(case):
+    cfg = dataclasses.replace(BASE, **CASES[case])
+    res = S.sweep(cfg)
+    assert res.history["test_acc"].shape == (cfg.num_members, cfg.epochs)
+    for k, m in enumerate(res.members):
+        one = S.sweep(cfg, strengths=(m["strength"],), seeds=1) if m["seed"] == 0 else None
+        if one is None:
+            continue
+        leaves_k = jax.tree.leaves(_member_params(res, k))
+        leaves_1 = jax.tree.leaves(_member_params(one, 0))
+        assert _rel(leaves_k, leaves_1) <= 1e-5, (case, k)
+        for name in ("train_loss", "test_loss", "val_loss"):
+            np.testing.assert_allclose(res.history[name][k], one.history[name][0], rtol=1e-5)
+
+
+def test_member_equals_standalone_run_float64_exact_zero_pattern():
+    with jax.enable_x64(True):
+        cfg = dataclasses.replace(BASE, **CASES["l1_prox"], dtype="float64")
+        res = S.sweep(cfg)
+        for k, m in enumerate(res.members):
+            one = S.sweep(cfg, strengths=(m["strength"],))
+            pk, p1 = _member_params(res, k), _member_params(one, 0)
+            assert _rel(jax.tree.leaves(pk), jax.tree.leaves(p1)) <= 1e-9
+            z_k, z_1 = tree_zero_pattern(pk), tree_zero_pattern(p1)
+            assert all(
+                np.array_equal(a, b)
+                for a, b in zip(jax.tree.leaves(z_k), jax.tree.leaves(z_1), strict=True)
+            )
+        # The strongest member really produced exact zeros (the pattern test is not vacuous).
+        assert res.history["sparsity"][-1, -1] > 0.05
+
+
+def test_regularization_changes_results_monotonically():
+    """Guard against λ being ignored: larger wd → smaller weights, at equal seeds."""
+    res = S.sweep(BASE, reg="wd", strengths=(0.0, 1e-1, 1.0), epochs=3)
+    l2 = res.history["weight_l2"][:, -1]
+    assert l2[0] > l2[1] > l2[2]
+
+
+def test_sharded_over_four_devices_equals_one_device():
+    assert len(jax.devices()) == 4  # tests/conftest.py
+    cfg = dataclasses.replace(BASE, strengths=(0.0, 1e-3, 1e-2, 1e-1, 1.0))
+    four = S.sweep(cfg)
+    one = S.sweep(cfg, devices=jax.devices()[:1])
+    assert four.meta["devices"] != one.meta["devices"]
+    assert _rel(jax.tree.leaves(four.params), jax.tree.leaves(one.params)) <= 1e-6
+    np.testing.assert_allclose(four.history["test_loss"], one.history["test_loss"], rtol=1e-5)
+
+
+def test_chunked_equals_unchunked():
+    cfg = dataclasses.replace(BASE, strengths=(0.0, 1e-3, 1e-2, 1e-1, 1.0))
+    whole = S.sweep(cfg, devices=jax.devices()[:1])
+    chunked = S.sweep(cfg, chunk_size=2, devices=jax.devices()[:1])
+    assert chunked.meta["chunks"] == 3 and whole.meta["chunks"] == 1
+    assert _rel(jax.tree.leaves(chunked.params), jax.tree.leaves(whole.params)) <= 1e-6
+    np.testing.assert_allclose(chunked.history["test_loss"], whole.history["test_loss"], rtol=1e-5)
+
+
+def test_no_recompilation_for_new_strengths(monkeypatch):
+    traces = []
+    original = train.Engine.epoch
+
+    def counting(self, *args):
+        traces.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(train.Engine, "epoch", counting)
+    monkeypatch.setattr(S, "_EXECUTABLES", {})
+    cfg = dataclasses.replace(BASE, strengths=(1e-4, 1e-3, 1e-2))
+    first = S.sweep(cfg)
+    assert len(traces) == 1 and first.meta["compile_seconds"] > 0
+    second = S.sweep(cfg, strengths=(2e-4, 2e-3, 2e-2), lrs=(3e-3,))
+    assert len(traces) == 1 and second.meta["compile_seconds"] == 0.0
+    assert not np.allclose(first.history["weight_l2"], second.history["weight_l2"])
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_uninterrupted(tmp_path):
+    cfg = dataclasses.replace(BASE, epochs=3, strengths=(1e-3, 1e-1, 1.0), chunk_size=2)
+    full = S.sweep(cfg, out=str(tmp_path / "full"), devices=jax.devices()[:1])
+
+    def stop_after(n):
+        seen = []
+
+        def cb(info):
+            seen.append(info)
+            if len(seen) == n:
+                raise _Stop
+
+        return cb
+
+    out = str(tmp_path / "cut")
+    for n in (2, 2):  # killed mid-chunk 1, then again mid-chunk 2 (after resuming)
+        with pytest.raises(_Stop):
+            S.sweep(
+                cfg,
+                out=out,
+                resume=os.path.exists(out),
+                progress=stop_after(n),
+                devices=jax.devices()[:1],
+            )
+        assert os.path.exists(os.path.join(out, "checkpoint.npz"))
+    resumed = S.sweep(cfg, out=out, resume=True, devices=jax.devices()[:1])
+    assert not os.path.exists(os.path.join(out, "checkpoint.npz"))
+    for name in full.history:
+        np.testing.assert_array_equal(resumed.history[name], full.history[name], err_msg=name)
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(full.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with (
+        open(os.path.join(out, "metrics.csv")) as f1,
+        open(tmp_path / "full" / "metrics.csv") as f2,
+    ):
+        assert f1.read() == f2.read()
+    # A finished run resumes to itself; a different config refuses to resume.
+    again = S.sweep(cfg, out=out, resume=True)
+    np.testing.assert_array_equal(again.history["test_acc"], full.history["test_acc"])
+    with pytest.raises(ConfigError, match="--resume.*epochs"):
+        S.sweep(cfg, out=out, resume=True, epochs=4)
+    with pytest.raises(ConfigError, match="--out"):
+        S.sweep(cfg, out=out)
+
+
+def test_divergent_member_is_flagged_and_others_unaffected():
+    cfg = dataclasses.replace(BASE, optimizer="sgd", reg="l2", lrs=(1e-2, 1e6))
+    res = S.sweep(cfg)
+    assert res.summary["diverged"] == [1]
+    assert res.history["diverged"][1].all() and not res.history["diverged"][0].any()
+    assert all(np.isfinite(x[1]).all() for x in jax.tree.leaves(res.params))  # frozen, finite
+    alone = S.sweep(cfg, lrs=(1e-2,))
+    assert (
+        _rel(jax.tree.leaves(_member_params(res, 0)), jax.tree.leaves(_member_params(alone, 0)))
+        <= 1e-6
+    )
+
+
+def test_cross_validation_folds_are_members():
+    cfg = dataclasses.replace(BASE, strengths=(1e-4, 1e-1), folds=3)
+    res = S.sweep(cfg)
+    assert res.history["val_acc"].shape == (6, 2)
+    assert [m["fold"] for m in res.members] == [0, 1, 2, 0, 1, 2]
+    # Different folds validate on different data: their validation losses differ.
+    v = res.history["val_loss"][:3, -1]
+    assert len(set(np.round(v, 6))) == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, flag",
+    [
+        (dict(strengths=()), "--strength"),
+        (dict(strengths=(-1.0,)), "--strength"),
+        (dict(lrs=(float("nan"),)), "--lr"),
+        (dict(lrs=(0.0,)), "--lr"),
+        (dict(model="vgg"), "--model"),
+        (dict(reg="l3"), "--reg"),
+        (dict(optimizer="lion"), "--optimizer"),
+        (dict(dataset="imagenet_nope"), "--dataset"),
+        (dict(batch_size=100_000), "--batch-size"),
+        (dict(seeds=0), "--seeds"),
+        (dict(label_noise=1.5), "--label-noise"),
+    ],
+)
+def test_bad_input_fails_before_compiling(monkeypatch, overrides, flag):
+    def no_compile(*a, **k):
+        raise AssertionError("compiled despite bad input")
+
+    monkeypatch.setattr(S, "_compiled", no_compile)
+    with pytest.raises(ConfigError, match=flag):
+        S.sweep(BASE, **overrides)
+
+
+def test_run_directory_files(tmp_path):
+    out = tmp_path / "run"
+    res = S.sweep(BASE, out=str(out), strengths=(1e-4, 1e-2), seeds=2)
+    for f in (
+        "config.json",
+        "metrics.csv",
+        "summary.json",
+        "meta.json",
+        "params.npz",
+        "accuracy_vs_strength.png",
+        "curves.png",
+    ):
+        assert (out / f).stat().st_size > 0, f
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    for col in (
+        "member",
+        "strength",
+        "lr",
+        "seed",
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "test_loss",
+        "test_acc",
+        "weight_l2",
+        "weight_l1",
+        "sparsity",
+        "diverged",
+    ):
+        assert col in header
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 4 * 2
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["members"] == 4 and meta["compile_seconds"] >= 0 and meta["run_seconds"] > 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["members"]) == 4 and summary["diverged"] == []
+    loaded = S.load_result(str(out))
+    np.testing.assert_allclose(loaded.history["test_acc"], res.history["test_acc"])

@@ -1,0 +1,83 @@
+"""Pure, jittable metrics: loss, accuracy, weight norms, sparsity, dead units, angular updates.
+
+Every function takes one member's arrays (no member axis); the sweep vmaps them. Weight statistics
+cover the *kernels* (the leaves `decay_mask` selects), per layer and in total. A layer is named by
+its parameter path without the trailing ``kernel`` (``Dense_0``, ``Block_1/Conv_0``).
+"""
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def cross_entropy(logits_BxC, labels_B):
+    """Mean softmax cross-entropy, −(1/B)·Σ_b log softmax(z_b)[y_b] (integer labels)."""
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits_BxC, labels_B))
+
+
+def accuracy(logits_BxC, labels_B):
+    """Fraction of examples whose arg-max logit is the label."""
+    return jnp.mean(jnp.argmax(logits_BxC, axis=-1) == labels_B)
+
+
+def layer_name(path):
+    """``('params', 'Dense_0', 'kernel')`` → ``'Dense_0'`` (the path without params/kernel)."""
+    keys = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+    keys = [k for k in keys if k not in ("params", "kernel")]
+    return "/".join(keys) or "kernel"
+
+
+def kernels(params):
+    """``{layer_name: kernel}`` for every leaf named ``kernel`` (the decayed weights)."""
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+        last = path[-1]
+        if str(getattr(last, "key", getattr(last, "name", last))) == "kernel":
+            out[layer_name(path)] = leaf
+    return out
+
+
+def weight_stats(params):
+    """Norms and exact-zero counts of the kernels, per layer and in total.
+
+    Returns a flat dict with ``/`` keys: ``weight_l2`` = √(Σ w²), ``weight_l1`` = Σ|w|,
+    ``sparsity`` = (# w == 0) / (# w), ``dead_units`` = number of output units (last axis) whose
+    whole incoming kernel group is exactly zero; the same per layer as ``weight_l2/<layer>`` etc.
+    Only exact zeros count: a weight of 1e-30 is not sparse.
+    """
+    ks = kernels(params)
+    out, sq, ab, zeros, size, dead = {}, 0.0, 0.0, 0, 0, 0
+    for name, w in ks.items():
+        w2, w1 = jnp.sum(jnp.square(w)), jnp.sum(jnp.abs(w))
+        z = jnp.sum(w == 0)
+        d = jnp.sum(jnp.all(w.reshape(-1, w.shape[-1]) == 0, axis=0))
+        out[f"weight_l2/{name}"] = jnp.sqrt(w2)
+        out[f"weight_l1/{name}"] = w1
+        out[f"sparsity/{name}"] = z / w.size
+        out[f"dead_units/{name}"] = d
+        sq, ab, zeros, size, dead = sq + w2, ab + w1, zeros + z, size + w.size, dead + d
+    out["weight_l2"] = jnp.sqrt(sq)
+    out["weight_l1"] = ab
+    out["sparsity"] = zeros / max(size, 1)
+    out["dead_units"] = dead
+    return out
+
+
+def unit_angular_update(old_kernel, new_kernel):
+    """Per-output-unit angle (radians) between a kernel's old and new incoming weight vectors.
+
+    For unit j with weights w_j (all axes but the last flattened),
+    ``angle_j = arccos(⟨w_j, w'_j⟩ / (‖w_j‖·‖w'_j‖))``, computed as
+    ``atan2(‖w_j‖‖w'_j‖·sin, ⟨w_j, w'_j⟩)``
+    with (‖w‖‖w'‖·sin)² = ‖w‖²‖w'−w‖² − ⟨w, w'−w⟩², accurate at small angles. This is the
+    rotation a scale-invariant (BatchNorm-preceded) unit sees per step (Kosson et al., 2024).
+    """
+    a = old_kernel.reshape(-1, old_kernel.shape[-1])
+    b = new_kernel.reshape(-1, new_kernel.shape[-1])
+    dot = jnp.sum(a * b, axis=0)
+    diff = jnp.sum(jnp.square(b - a), axis=0)
+    na = jnp.sum(a * a, axis=0)
+    # ‖a‖²‖b‖² − ⟨a,b⟩² = ‖a‖²‖b−a‖² − ⟨a,b−a⟩² (cancellation-free form for small updates).
+    da = jnp.sum(a * (b - a), axis=0)
+    cross2 = jnp.maximum(na * diff - jnp.square(da), 0.0)
+    return jnp.arctan2(jnp.sqrt(cross2), dot)

@@ -1,0 +1,232 @@
+r"""Named regularization strategies composed with a base optimizer: the one place chain order lives.
+
+``make_optimizer(optimizer, learning_rate, reg, strength)`` returns an
+:class:`optax.GradientTransformation`. It is meant to be called inside ``jit``/``vmap`` with
+``strength`` and ``learning_rate`` as traced 0-d arrays (one per sweep member): nothing here
+branches on their values, and concrete values are validated with
+:func:`check_hyperparameter` before anything is built.
+
+Base optimizers (``p`` = preconditioned gradient, ``lr`` = learning rate):
+
+- ``"sgd"``: ``u = −lr·g``.
+- ``"momentum"``: heavy ball, ``b ← μ·b + g``, ``u = −lr·b`` (``nesterov=True``:
+  ``u = −lr·(g + μ·b)``), as torch ``SGD(momentum=μ, dampening=0)``; hyper ``momentum=0.9``.
+- ``"adam"``: ``u = −lr·m̂/(√(v̂+eps_root)+eps)``; hyper ``b1``, ``b2``, ``eps``, ``eps_root``,
+  ``nesterov`` as :func:`optax.scale_by_adam`.
+
+Strategies (λ = ``strength``; with λ = 0 each reduces to the base optimizer, bit for bit for a
+constant learning rate; ``wd_paper`` with a non-constant ``schedule`` to float rounding):
+
+=====================  ==========================================  ===========================
+``reg``                update                                      peers
+=====================  ==========================================  ===========================
+``none``               base                                        ``optax.sgd`` / ``adam``
+``l1``                 ``g ← g + λ·sign(w)`` (sign 0 = 0), base    Keras ``l1(λ)``
+``l2`` (coupled)       ``g ← g + λ·w``, then base                  torch ``SGD/Adam(
+                                                                   weight_decay=λ)``; Keras
+                                                                   ``l2(c)`` is λ = 2c
+``wd`` (decoupled)     ``u = −lr·(p + λ·w)``                       ``optax.adamw(wd=λ)``,
+                                                                   torch ``AdamW(wd=λ)``,
+                                                                   Keras ``AdamW(wd=λ)``
+``wd_paper``           ``u = −η(t)·(α·p + λ·w)``, α = lr            Loshchilov & Hutter (2019);
+                                                                   optax/torch wd = λ/α
+``l1_prox``            base, then ``w ← S_{τ}(w + u)``              Lasso(alpha=λ), summed loss
+``elastic_net_prox``   base, then ``w ← S_{τρ}(w+u)/(1+τ(1−ρ))``     ElasticNet(alpha=λ,
+                                                                   l1_ratio=ρ), summed loss
+``group_lasso_prox``   base, then block soft-threshold, τ·√|g|     λ·Σ_g √|g|·‖w_g‖
+=====================  ==========================================  ===========================
+
+The prox threshold τ is ``lr·λ`` after ``sgd``, ``lr·λ/(1−μ)`` after ``momentum`` and the
+per-coordinate ``lr·λ/(√v̂+ε)`` after ``adam`` (:func:`wdjax.transforms.adam_prox`), so the
+fixed points are stationary points of loss + penalty for every base optimizer (group lasso
+after Adam solves the group prox in Adam's metric exactly by a few Newton steps: see
+:func:`wdjax.transforms.prox_group_lasso`).
+"""
+
+from typing import Any
+
+import jax
+import optax
+
+from wdjax.penalties import Mask, decay_mask, resolve_mask
+from wdjax.transforms import (
+    ScalarOrSchedule,
+    adam_prox,
+    add_l1_subgradient,
+    check_hyperparameter,
+    prox_elastic_net,
+    prox_group_lasso,
+    prox_l1,
+)
+
+__all__ = ["OPTIMIZERS", "STRATEGIES", "check_hyperparameter", "make_optimizer"]
+
+OPTIMIZERS = ("sgd", "momentum", "adam")
+STRATEGIES = (
+    "none",
+    "l1",
+    "l2",
+    "wd",
+    "wd_paper",
+    "l1_prox",
+    "elastic_net_prox",
+    "group_lasso_prox",
+)
+_OPTIMIZER_HYPER = {
+    "sgd": {},
+    "momentum": {"momentum": 0.9, "nesterov": False},
+    "adam": {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "eps_root": 0.0, "nesterov": False},
+}
+_STRATEGY_HYPER = {"elastic_net_prox": {"l1_ratio": 0.5}, "wd_paper": {"schedule": 1.0}}
+_PROX = ("l1_prox", "elastic_net_prox", "group_lasso_prox")
+
+
+def _split_hyper(optimizer: str, reg: str, hyper: dict[str, Any]) -> tuple[dict, dict]:
+    opt_hyper = dict(_OPTIMIZER_HYPER[optimizer])
+    reg_hyper = dict(_STRATEGY_HYPER.get(reg, {}))
+    for key, value in hyper.items():
+        if key in opt_hyper:
+            opt_hyper[key] = value
+        elif key in reg_hyper:
+            reg_hyper[key] = value
+        else:
+            allowed = sorted(opt_hyper) + sorted(reg_hyper)
+            raise TypeError(
+                f"make_optimizer: unexpected keyword {key!r} for optimizer={optimizer!r}, "
+                f"reg={reg!r}; allowed: {allowed}."
+            )
+    for key in ("momentum", "b1", "b2"):
+        if key in opt_hyper:
+            check_hyperparameter(key, opt_hyper[key], upper=1.0)
+    for key in ("eps", "eps_root"):
+        if key in opt_hyper:
+            check_hyperparameter(key, opt_hyper[key])
+    if "l1_ratio" in reg_hyper:
+        ratio = check_hyperparameter("l1_ratio", reg_hyper["l1_ratio"])
+        if not isinstance(ratio, jax.core.Tracer) and not ratio <= 1:
+            raise ValueError(f"l1_ratio must be in [0, 1], got {ratio!r}.")
+    if "schedule" in reg_hyper:
+        check_hyperparameter("schedule", reg_hyper["schedule"])
+    return opt_hyper, reg_hyper
+
+
+def _preconditioner(optimizer: str, hyper: dict) -> optax.GradientTransformation:
+    if optimizer == "momentum":
+        return optax.trace(decay=hyper["momentum"], nesterov=hyper["nesterov"])
+    if optimizer == "adam":
+        return optax.scale_by_adam(**hyper)
+    return optax.identity()
+
+
+def _default_mask(params):
+    mask_tree = decay_mask(params)
+    if not any(jax.tree.leaves(mask_tree)):
+        raise ValueError(
+            "mask: the default decay_mask selects no leaf of these parameters (it regularizes "
+            "leaves named 'kernel', or every leaf of an unnamed tree); pass mask= explicitly."
+        )
+    return mask_tree
+
+
+def _times(strength: ScalarOrSchedule, factor) -> ScalarOrSchedule:
+    if callable(strength):
+        return lambda count: strength(count) * factor
+    return strength * factor
+
+
+def _prox(reg: str, strength, learning_rate, mask, reg_hyper):
+    if reg == "l1_prox":
+        return prox_l1(strength, learning_rate, mask)
+    if reg == "elastic_net_prox":
+        ratio = reg_hyper["l1_ratio"]
+        return prox_elastic_net(
+            _times(strength, ratio), _times(strength, 1 - ratio), learning_rate, mask
+        )
+    return prox_group_lasso(strength, learning_rate, mask)
+
+
+def make_optimizer(
+    optimizer: str,
+    learning_rate: ScalarOrSchedule,
+    reg: str = "none",
+    strength: ScalarOrSchedule = 0.0,
+    *,
+    mask: Mask = None,
+    **hyper: Any,
+) -> optax.GradientTransformation:
+    """Compose a named regularization strategy with a base optimizer (table in module doc).
+
+    Args:
+      optimizer: one of :data:`OPTIMIZERS`.
+      learning_rate: float, traced 0-d array or optax schedule. For ``wd_paper`` it is the
+        constant α (float or traced) and the schedule multiplier goes in ``schedule=``.
+      reg: one of :data:`STRATEGIES`.
+      strength: λ >= 0 (float, traced 0-d array or schedule). Must be 0 for ``reg="none"``.
+      mask: leaves to regularize (pytree of bools or callable, as :func:`optax.masked`);
+        None means :func:`wdjax.penalties.decay_mask` (kernels only).
+      **hyper: ``momentum``/``nesterov`` (momentum); ``b1``, ``b2``, ``eps``, ``eps_root``,
+        ``nesterov`` (adam); ``l1_ratio=0.5`` (elastic_net_prox, l1 = λ·ρ, l2 = λ·(1−ρ), as
+        scikit-learn); ``schedule=1.0`` (wd_paper: multiplier η(t), float or callable).
+
+    Returns:
+      An :class:`optax.GradientTransformation`; regularizing strategies need ``params`` in
+      ``update``.
+
+    Raises:
+      ValueError: unknown ``optimizer``/``reg``, a negative/NaN concrete hyperparameter, a
+        nonzero concrete ``strength`` with ``reg="none"``, a mask not matching the params.
+      TypeError: an unexpected keyword in ``hyper``.
+
+    Example:
+      >>> import jax
+      >>> import jax.numpy as jnp
+      >>> tx = make_optimizer("adam", 1e-3, "wd", 1e-2)
+      >>> params = {"Dense_0": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)}}
+      >>> state = tx.init(params)
+      >>> zeros = jax.tree.map(jnp.zeros_like, params)
+      >>> updates, state = tx.update(zeros, state, params)  # decoupled: -lr*wd*w on kernels
+      >>> u = updates["Dense_0"]
+      >>> round(float(u["kernel"][0, 0]), 8), float(abs(u["bias"][0]))
+      (-1e-05, 0.0)
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
+    if reg not in STRATEGIES:
+        raise ValueError(f"reg must be one of {STRATEGIES}, got {reg!r}.")
+    check_hyperparameter("learning_rate", learning_rate)
+    check_hyperparameter("strength", strength)
+    opt_hyper, reg_hyper = _split_hyper(optimizer, reg, hyper)
+    precond = _preconditioner(optimizer, opt_hyper)
+    if reg == "none":
+        if not (callable(strength) or isinstance(strength, jax.core.Tracer)) and strength != 0:
+            raise ValueError(
+                f"strength must be 0 with reg='none' (got {strength!r}); choose a strategy "
+                f"from {STRATEGIES[1:]}."
+            )
+        return optax.chain(precond, optax.scale_by_learning_rate(learning_rate))
+    mask_fn = _default_mask if mask is None else lambda tree: resolve_mask(mask, tree)
+    if reg == "wd_paper":
+        if callable(learning_rate):
+            raise TypeError(
+                "learning_rate: wd_paper takes a constant α; pass the multiplier η(t) as schedule=."
+            )
+        return optax.chain(
+            precond,
+            optax.scale(learning_rate),
+            optax.add_decayed_weights(strength, mask_fn),
+            optax.scale_by_learning_rate(reg_hyper["schedule"]),
+        )
+    lr_scale = optax.scale_by_learning_rate(learning_rate)
+    if reg == "l1":
+        return optax.chain(add_l1_subgradient(strength, mask_fn), precond, lr_scale)
+    if reg == "l2":
+        return optax.chain(optax.add_decayed_weights(strength, mask_fn), precond, lr_scale)
+    if reg == "wd":
+        return optax.chain(precond, optax.add_decayed_weights(strength, mask_fn), lr_scale)
+    if optimizer == "adam":
+        prox = _prox(reg, strength, learning_rate, mask_fn, reg_hyper)
+        return adam_prox(learning_rate, prox, **opt_hyper)
+    if optimizer == "momentum":
+        strength = _times(strength, 1 / (1 - opt_hyper["momentum"]))
+    prox = _prox(reg, strength, learning_rate, mask_fn, reg_hyper)
+    return optax.chain(precond, lr_scale, prox)

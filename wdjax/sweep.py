@@ -1,0 +1,434 @@
+"""Host side of a sweep: data to device once, members sharded over devices, chunks, resume.
+
+``sweep(config)`` trains every member of ``config`` (strengths × lrs × seeds × folds) with one
+compiled program per epoch (:class:`wdjax.train.Engine`), writes the run directory
+(:mod:`wdjax.results`) and returns a :class:`SweepResult` whose arrays carry a leading member axis.
+
+Devices: the member axis is sharded over every device (a 1-D mesh named ``members``); with several
+processes (``jax.distributed``) each process runs the same program on its share of members and
+process 0 alone writes files. Memory: members are trained ``chunk_size`` at a time (all epochs of a
+chunk, then the next); the last chunk is padded with copies so every chunk has the same shape and
+the program compiles once. Results do not depend on chunking or sharding.
+"""
+
+import dataclasses
+import importlib.metadata
+import math
+import os
+import platform
+import sys
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from wdjax import data as D
+from wdjax import models, results
+from wdjax.config import ConfigError, SweepConfig, validate
+from wdjax.train import Data, Engine, Hyper
+
+_EXECUTABLES: dict = {}  # (static config, shapes, devices) -> compiled (init, epoch)
+_MAX_EXECUTABLES = 16
+
+
+class SweepResult(NamedTuple):
+    """What a sweep returns (host arrays)."""
+
+    config: SweepConfig
+    members: list  # [K] dicts: member, strength, lr, seed, fold
+    history: dict  # name -> [K, epochs] arrays (train/val/test loss+acc, norms, sparsity, ...)
+    summary: dict  # as summary.json
+    meta: dict  # as meta.json
+    params: Any  # final parameters, leaves [K, ...] (None when reloaded from a finished run)
+    run_dir: str | None
+
+
+def sweep(
+    config: SweepConfig | None = None,
+    *,
+    out: str | None = None,
+    resume: bool = False,
+    progress=None,
+    devices=None,
+    **overrides,
+) -> SweepResult:
+    """Train every member of a sweep; see the module docstring.
+
+    Args:
+      config: a :class:`SweepConfig` (default: the tutorial MLP on ``digits``).
+      out: run directory to write (None: write nothing, e.g. in tests or notebooks).
+      resume: continue the run in ``out`` from its last checkpoint (its config must match).
+      progress: None/False (silent), True (a progress line per epoch on stderr), or a callable
+        taking a dict (chunk, chunks, epoch, epochs, elapsed, eta, best_val_acc, members).
+      devices: the devices to shard members over (default: all of ``jax.devices()``).
+      **overrides: fields of :class:`SweepConfig` replacing those of ``config``.
+    """
+    cfg = dataclasses.replace(config or SweepConfig(), **overrides)
+    validate(cfg)
+    writer = jax.process_index() == 0 and out is not None
+    ckpt_path = os.path.join(out, "checkpoint.npz") if out else None
+    if out and resume:
+        _check_resumable(out, cfg)
+        if not os.path.exists(ckpt_path) and os.path.exists(os.path.join(out, "summary.json")):
+            return load_result(out)
+    elif out and os.path.exists(os.path.join(out, "config.json")):
+        raise ConfigError(
+            f"out (--out) {out!r} already holds a run: pass resume=True (--resume) "
+            "to continue it, or choose a new directory"
+        )
+
+    ds = D.load(
+        cfg.dataset,
+        data_dir=cfg.data_dir,
+        val_size=cfg.val_size,
+        train_size=cfg.train_size,
+        label_noise=cfg.label_noise,
+        seed=cfg.data_seed,
+        standardize=cfg.standardize,
+    )
+    host_data = _host_data(ds, cfg)
+    n_train = host_data.train_idx.shape[1]
+    if cfg.batch_size > n_train:
+        raise ConfigError(
+            f"batch_size (--batch-size) {cfg.batch_size} is larger than the "
+            f"{n_train} training examples per member; lower it"
+        )
+    if writer:
+        results.write_json(os.path.join(out, "config.json"), cfg.to_json())
+
+    members = cfg.members()
+    mesh = Mesh(np.array(devices or jax.devices()), ("members",))
+    shard, repl = NamedSharding(mesh, P("members")), NamedSharding(mesh, P())
+    chunk = _chunk_size(cfg, len(members), mesh.size)
+    hyper_all = _hyper_arrays(members, math.ceil(len(members) / chunk) * chunk, cfg.dtype)
+    data = jax.tree.map(lambda x: _put(x, repl), host_data)
+    engine = _engine(cfg, ds.num_classes)
+    init_fn, epoch_fn, compile_s = _compiled(cfg, engine, data, chunk, shard, repl)
+
+    # Finished chunks' history ([K_done, E] arrays) and final parameters, host side.
+    start_chunk, start_epoch, resumed, done, done_params = 0, 0, None, None, None
+    if out and resume and os.path.exists(ckpt_path):
+        start_chunk, start_epoch, r_states, r_hist, done, done_params = results.load_checkpoint(
+            ckpt_path, init_fn.out_info
+        )
+        if start_epoch > 0:  # a chunk was interrupted mid-way (else: start the next one fresh)
+            resumed = (r_states, r_hist)
+
+    t0, steps = time.perf_counter(), 0
+    n_chunks = hyper_all.seed.shape[0] // chunk
+    for c in range(start_chunk, n_chunks):
+        hyper = jax.tree.map(lambda x, c=c: _put(x[c * chunk : (c + 1) * chunk], shard), hyper_all)
+        if resumed is not None and c == start_chunk:
+            states = jax.tree.map(lambda x: _put(x, shard), resumed[0])
+            hist = {k: list(np.moveaxis(v, 1, 0)) for k, v in resumed[1].items()}
+            first = start_epoch
+        else:
+            states, hist, first = init_fn(hyper, data.x_pool[:1]), {}, 0
+        for epoch in range(first, cfg.epochs):
+            states, m = epoch_fn(states, hyper, data, cfg.data_seed, epoch)
+            for k, v in _to_host(m).items():
+                hist.setdefault(k, []).append(v)
+            steps += chunk * (n_train // cfg.batch_size)
+            stacked = {k: np.stack(v, axis=1) for k, v in hist.items()}
+            last = epoch + 1 == cfg.epochs
+            if last:
+                done = _concat([done, stacked])
+                done_params = _concat([done_params, _to_host(states.params)])
+            if out:
+                host_states = _to_host(states)  # a collective: every process takes part
+            if writer:
+                results.save_checkpoint(
+                    ckpt_path, chunk=c + last, epoch=0 if last else epoch + 1,
+                    states=host_states, history={} if last else stacked,
+                    done=done, done_params=done_params,
+                )  # fmt: skip
+            _report(progress, c, n_chunks, epoch, cfg.epochs, t0, stacked, chunk, first)
+    run_s = time.perf_counter() - t0
+
+    k = len(members)
+    history = {name: v[:k] for name, v in done.items()}
+    params = jax.tree.map(lambda x: x[:k], done_params)
+    meta = _meta(cfg, mesh, compile_s, run_s, steps, chunk, n_chunks)
+    summary = summarize(members, history)
+    if writer:
+        _write_run(out, members, history, summary, meta, params)
+        if os.path.exists(ckpt_path):
+            os.unlink(ckpt_path)
+    return SweepResult(cfg, members, history, summary, meta, params, out)
+
+
+# --- pieces ---------------------------------------------------------------------------------
+
+
+def _host_data(ds, cfg: SweepConfig) -> Data:
+    """Pool + per-fold index arrays (numpy). Without folds the pool is train ++ val."""
+    x_pool = np.concatenate([ds.x_train, ds.x_val])
+    y_pool = np.concatenate([ds.y_train, ds.y_val]).astype(np.int32)
+    if cfg.folds > 1:
+        train_idx, val_idx = D.kfold_indices(len(x_pool), cfg.folds, cfg.data_seed)
+    else:
+        n, v = len(ds.x_train), len(ds.x_val)
+        train_idx = np.arange(n, dtype=np.int32)[None]
+        val_idx = np.arange(n, n + v, dtype=np.int32)[None]
+    return Data(
+        x_pool,
+        y_pool,
+        np.asarray(train_idx, np.int32),
+        np.asarray(val_idx, np.int32),
+        ds.x_test,
+        ds.y_test.astype(np.int32),
+    )
+
+
+def _engine(cfg: SweepConfig, num_classes: int) -> Engine:
+    model = models.make_model(
+        cfg.model, num_classes, hidden=cfg.hidden, dropout=cfg.dropout, batchnorm=cfg.batchnorm
+    )
+    return Engine(
+        model,
+        cfg.optimizer,
+        cfg.reg,
+        tuple(sorted(cfg.optimizer_hyper().items())),
+        cfg.batch_size,
+        cfg.batchnorm,
+        cfg.dtype,
+    )
+
+
+def _static_key(cfg: SweepConfig):
+    """The config fields that shape the compiled program (not the grid values)."""
+    fields = (
+        "model",
+        "hidden",
+        "dropout",
+        "batchnorm",
+        "optimizer",
+        "reg",
+        "l1_ratio",
+        "momentum",
+        "batch_size",
+        "dtype",
+    )
+    return tuple(getattr(cfg, f) for f in fields)
+
+
+def _compiled(cfg, engine: Engine, data: Data, chunk: int, shard, repl):
+    """AOT-compiled (init, epoch) for this static config and these shapes, cached across calls."""
+    fdt = jnp.dtype(cfg.dtype)
+    hyper_spec = Hyper(
+        *(
+            jax.ShapeDtypeStruct((chunk,), dt, sharding=shard)
+            for dt in (fdt, fdt, jnp.int32, jnp.int32)
+        )
+    )
+    shapes = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves(data))
+    key = (
+        _static_key(cfg),
+        shapes,
+        chunk,
+        tuple(str(d) for d in shard.mesh.devices.flat),
+        jax.config.jax_enable_x64,
+    )
+    if key in _EXECUTABLES:
+        return (*_EXECUTABLES[key], 0.0)
+    t = time.perf_counter()
+    init = jax.jit(engine.init_members, out_shardings=shard)
+    init_c = init.lower(hyper_spec, data.x_pool[:1]).compile()
+    states_spec = jax.eval_shape(init, hyper_spec, data.x_pool[:1])
+    states_spec = jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=shard), states_spec
+    )
+    epoch = jax.jit(engine.epoch, donate_argnums=0, out_shardings=(shard, shard))
+    epoch_c = epoch.lower(states_spec, hyper_spec, data, cfg.data_seed, 0).compile()
+    if len(_EXECUTABLES) >= _MAX_EXECUTABLES:
+        _EXECUTABLES.pop(next(iter(_EXECUTABLES)))
+    _EXECUTABLES[key] = (init_c, epoch_c)
+    return init_c, epoch_c, time.perf_counter() - t
+
+
+def _chunk_size(cfg: SweepConfig, k: int, n_dev: int) -> int:
+    c = min(cfg.chunk_size or k, k)
+    return math.ceil(c / n_dev) * n_dev  # every chunk splits evenly over the devices
+
+
+def _hyper_arrays(members: list[dict], total: int, dtype: str) -> Hyper:
+    """Per-member hyperparameters, padded to ``total`` by repeating the last member."""
+    rows = members + [members[-1]] * (total - len(members))
+    return Hyper(
+        np.array([r["strength"] for r in rows], dtype),
+        np.array([r["lr"] for r in rows], dtype),
+        np.array([r["seed"] for r in rows], np.int32),
+        np.array([r["fold"] for r in rows], np.int32),
+    )
+
+
+def _put(x, sharding):
+    """A global array from a host array that every process holds in full."""
+    x = np.asarray(x)
+    return jax.make_array_from_callback(x.shape, sharding, lambda idx: x[idx])
+
+
+def _to_host(tree):
+    if jax.process_count() > 1:
+        tree = multihost_utils.process_allgather(tree, tiled=True)
+    return jax.tree.map(np.asarray, tree)
+
+
+def _concat(trees: list):
+    """Concatenate pytrees of arrays along the member axis, skipping empty ones."""
+    trees = [t for t in trees if t is not None and jax.tree.leaves(t)]
+    return jax.tree.map(lambda *xs: np.concatenate(xs), *trees) if trees else None
+
+
+def summarize(members: list[dict], history: dict) -> dict:
+    """Per member: final metrics and best epoch (by validation accuracy, else training loss)."""
+    val = history["val_acc"]
+    has_val = not np.all(np.isnan(val))
+    per = []
+    for m, info in enumerate(members):
+        score = val[m] if has_val else -history["train_loss"][m]
+        best = int(np.nanargmax(np.where(np.isnan(score), -np.inf, score)))
+        final = {k: v[m, -1].item() for k, v in history.items() if "/" not in k}
+        per.append(
+            dict(
+                info,
+                final=final,
+                best_epoch=best + 1,
+                best_val_acc=float(val[m, best]) if has_val else None,
+            )
+        )
+    diverged = [p["member"] for p in per if p["final"]["diverged"]]
+    finals = np.array([p["final"]["val_acc" if has_val else "test_acc"] for p in per], float)
+    best_member = int(np.nanargmax(np.where(np.isnan(finals), -np.inf, finals)))
+    return {
+        "members": per,
+        "diverged": diverged,
+        "best_member": best_member,
+        "selected_by": "val_acc" if has_val else "test_acc",
+    }
+
+
+def _meta(cfg, mesh, compile_s, run_s, steps, chunk, n_chunks) -> dict:
+    import flax
+    import optax
+
+    return {
+        "versions": {
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "jaxlib": importlib.metadata.version("jaxlib"),
+            "flax": flax.__version__,
+            "optax": optax.__version__,
+            "numpy": np.__version__,
+        },
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in mesh.devices.flat],
+        "process_count": jax.process_count(),
+        "members": cfg.num_members,
+        "chunk_size": chunk,
+        "chunks": n_chunks,
+        "compile_seconds": compile_s,
+        "run_seconds": run_s,
+        "member_steps_per_second": steps / run_s if run_s > 0 else None,
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }
+
+
+def _report(progress, c, n_chunks, epoch, epochs, t0, stacked, chunk, first):
+    if not progress:
+        return
+    elapsed = time.perf_counter() - t0
+    done_units = c * epochs + epoch + 1
+    total_units = n_chunks * epochs
+    rate = elapsed / max(done_units - first, 1)
+    best = np.nanmax(stacked["val_acc"]) if not np.all(np.isnan(stacked["val_acc"])) else np.nan
+    info = dict(
+        chunk=c + 1,
+        chunks=n_chunks,
+        epoch=epoch + 1,
+        epochs=epochs,
+        elapsed=elapsed,
+        eta=rate * (total_units - done_units),
+        best_val_acc=float(best),
+        members=chunk,
+    )
+    (progress if callable(progress) else print_progress)(info)
+
+
+def print_progress(info: dict) -> None:
+    """A one-line progress bar on stderr (the default for ``progress=True``)."""
+    frac = ((info["chunk"] - 1) * info["epochs"] + info["epoch"]) / (
+        info["chunks"] * info["epochs"]
+    )
+    bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+    sys.stderr.write(
+        f"\r[{bar}] chunk {info['chunk']}/{info['chunks']} ({info['members']} members) "
+        f"epoch {info['epoch']}/{info['epochs']}  {info['elapsed']:.1f}s elapsed, "
+        f"ETA {info['eta']:.1f}s, best val acc {info['best_val_acc']:.4f}"
+        + ("\n" if frac >= 1 else "")
+    )
+    sys.stderr.flush()
+
+
+def _write_run(out, members, history, summary, meta, params):
+    from wdjax import plots
+
+    results.write_csv(os.path.join(out, "metrics.csv"), results.metric_rows(members, history))
+    results.write_json(os.path.join(out, "summary.json"), summary)
+    results.write_json(os.path.join(out, "meta.json"), meta)
+    if params is not None:
+        results.save_params(os.path.join(out, "params.npz"), params)
+    plots.sweep_figures(out)
+
+
+def _check_resumable(out: str, cfg: SweepConfig) -> None:
+    path = os.path.join(out, "config.json")
+    if not os.path.exists(path):
+        raise ConfigError(
+            f"resume (--resume): {out!r} holds no run (no config.json); drop --resume to start one"
+        )
+    saved = SweepConfig.from_json(results.read_json(path))
+    if saved != cfg:
+        diff = [
+            f.name
+            for f in dataclasses.fields(cfg)
+            if getattr(saved, f.name) != getattr(cfg, f.name)
+        ]
+        raise ConfigError(
+            f"resume (--resume): the run in {out!r} was made with different "
+            f"settings ({', '.join(diff)}); use the same flags or a new --out"
+        )
+
+
+def load_result(out: str) -> SweepResult:
+    """Reload a finished run directory (history rebuilt from metrics.csv)."""
+    cfg = SweepConfig.from_json(results.read_json(os.path.join(out, "config.json")))
+    rows = results.read_csv(os.path.join(out, "metrics.csv"))
+    members = cfg.members()
+    epochs = max(r["epoch"] for r in rows)
+    skip = {"member", "strength", "lr", "seed", "fold", "epoch"}
+    names = [k for k in rows[0] if k not in skip]
+    history = {
+        n: np.zeros((len(members), epochs), bool if isinstance(rows[0][n], bool) else float)
+        for n in names
+    }
+    for r in rows:
+        for n in names:
+            history[n][r["member"], r["epoch"] - 1] = r[n]
+    params_path = os.path.join(out, "params.npz")
+    params = results.load_params(params_path) if os.path.exists(params_path) else None
+    return SweepResult(
+        cfg,
+        members,
+        history,
+        results.read_json(os.path.join(out, "summary.json")),
+        results.read_json(os.path.join(out, "meta.json")),
+        params,
+        out,
+    )

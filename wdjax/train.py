@@ -1,0 +1,229 @@
+"""The pure training engine: member state, one train step, a scanned epoch, vmapped over members.
+
+Data flow (one compiled call per epoch)::
+
+    members' state [K, ...] ──┐
+    hyperparameters [K]  ─────┼─> jit(scan over steps(vmap over members(step))) ─> state, metrics
+    data arrays (on device) ──┘
+
+Each member has its own initial parameters and dropout stream, both derived from its ``seed``
+(``fold_in(key(seed), 0)`` for init, ``fold_in(fold_in(key(seed), 1), step)`` for dropout), and its
+own optimizer state. The order of training batches comes from the run-level ``data_seed``
+(``permutation(fold_in(key(data_seed), epoch), n)``), shared by all members, so member k equals a
+standalone run with member k's hyperparameters and one batch feeds every member.
+
+The optimizer is rebuilt *inside* the traced step from the member's traced ``strength`` and ``lr``
+(:func:`wdjax.make_optimizer`), so new values of the same count never recompile; state holds arrays
+only. A member whose loss or parameters turn non-finite is flagged ``diverged`` and frozen at its
+last finite state; the others go on unaffected.
+"""
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from wdjax import metrics as M
+from wdjax.optim import make_optimizer
+
+EVAL_BATCH = 1024
+
+
+class Hyper(NamedTuple):
+    """Per-member hyperparameters (leading member axis in a sweep)."""
+
+    strength: jax.Array  # [] float: regularization strength λ
+    lr: jax.Array  # [] float: learning rate
+    seed: jax.Array  # [] int32: init + dropout seed
+    fold: jax.Array  # [] int32: cross-validation fold (0 without folds)
+
+
+class MemberState(NamedTuple):
+    """One member's training state: arrays only (no optimizer objects, no keys)."""
+
+    params: Any
+    batch_stats: Any  # {} without BatchNorm
+    opt_state: Any
+    step: jax.Array  # [] int32: optimizer steps taken
+    diverged: jax.Array  # [] bool: loss or parameters became non-finite (frozen since)
+
+
+class Data(NamedTuple):
+    """Device arrays of one run. ``pool`` rows are indexed by per-fold index arrays."""
+
+    x_pool: jax.Array  # [P, H, W, C]
+    y_pool: jax.Array  # [P] int32
+    train_idx: jax.Array  # [F, N] int32 rows of the pool each fold trains on
+    val_idx: jax.Array  # [F, V] int32 rows each fold validates on (V may be 0)
+    x_test: jax.Array  # [T, H, W, C]
+    y_test: jax.Array  # [T] int32
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """Static description of the compiled program (hashable: it keys the compile cache)."""
+
+    model: Any  # a flax.linen Module (hashable dataclass)
+    optimizer: str
+    reg: str
+    hyper: tuple  # sorted (name, value) pairs for make_optimizer
+    batch_size: int
+    batchnorm: bool
+    dtype: str = "float32"
+
+    def tx(self, h: Hyper) -> optax.GradientTransformation:
+        return make_optimizer(self.optimizer, h.lr, self.reg, h.strength, **dict(self.hyper))
+
+    # --- one member -----------------------------------------------------------------------------
+
+    def init(self, h: Hyper, x_example) -> MemberState:
+        """Initial state of one member from its seed (parameters cast to ``dtype``)."""
+        key = jax.random.fold_in(jax.random.key(h.seed), 0)
+        variables = self.model.init({"params": key}, x_example, train=False)
+        dtype = jnp.dtype(self.dtype)
+        params = jax.tree.map(lambda p: p.astype(dtype), variables["params"])
+        batch_stats = jax.tree.map(lambda p: p.astype(dtype), variables.get("batch_stats", {}))
+        opt_state = self.tx(h).init(params)
+        return MemberState(
+            params, batch_stats, opt_state, jnp.zeros((), jnp.int32), jnp.zeros((), bool)
+        )
+
+    def apply(self, params, batch_stats, x, *, train, key=None):
+        variables = {"params": params}
+        if self.batchnorm:
+            variables["batch_stats"] = batch_stats
+        if not train:
+            return self.model.apply(variables, x, train=False), batch_stats
+        rngs = {"dropout": key}
+        if self.batchnorm:
+            logits, mut = self.model.apply(
+                variables, x, train=True, rngs=rngs, mutable=["batch_stats"]
+            )
+            return logits, mut["batch_stats"]
+        return self.model.apply(variables, x, train=True, rngs=rngs), batch_stats
+
+    def step(self, state: MemberState, h: Hyper, x_B, y_B):
+        """One optimizer step of one member on batch (x_B, y_B); returns (state, (loss, acc))."""
+        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(h.seed), 1), state.step)
+        x_B = x_B.astype(jnp.dtype(self.dtype))
+
+        def loss_fn(params):
+            logits, bs = self.apply(params, state.batch_stats, x_B, train=True, key=key)
+            return M.cross_entropy(logits, y_B), (logits, bs)
+
+        (loss, (logits, bs)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        updates, opt_state = self.tx(h).update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new = MemberState(params, bs, opt_state, state.step + 1, state.diverged)
+        finite = jnp.isfinite(loss) & _all_finite(params)
+        diverged = state.diverged | ~finite
+        new = jax.tree.map(lambda n, o: jnp.where(diverged, o, n), new, state)
+        new = new._replace(diverged=diverged)
+        return new, (loss, M.accuracy(logits, y_B))
+
+    def evaluate(self, state: MemberState, x_N, y_N):
+        """Mean loss and accuracy over (x_N, y_N) in fixed-size batches (NaN when N = 0)."""
+        n = x_N.shape[0]
+        if n == 0:
+            nan = jnp.full((), jnp.nan, jnp.dtype(self.dtype))
+            return nan, nan
+        eb = min(EVAL_BATCH, n)
+        nb = -(-n // eb)
+        pad = nb * eb - n
+        x = jnp.pad(x_N, [(0, pad)] + [(0, 0)] * (x_N.ndim - 1)).reshape(nb, eb, *x_N.shape[1:])
+        y = jnp.pad(y_N, (0, pad)).reshape(nb, eb)
+        w = (jnp.arange(nb * eb) < n).reshape(nb, eb)
+
+        def body(acc, xyw):
+            xb, yb, wb = xyw
+            logits, _ = self.apply(
+                state.params, state.batch_stats, xb.astype(jnp.dtype(self.dtype)), train=False
+            )
+            ce = optax.softmax_cross_entropy_with_integer_labels(logits, yb)
+            hit = jnp.argmax(logits, -1) == yb
+            hits = jnp.sum(wb & hit, dtype=jnp.int32)
+            return (acc[0] + jnp.sum(jnp.where(wb, ce, 0)), acc[1] + hits), None
+
+        zero = jnp.zeros((), jnp.dtype(self.dtype))
+        (loss, hits), _ = jax.lax.scan(body, (zero, jnp.zeros((), jnp.int32)), (x, y, w))
+        return loss / n, hits / n
+
+    # --- many members ---------------------------------------------------------------------------
+
+    def init_members(self, hyper: Hyper, x_example):
+        return jax.vmap(self.init, in_axes=(0, None))(hyper, x_example)
+
+    def epoch(self, states: MemberState, hyper: Hyper, data: Data, data_seed, epoch):
+        """Train every member for one epoch, then evaluate; returns (states, metrics [K])."""
+        folds, n = data.train_idx.shape
+        bs = self.batch_size
+        steps = n // bs  # the last incomplete batch is dropped (as Keras' drop_remainder would)
+        key = jax.random.fold_in(jax.random.key(data_seed), epoch)
+        order_SxB = jax.random.permutation(key, n)[: steps * bs].reshape(steps, bs)
+        shared = folds == 1  # one batch feeds every member: layer 1 is one large matmul
+
+        def body(carry, rows_B):
+            states, sums = carry
+            if shared:
+                rows = data.train_idx[0, rows_B]
+                xb, yb = data.x_pool[rows], data.y_pool[rows]
+                states, (loss, acc) = jax.vmap(self.step, in_axes=(0, 0, None, None))(
+                    states, hyper, xb, yb
+                )
+            else:
+
+                def member(s, h):
+                    rows = data.train_idx[h.fold, rows_B]
+                    return self.step(s, h, data.x_pool[rows], data.y_pool[rows])
+
+                states, (loss, acc) = jax.vmap(member)(states, hyper)
+            live = ~states.diverged
+            sums = (
+                sums[0] + jnp.where(live, loss, 0),
+                sums[1] + jnp.where(live, acc, 0),
+                sums[2] + live,
+            )
+            return (states, sums), None
+
+        k = hyper.seed.shape[0]
+        dt = jnp.dtype(self.dtype)
+        zeros = (jnp.zeros(k, dt), jnp.zeros(k, dt), jnp.zeros(k, jnp.int32))
+        (states, (loss_sum, acc_sum, count)), _ = jax.lax.scan(body, (states, zeros), order_SxB)
+        out = {
+            "train_loss": jnp.where(count > 0, loss_sum / jnp.maximum(count, 1), jnp.nan),
+            "train_acc": jnp.where(count > 0, acc_sum / jnp.maximum(count, 1), jnp.nan),
+        }
+        out.update(self.eval_members(states, hyper, data))
+        return states, out
+
+    def eval_members(self, states: MemberState, hyper: Hyper, data: Data):
+        """Validation/test loss and accuracy and weight statistics of every member ([K] each)."""
+
+        def member(s, h, x_val, y_val):
+            val = self.evaluate(s, x_val, y_val)
+            test = self.evaluate(s, data.x_test, data.y_test)
+            out = {
+                "val_loss": val[0],
+                "val_acc": val[1],
+                "test_loss": test[0],
+                "test_acc": test[1],
+                "diverged": s.diverged,
+                "step": s.step,
+            }
+            out.update(M.weight_stats(s.params))
+            return out
+
+        if data.val_idx.shape[0] == 1:  # one validation set shared by all members: gather once
+            rows = data.val_idx[0]
+            return jax.vmap(member, in_axes=(0, 0, None, None))(
+                states, hyper, data.x_pool[rows], data.y_pool[rows]
+            )
+        rows_KxV = data.val_idx[hyper.fold]
+        return jax.vmap(member)(states, hyper, data.x_pool[rows_KxV], data.y_pool[rows_KxV])
+
+
+def _all_finite(tree):
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
