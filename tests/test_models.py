@@ -29,6 +29,32 @@ def _apply(model, variables, x, train, **kw):
     return jax.jit(functools.partial(model.apply, train=train, **kw))(variables, x)
 
 
+def _normal(seed, shape):
+    """Host-side test data (no per-shape PRNG compiles)."""
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _fill(shapes, seed, dtype=jnp.float32):
+    """Random values for a variables tree of ShapeDtypeStructs (no init compile).
+
+    Kernels ~ N(0, 1/fan_in), biases ~ N(0, 0.1^2), BN scales 1 + N(0, 0.1^2), running var 1.
+    """
+    rng = np.random.default_rng(seed)
+
+    def fill(path, leaf):
+        name, shape = path[-1].key, leaf.shape
+        z = rng.standard_normal(shape)
+        if name == "kernel":
+            v = z / np.sqrt(np.prod(shape[:-1]))
+        elif name in ("mean", "bias"):
+            v = 0.1 * z
+        else:  # "scale", "var"
+            v = 1 + 0.1 * np.abs(z)
+        return jnp.asarray(v, dtype)
+
+    return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
 def _dense(n_in, n_out, bias=True):
     return n_in * n_out + (n_out if bias else 0)
 
@@ -182,62 +208,66 @@ def _value_and_grads(conv, x, kernel, probe):
     return conv(x, kernel), jax.grad(f, argnums=(0, 1))(x, kernel)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("hw, c_in", [((8, 8), 1), ((7, 9), 3), ((6, 5), 4)])
-def test_conv_equals_lax_conv_forward_and_grads(stride, hw, c_in):
+def test_conv_equals_lax_conv_forward_and_grads(hw, c_in):
     with jax.enable_x64(True):
-        kx, kk, kp = jax.random.split(jax.random.key(0), 3)
-        x = jax.random.normal(kx, (2, *hw, c_in), jnp.float64)
-        kernel = jax.random.normal(kk, (3, 3, c_in, 5), jnp.float64)
-        ref = functools.partial(_lax_conv, stride=stride, padding=((1, 1), (1, 1)))
-        probe = jax.random.normal(kp, ref(x, kernel).shape, jnp.float64)
-        mine = functools.partial(_our_conv, stride=stride)
-        assert mine(x, kernel).shape == (2, -(-hw[0] // stride), -(-hw[1] // stride), 5)
-        both = jax.jit(lambda f, x, k: _value_and_grads(f, x, k, probe), static_argnums=0)
-        assert_trees_all_close(
-            both(mine, x, kernel),
-            both(ref, x, kernel),
-            rtol=1e-12,
-            atol=1e-12,
-        )
+        x = jnp.asarray(_normal(0, (2, *hw, c_in)), jnp.float64)
+        kernel = jnp.asarray(_normal(1, (3, 3, c_in, 5)), jnp.float64)
+        probes = {
+            s: jnp.asarray(_normal(s, (2, -(-hw[0] // s), -(-hw[1] // s), 5))) for s in (1, 2)
+        }
+
+        @jax.jit
+        def both(x, kernel):  # one compile: {stride: (ours, lax)} values and grads
+            pad = ((1, 1), (1, 1))
+            out = {}
+            for s, probe in probes.items():
+                mine = functools.partial(_our_conv, stride=s)
+                ref = functools.partial(_lax_conv, stride=s, padding=pad)
+                out[s] = [_value_and_grads(f, x, kernel, probe) for f in (mine, ref)]
+            return out
+
+        out = both(x, kernel)
+        for s in (1, 2):
+            assert out[s][0][0].shape == probes[s].shape
+            assert_trees_all_close(out[s][0], out[s][1], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("hw", [(8, 8), (7, 5)])
-def test_conv_module_equals_flax_conv_same_params(hw):
-    with jax.enable_x64(True):
-        kx, kp = jax.random.split(jax.random.key(1))
-        x = jax.random.normal(kx, (3, *hw, 2), jnp.float64)
-        ours = models._Conv3x3(4, bias_init=nn.initializers.normal(1.0))
-        ref = nn.Conv(4, (3, 3), padding="SAME")
-        params = jax.tree.map(lambda a: a.astype(jnp.float64), ours.init(kp, x))
-        # Identical parameter layout: nn.Conv's own init has the same tree and shapes.
-        ref_shapes = jax.tree.map(jnp.shape, ref.init(kp, x))
-        assert jax.tree.map(jnp.shape, params) == ref_shapes
+def test_conv_module_equals_flax_conv_same_params():
+    x = jnp.asarray(_normal(2, (3, 7, 6, 2)))
+    ours, ref = models._Conv3x3(4), nn.Conv(4, (3, 3), padding="SAME")
+    shapes = jax.eval_shape(ours.init, jax.random.key(0), x)
+    # Identical parameter layout: nn.Conv's own init has the same tree and shapes.
+    assert shapes == jax.eval_shape(ref.init, jax.random.key(0), x)
+    params = _fill(shapes, 3)
 
-        def loss(module, params, x):
-            return jnp.sum(jnp.sin(module.apply(params, x)))
+    def loss(module, params, x):
+        return jnp.sum(jnp.sin(module.apply(params, x)))
 
-        fwd = jax.jit(lambda m, p, x: m.apply(p, x), static_argnums=0)
-        assert_trees_all_close(fwd(ours, params, x), fwd(ref, params, x), rtol=1e-12, atol=1e-12)
-        grad = jax.jit(jax.grad(loss, argnums=(1, 2)), static_argnums=0)
-        assert_trees_all_close(
-            grad(ours, params, x),
-            grad(ref, params, x),
-            rtol=1e-12,
-            atol=1e-12,
-        )
+    @jax.jit
+    def both(params, x):
+        return [(m.apply(params, x), jax.grad(loss, (1, 2))(m, params, x)) for m in (ours, ref)]
+
+    mine, theirs = both(params, x)
+    assert_trees_all_close(mine, theirs, rtol=2e-5, atol=2e-6)
 
 
-@pytest.mark.parametrize("hw", [(8, 8), (7, 7), (6, 9)])
-def test_max_pool_equals_flax_max_pool(hw):
-    x = jax.random.normal(jax.random.key(2), (2, *hw, 3))  # continuous: no ties in a window
+def test_max_pool_equals_flax_max_pool():
     ref = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
-    out = max_pool_2x2(x)
-    assert out.shape == (2, hw[0] // 2, hw[1] // 2, 3)
-    assert_trees_all_equal(out, ref(x))
-    probe = jax.random.normal(jax.random.key(3), out.shape)
-    grads = [jax.grad(lambda x, f=f: jnp.sum(f(x) * probe))(x) for f in (max_pool_2x2, ref)]
-    assert_trees_all_equal(grads[0], grads[1])
+
+    @jax.jit
+    def both(x, probe):
+        def value_and_grad(f):
+            return f(x), jax.grad(lambda x: jnp.sum(f(x) * probe))(x)
+
+        return [value_and_grad(f) for f in (max_pool_2x2, ref)]
+
+    for hw in [(8, 8), (7, 7), (6, 9)]:
+        x = jnp.asarray(_normal(4, (2, *hw, 3)))  # continuous: no ties in a window
+        probe = jnp.asarray(_normal(5, (2, hw[0] // 2, hw[1] // 2, 3)))
+        mine, theirs = both(x, probe)
+        assert mine[0].shape == probe.shape
+        assert_trees_all_equal(mine, theirs)
 
 
 class _RefCNN(nn.Module):
@@ -253,18 +283,24 @@ class _RefCNN(nn.Module):
 
 def test_cnn_equals_flax_conv_reference():
     with jax.enable_x64(True):
-        x = jax.random.normal(jax.random.key(4), (4, 8, 8, 1), jnp.float64)
-        labels = jnp.arange(4) % 10
         model = make_model("cnn", 10)
-        params = jax.tree.map(lambda a: a.astype(jnp.float64), _init(model, (1, 8, 8, 1)))
+        x = jnp.asarray(_normal(6, (4, 8, 8, 1)), jnp.float64)
+        labels = jnp.arange(4) % 10
+        params = _fill(_init_shapes(model, (1, 8, 8, 1)), 7, jnp.float64)
 
         def loss(module, params):
             logits = module.apply(params, x, True)
             return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
-        fwd = jax.jit(lambda m, p: m.apply(p, x, False), static_argnums=0)
-        for f in (fwd, jax.jit(jax.grad(loss, argnums=1), static_argnums=0)):
-            assert_trees_all_close(f(model, params), f(_RefCNN(), params), rtol=1e-10, atol=1e-12)
+        @jax.jit
+        def both(params):
+            return [
+                (m.apply(params, x, False), jax.grad(loss, 1)(m, params))
+                for m in (model, _RefCNN())
+            ]
+
+        mine, theirs = both(params)
+        assert_trees_all_close(mine, theirs, rtol=1e-10, atol=1e-12)
 
 
 def _ref_resnet_no_bn(params, x, depth):
@@ -282,16 +318,16 @@ def _ref_resnet_no_bn(params, x, depth):
             short = x[:, ::stride, ::stride, :]
             short = jnp.concatenate([short, jnp.zeros_like(short)], -1) if stride == 2 else short
             x = jax.nn.relu(y + short)
-    return jnp.mean(x, axis=(1, 2)) @ params["head"]["kernel"] + params["head"]["bias"]
+    head = params["head"]
+    return jnp.mean(x, axis=(1, 2)) @ head["kernel"] + head["bias"].reshape(1, -1)
 
 
-@pytest.mark.parametrize("hw", [(8, 8), (7, 7)])
-def test_resnet_equals_lax_reference(hw):
+def test_resnet_equals_lax_reference():
+    # 6x6 -> 3x3 (stride 2 on an even size) -> 2x2 (stride 2 on an odd size).
     with jax.enable_x64(True):
-        model = make_model("resnet", 10, depth=8)
-        x = jax.random.normal(jax.random.key(5), (2, *hw, 3), jnp.float64)
-        params = jax.tree.map(lambda a: a.astype(jnp.float64), _init(model, (1, *hw, 3)))["params"]
-        params = jax.tree.map(lambda a: a + 0.1, params)  # nonzero biases
+        model = make_model("resnet", 10, depth=8, widths=(4, 8, 16))
+        x = jnp.asarray(_normal(8, (2, 6, 6, 3)), jnp.float64)
+        params = _fill(_init_shapes(model, (1, 6, 6, 3)), 9, jnp.float64)["params"]
         ours = _apply(model, {"params": params}, x, False)
         ref = jax.jit(_ref_resnet_no_bn, static_argnums=2)(params, x, 8)
         assert_trees_all_close(ours, ref, rtol=1e-10, atol=1e-12)
@@ -303,8 +339,8 @@ def test_resnet_equals_lax_reference(hw):
 def _bn_mlp():
     """x -> Dense(3, no bias) -> BN -> ReLU -> identity head: logits = relu(bn(x W))."""
     model = make_model("mlp", 3, hidden=(3,), batchnorm=True)
-    x = jax.random.normal(jax.random.key(6), (16, 2, 2, 1))
-    variables = _init(model, (1, 2, 2, 1))
+    x = jnp.asarray(_normal(10, (16, 2, 2, 1)))
+    variables = _fill(_init_shapes(model, (1, 2, 2, 1)), 11)
     params = dict(variables["params"])
     params["head"] = {"kernel": jnp.eye(3), "bias": jnp.zeros(3)}
     params["bn_0"] = {"scale": jnp.array([1.0, 2.0, 0.5]), "bias": jnp.array([0.1, -0.2, 0.3])}
@@ -341,38 +377,40 @@ def test_batchnorm_train_uses_batch_stats_and_momentum_09():
 def test_dropout_only_in_train_mode_and_keyed_by_rng(name):
     kw = {"depth": 8, "widths": (4, 8, 8)} if name == "resnet" else {}
     model = make_model(name, 10, dropout=0.5, **kw)
-    x = jax.random.normal(jax.random.key(7), (4, 8, 8, 1))
-    variables = _init(model, (1, 8, 8, 1))
-    eval_out = _apply(model, variables, x, False)  # no "dropout" rng needed
-    assert_trees_all_equal(eval_out, _apply(model, variables, x, False))
+    x = jnp.asarray(_normal(12, (4, 8, 8, 1)))
+    variables = _fill(_init_shapes(model, (1, 8, 8, 1)), 13)
+    no_drop = make_model(name, 10, dropout=0.0, **kw)
     with pytest.raises(Exception, match="dropout"):
         jax.eval_shape(functools.partial(model.apply, train=True), variables, x)  # needs the rng
 
     @jax.jit
-    def train_from(key):
-        return model.apply(variables, x, True, rngs={"dropout": key})
+    def outputs(variables, x):  # one compile for every variant
+        def train(k):
+            return model.apply(variables, x, True, rngs={"dropout": jax.random.key(k)})
 
-    def train(k):
-        return train_from(jax.random.key(k))
+        eval_out = model.apply(variables, x, False)  # no "dropout" rng needed
+        return eval_out, train(1), train(1), train(2), no_drop.apply(variables, x, True)
 
-    assert_trees_all_equal(train(1), train(1))
-    assert not np.allclose(train(1), train(2))
-    assert not np.allclose(train(1), eval_out)
-    no_drop = make_model(name, 10, dropout=0.0, **kw)
-    assert_trees_all_equal(_apply(no_drop, variables, x, True), eval_out)
+    eval_out, train_1, train_1_again, train_2, no_drop_out = outputs(variables, x)
+    assert_trees_all_equal(train_1, train_1_again)
+    assert not np.allclose(train_1, train_2)
+    assert not np.allclose(train_1, eval_out)
+    assert_trees_all_equal(no_drop_out, eval_out)
 
 
 # ----------------------------------------------------------------------------- jit / scan / vmap
 
 
 @pytest.mark.parametrize(
-    "name, kw", [("mlp", {}), ("cnn", {"features": (8, 16)}), ("resnet", {"depth": 8})], ids=MODELS
+    "name, kw",
+    [("mlp", {}), ("cnn", {"features": (8, 16)}), ("resnet", {"depth": 8, "widths": (4, 8, 8)})],
+    ids=MODELS,
 )
 def test_scanned_sgd_steps_with_bn_and_dropout_lower_the_loss(name, kw):
     model = make_model(name, 4, dropout=0.1, batchnorm=True, hidden=(16,), **kw)
-    x = jax.random.normal(jax.random.key(8), (16, 8, 8, 1))
+    x = jnp.asarray(_normal(14, (16, 8, 8, 1)))
     y = jnp.arange(16) % 4
-    variables = _init(model, (1, 8, 8, 1))
+    variables = _fill(_init_shapes(model, (1, 8, 8, 1)), 15)
     tx = optax.sgd(0.1)
 
     def loss_fn(params, stats, key):
@@ -404,25 +442,46 @@ def test_scanned_sgd_steps_with_bn_and_dropout_lower_the_loss(name, kw):
     assert all(jax.tree.leaves(changed))
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_vmap_over_member_keys_equals_each_member(name):
-    kw = {"depth": 8, "widths": (4, 8, 8)} if name == "resnet" else {}
-    model = make_model(name, 10, batchnorm=True, **kw)
-    x = jax.random.normal(jax.random.key(9), (6, 8, 8, 1))
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_init_vmapped_over_member_keys_equals_each_member(name):
+    model = make_model(name, 10, batchnorm=True)
+    x = jnp.zeros((1, 8, 8, 1))
     keys = jax.random.split(jax.random.key(10), 3)
-    init = jax.jit(jax.vmap(lambda k: model.init(k, x[:1], False)))
-    stacked = init(keys)
-    single = _init_shapes(model, (1, 8, 8, 1))
-    assert param_count(stacked["params"]) == 3 * param_count(single["params"])
 
-    def apply(v):
-        return model.apply(v, x, True, mutable=["batch_stats"])
+    def init(k):
+        return model.init(k, x, False)
 
-    outs = jax.jit(jax.vmap(apply))(stacked)
-    apply, single_init = jax.jit(apply), jax.jit(lambda k: model.init(k, x[:1], False))
+    @jax.jit
+    def both(keys):  # one compile
+        return jax.vmap(init)(keys), [init(keys[k]) for k in range(3)]
+
+    stacked, singles = both(keys)
+    assert param_count(stacked) == 3 * param_count(_init_shapes(model, x.shape))
     for k in range(3):
-        member = single_init(keys[k])
-        assert_trees_all_close(jax.tree.map(lambda a, k=k: a[k], stacked), member, rtol=0)
-        assert_trees_all_close(
-            jax.tree.map(lambda a, k=k: a[k], outs), apply(member), rtol=1e-5, atol=1e-6
-        )
+        member = jax.tree.map(lambda a, k=k: a[k], stacked)
+        assert_trees_all_close(member, singles[k], rtol=1e-6, atol=1e-7)
+    first, second = (jax.tree.map(lambda a, k=k: a[k], stacked["params"]) for k in (0, 1))
+    assert not np.allclose(first["head"]["kernel"], second["head"]["kernel"])
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_apply_vmapped_over_stacked_members_equals_each_member(name):
+    kw = {"depth": 8, "widths": (4, 8, 8)} if name == "resnet" else {}
+    model = make_model(name, 10, batchnorm=True, dropout=0.2, **kw)
+    x = jnp.asarray(_normal(16, (6, 8, 8, 1)))
+    shapes = _init_shapes(model, (1, 8, 8, 1))
+    members = [_fill(shapes, seed) for seed in range(2)]
+    stacked = jax.tree.map(lambda *a: jnp.stack(a), *members)
+    keys = jax.random.split(jax.random.key(17), 2)  # per-member dropout keys
+
+    def apply(v, key):
+        return model.apply(v, x, True, mutable=["batch_stats"], rngs={"dropout": key})
+
+    @jax.jit
+    def both(stacked, members, keys):  # one compile
+        return jax.vmap(apply)(stacked, keys), [apply(m, keys[k]) for k, m in enumerate(members)]
+
+    outs, singles = both(stacked, members, keys)
+    for k in range(2):
+        mine = jax.tree.map(lambda a, k=k: a[k], outs)
+        assert_trees_all_close(mine, singles[k], rtol=1e-4, atol=1e-5)

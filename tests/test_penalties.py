@@ -1,12 +1,12 @@
 """Tests for wdjax.penalties: Keras-exact penalties, group definitions and the decay mask."""
 
 import doctest
+import itertools
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import wdjax.penalties
@@ -30,7 +30,8 @@ class _Net(nn.Module):
 
 
 def _net_params():
-    return _Net().init(jax.random.key(0), jnp.ones((1, 4, 4, 1)))["params"]
+    """Shapes only (``jax.eval_shape``): the mask is decided by path, never by values."""
+    return jax.eval_shape(_Net().init, jax.random.key(0), jnp.ones((1, 4, 4, 1)))["params"]
 
 
 def test_decay_mask_selects_kernels_only():
@@ -46,7 +47,7 @@ def test_decay_mask_selects_kernels_only():
 
 def test_decay_mask_is_unchanged_by_a_stacked_member_axis():
     params = _net_params()
-    stacked = jax.tree.map(lambda x: jnp.stack([x, x, x]), params)
+    stacked = jax.tree.map(lambda x: jax.ShapeDtypeStruct((3, *x.shape), x.dtype), params)
     assert decay_mask(stacked) == decay_mask(params)
     # A Dense bias stacked over members is 2-d but still not decayed; the rank is not used.
     assert stacked["Dense_0"]["bias"].ndim == 2 and not decay_mask(stacked)["Dense_0"]["bias"]
@@ -81,31 +82,37 @@ def test_mask_errors_name_the_mask():
         resolve_mask({"Dense_0": {"kernel": 1.0, "bias": 0.0}}, p)
 
 
-class _Mlp(nn.Module):
-    @nn.compact
-    def __call__(self, x):
-        x = nn.relu(nn.Dense(8)(x))
-        x = nn.relu(nn.Dense(6)(x))
-        return nn.Dense(3)(x)
+def _dense_stack(sizes=(5, 8, 6, 3), seed=2):
+    """A flax-named Dense stack {"Dense_i": {"kernel": (in, out), "bias": (out,)}} (float64)."""
+    rng = np.random.default_rng(seed)
+    return {
+        f"Dense_{i}": {"kernel": rng.normal(size=(m, n)), "bias": rng.normal(size=n)}
+        for i, (m, n) in enumerate(itertools.pairwise(sizes))
+    }
 
 
 def test_keras_l1_and_l2_loss_formulas_on_a_dense_stack():
-    """Keras: loss = mean CE + Σ_layers c·Σ|W| (l1) or c·ΣW² (l2), kernels only."""
-    x = jax.random.normal(jax.random.key(1), (16, 5))
-    labels = jnp.arange(16) % 3
-    params = _Mlp().init(jax.random.key(2), x)["params"]
-    logits = _Mlp().apply({"params": params}, x)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+    """Keras: loss = mean CE + Σ_layers c·Σ|W| (l1) or c·ΣW² (l2), on kernels only."""
+    params = _dense_stack()
+    x = np.random.default_rng(3).normal(size=(16, 5))
+    labels = np.arange(16) % 3
+    h = x
+    for i in range(3):
+        h = h @ params[f"Dense_{i}"]["kernel"] + params[f"Dense_{i}"]["bias"]
+        h = np.maximum(h, 0) if i < 2 else h
+    log_probs = h - np.log(np.exp(h).sum(axis=1, keepdims=True))
+    ce = -log_probs[np.arange(16), labels].mean()
     c = 0.01
-    kernels = [np.asarray(params[f"Dense_{i}"]["kernel"], np.float64) for i in range(3)]
-    keras_l1 = float(ce) + sum(c * np.abs(k).sum() for k in kernels)
-    keras_l2 = float(ce) + sum(c * np.square(k).sum() for k in kernels)
-    assert float(ce + c * l1_penalty(params)) == pytest.approx(keras_l1, rel=1e-6)
-    assert float(ce + c * l2_penalty(params)) == pytest.approx(keras_l2, rel=1e-6)
-    # Per member under vmap: sums over each member's kernels only.
-    stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), params)
-    l1_sum = sum(np.abs(k).sum() for k in kernels)
-    np.testing.assert_allclose(jax.vmap(l1_penalty)(stacked), [l1_sum, 2 * l1_sum], rtol=1e-5)
+    kernels = [params[f"Dense_{i}"]["kernel"] for i in range(3)]
+    keras_l1 = ce + sum(c * np.abs(k).sum() for k in kernels)
+    keras_l2 = ce + sum(c * np.square(k).sum() for k in kernels)
+    with jax.enable_x64(True):
+        assert float(ce + c * l1_penalty(params)) == pytest.approx(keras_l1, rel=1e-14)
+        assert float(ce + c * l2_penalty(params)) == pytest.approx(keras_l2, rel=1e-14)
+        # Per member under vmap: sums over each member's kernels only.
+        stacked = jax.tree.map(lambda a: jnp.stack([a, 2 * a]), params)
+        l1_sum = sum(np.abs(k).sum() for k in kernels)
+        np.testing.assert_allclose(jax.vmap(l1_penalty)(stacked), [l1_sum, 2 * l1_sum], rtol=1e-14)
 
 
 def test_group_norms_and_penalty_use_output_units():

@@ -1,1 +1,69 @@
-"""wdjax: weight decay and L1/L2 regularization for image recognition, in JAX."""
+"""wdjax: weight decay and L1/L2 regularization for image recognition, in JAX.
+
+Public API (explicit re-exports; the modules are the implementation):
+
+* regularizers as optax transforms: :func:`soft_threshold`, :func:`prox_l1`,
+  :func:`prox_elastic_net`, :func:`prox_group_lasso`, :func:`add_l1_subgradient`,
+  :func:`adam_prox`; loss-side penalties :func:`l1_penalty`, :func:`l2_penalty`,
+  :func:`group_lasso_penalty` and the default mask :func:`decay_mask`;
+* :func:`make_optimizer`: named strategies (``OPTIMIZERS`` × ``STRATEGIES``) → one transform;
+* :func:`make_model` (``MODELS``), :func:`load` (``DATASETS``);
+* :func:`sweep` over a :class:`SweepConfig` → :class:`SweepResult`; :func:`load_result`.
+"""
+
+from wdjax.config import ConfigError, SweepConfig, parse_grid
+from wdjax.data import DATASETS, Dataset, DatasetError, kfold_indices, load
+from wdjax.metrics import accuracy, cross_entropy, unit_angular_update, weight_stats
+from wdjax.models import MODELS, make_model, param_count
+from wdjax.optim import OPTIMIZERS, STRATEGIES, make_optimizer
+from wdjax.penalties import decay_mask, group_lasso_penalty, l1_penalty, l2_penalty
+from wdjax.runner import SweepResult, load_result, sweep
+from wdjax.train import Data, Engine, Hyper, MemberState
+from wdjax.transforms import (
+    adam_prox,
+    add_l1_subgradient,
+    prox_elastic_net,
+    prox_group_lasso,
+    prox_l1,
+    soft_threshold,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DATASETS",
+    "Data",
+    "Engine",
+    "Hyper",
+    "MemberState",
+    "MODELS",
+    "OPTIMIZERS",
+    "STRATEGIES",
+    "ConfigError",
+    "Dataset",
+    "DatasetError",
+    "SweepConfig",
+    "SweepResult",
+    "accuracy",
+    "adam_prox",
+    "add_l1_subgradient",
+    "cross_entropy",
+    "decay_mask",
+    "group_lasso_penalty",
+    "kfold_indices",
+    "l1_penalty",
+    "l2_penalty",
+    "load",
+    "load_result",
+    "make_model",
+    "make_optimizer",
+    "param_count",
+    "parse_grid",
+    "prox_elastic_net",
+    "prox_group_lasso",
+    "prox_l1",
+    "soft_threshold",
+    "sweep",
+    "unit_angular_update",
+    "weight_stats",
+]

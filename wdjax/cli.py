@@ -125,7 +125,7 @@ def _distributed(args) -> None:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from wdjax.data import DatasetError
-    from wdjax.sweep import sweep
+    from wdjax.runner import sweep
 
     try:
         cfg = config_from_args(args)

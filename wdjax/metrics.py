@@ -66,18 +66,13 @@ def weight_stats(params):
 def unit_angular_update(old_kernel, new_kernel):
     """Per-output-unit angle (radians) between a kernel's old and new incoming weight vectors.
 
-    For unit j with weights w_j (all axes but the last flattened),
-    ``angle_j = arccos(⟨w_j, w'_j⟩ / (‖w_j‖·‖w'_j‖))``, computed as
-    ``atan2(‖w_j‖‖w'_j‖·sin, ⟨w_j, w'_j⟩)``
-    with (‖w‖‖w'‖·sin)² = ‖w‖²‖w'−w‖² − ⟨w, w'−w⟩², accurate at small angles. This is the
-    rotation a scale-invariant (BatchNorm-preceded) unit sees per step (Kosson et al., 2024).
+    For unit j with weights w_j (all axes but the last flattened), the angle
+    ``arccos(⟨w_j, w'_j⟩ / (‖w_j‖·‖w'_j‖))``, computed stably at small angles as
+    ``2·atan2(‖ŵ − ŵ'‖, ‖ŵ + ŵ'‖)`` with ŵ = w/‖w‖ (Kahan). This is the rotation a scale-invariant
+    (BatchNorm-preceded) unit sees per step (Kosson et al., "Rotational Equilibrium", 2024).
     """
     a = old_kernel.reshape(-1, old_kernel.shape[-1])
     b = new_kernel.reshape(-1, new_kernel.shape[-1])
-    dot = jnp.sum(a * b, axis=0)
-    diff = jnp.sum(jnp.square(b - a), axis=0)
-    na = jnp.sum(a * a, axis=0)
-    # ‖a‖²‖b‖² − ⟨a,b⟩² = ‖a‖²‖b−a‖² − ⟨a,b−a⟩² (cancellation-free form for small updates).
-    da = jnp.sum(a * (b - a), axis=0)
-    cross2 = jnp.maximum(na * diff - jnp.square(da), 0.0)
-    return jnp.arctan2(jnp.sqrt(cross2), dot)
+    a = a / jnp.linalg.norm(a, axis=0, keepdims=True)
+    b = b / jnp.linalg.norm(b, axis=0, keepdims=True)
+    return 2 * jnp.arctan2(jnp.linalg.norm(a - b, axis=0), jnp.linalg.norm(a + b, axis=0))

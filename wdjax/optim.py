@@ -14,8 +14,10 @@ Base optimizers (``p`` = preconditioned gradient, ``lr`` = learning rate):
 - ``"adam"``: ``u = −lr·m̂/(√(v̂+eps_root)+eps)``; hyper ``b1``, ``b2``, ``eps``, ``eps_root``,
   ``nesterov`` as :func:`optax.scale_by_adam`.
 
-Strategies (λ = ``strength``; with λ = 0 each reduces to the base optimizer, bit for bit for a
-constant learning rate; ``wd_paper`` with a non-constant ``schedule`` to float rounding):
+Strategies (λ = ``strength``). With λ = 0 each reduces to the base optimizer: bit for bit
+when run eagerly (``wd_paper`` with a non-constant ``schedule``: to float rounding); under
+``jit`` with a traced λ to 1–2 ulp, because XLA fuses the multiply-adds of the two graphs
+differently. So a λ grid containing 0 holds a valid baseline.
 
 =====================  ==========================================  ===========================
 ``reg``                update                                      peers

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import tree_zero_pattern
 
-from wdjax import sweep as S
+from wdjax import runner as S
 from wdjax import train
 from wdjax.config import ConfigError, SweepConfig
 

@@ -28,7 +28,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from wdjax import data as D
-from wdjax import models, results
+from wdjax import results
 from wdjax.config import ConfigError, SweepConfig, validate
 from wdjax.train import Data, Engine, Hyper
 
@@ -107,7 +107,7 @@ def sweep(
     chunk = _chunk_size(cfg, len(members), mesh.size)
     hyper_all = _hyper_arrays(members, math.ceil(len(members) / chunk) * chunk, cfg.dtype)
     data = jax.tree.map(lambda x: _put(x, repl), host_data)
-    engine = _engine(cfg, ds.num_classes)
+    engine = Engine.from_config(cfg, ds.num_classes)
     init_fn, epoch_fn, compile_s = _compiled(cfg, engine, data, chunk, shard, repl)
 
     # Finished chunks' history ([K_done, E] arrays) and final parameters, host side.
@@ -182,21 +182,6 @@ def _host_data(ds, cfg: SweepConfig) -> Data:
         np.asarray(val_idx, np.int32),
         ds.x_test,
         ds.y_test.astype(np.int32),
-    )
-
-
-def _engine(cfg: SweepConfig, num_classes: int) -> Engine:
-    model = models.make_model(
-        cfg.model, num_classes, hidden=cfg.hidden, dropout=cfg.dropout, batchnorm=cfg.batchnorm
-    )
-    return Engine(
-        model,
-        cfg.optimizer,
-        cfg.reg,
-        tuple(sorted(cfg.optimizer_hyper().items())),
-        cfg.batch_size,
-        cfg.batchnorm,
-        cfg.dtype,
     )
 
 
