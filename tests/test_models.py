@@ -442,32 +442,25 @@ def test_scanned_sgd_steps_with_bn_and_dropout_lower_the_loss(name, kw):
     assert all(jax.tree.leaves(changed))
 
 
-@pytest.mark.parametrize("name", ["mlp", "cnn"])
-def test_init_vmapped_over_member_keys_equals_each_member(name):
-    model = make_model(name, 10, batchnorm=True)
+def test_init_vmapped_over_member_keys_equals_each_member():
+    # (Same Flax mechanism for every model; compiling a vmapped conv-net init takes ~10 s on CPU.)
+    model = make_model("mlp", 10, batchnorm=True)
     x = jnp.zeros((1, 8, 8, 1))
     keys = jax.random.split(jax.random.key(10), 3)
 
-    def init(k):
-        return model.init(k, x, False)
-
-    @jax.jit
-    def both(keys):  # one compile
-        return jax.vmap(init)(keys), [init(keys[k]) for k in range(3)]
-
-    stacked, singles = both(keys)
+    init = jax.jit(lambda k: model.init(k, x, False))
+    stacked = jax.jit(jax.vmap(init))(keys)
     assert param_count(stacked) == 3 * param_count(_init_shapes(model, x.shape))
     for k in range(3):
         member = jax.tree.map(lambda a, k=k: a[k], stacked)
-        assert_trees_all_close(member, singles[k], rtol=1e-6, atol=1e-7)
+        assert_trees_all_close(member, init(keys[k]), rtol=1e-6, atol=1e-7)
     first, second = (jax.tree.map(lambda a, k=k: a[k], stacked["params"]) for k in (0, 1))
     assert not np.allclose(first["head"]["kernel"], second["head"]["kernel"])
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", ["mlp", "cnn"])  # resnet: same layers, ~15 s more compile
 def test_apply_vmapped_over_stacked_members_equals_each_member(name):
-    kw = {"depth": 8, "widths": (4, 8, 8)} if name == "resnet" else {}
-    model = make_model(name, 10, batchnorm=True, dropout=0.2, **kw)
+    model = make_model(name, 10, batchnorm=True, dropout=0.2)
     x = jnp.asarray(_normal(16, (6, 8, 8, 1)))
     shapes = _init_shapes(model, (1, 8, 8, 1))
     members = [_fill(shapes, seed) for seed in range(2)]

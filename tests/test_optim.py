@@ -83,6 +83,36 @@ def test_elastic_net_and_group_lasso_prox_fixed_points(optimizer):
         assert 0 < np.sum(norms <= lam * np.sqrt(3)) < 5
 
 
+@pytest.mark.parametrize("reg", ["l1_prox", "elastic_net_prox"])
+def test_prox_strategies_match_scikit_learn(reg):
+    """f = (1/2n)‖Xw − y‖²: l1_prox λ is Lasso(alpha=λ); elastic_net_prox (λ, ρ) is
+    ElasticNet(alpha=λ, l1_ratio=ρ) (both without intercept)."""
+    from sklearn.linear_model import ElasticNet, Lasso
+
+    rng = np.random.default_rng(4)
+    n = 30
+    x_np = rng.normal(size=(n, 8))
+    y_np = x_np @ np.array([2.0, -1.0, 0.0, 0.0, 0.5, 0.0, 0.0, 0.1]) + 0.1 * rng.normal(size=n)
+    alpha, rho = 0.1, 0.6
+    if reg == "l1_prox":
+        ref = Lasso(alpha=alpha, fit_intercept=False, tol=1e-14, max_iter=100_000)
+        hyper = {}
+    else:
+        ref = ElasticNet(
+            alpha=alpha, l1_ratio=rho, fit_intercept=False, tol=1e-14, max_iter=100_000
+        )
+        hyper = {"l1_ratio": rho}
+    expected = ref.fit(x_np, y_np).coef_
+    lr = 1.0 / np.linalg.eigvalsh(x_np.T @ x_np / n).max()
+    with jax.enable_x64(True):
+        x, y = jnp.asarray(x_np), jnp.asarray(y_np)
+        tx = make_optimizer("sgd", lr, reg, alpha, **hyper)
+        w = np.asarray(_run(tx, lambda w: x.T @ (x @ w - y) / n, jnp.zeros(8), 3000))
+    np.testing.assert_allclose(w, expected, atol=1e-9)
+    np.testing.assert_array_equal(w == 0, expected == 0)
+    assert np.any(expected == 0)
+
+
 def test_ridge_closed_form_with_coupled_l2():
     """GD on (1/2n)‖Xw − y‖² + (λ/2)‖w‖² converges to (XᵀX/n + λI)⁻¹Xᵀy/n."""
     rng = np.random.default_rng(2)
@@ -111,7 +141,7 @@ def _quadratic_grad(params):
 
 def _trajectory(tx, steps=12, params=None):
     """Parameters after each step on the quadratic, op by op (no jit compilation)."""
-    params = _flax_params() if params is None else params
+    params = _small_params() if params is None else params
     state = tx.init(params)
     out = []
     for _ in range(steps):
@@ -171,7 +201,7 @@ def test_l2_with_momentum_is_torch_sgd_weight_decay(nesterov):
         "momentum", lr, "l2", lam, momentum=mu, nesterov=nesterov, mask=lambda p: True
     )
     ours = _trajectory(tx, steps=10)
-    params = jax.tree.map(lambda p: np.asarray(p, np.float64), _flax_params())
+    params = jax.tree.map(lambda p: np.asarray(p, np.float64), _small_params())
     buf = None
     for step in range(10):
         g = jax.tree.map(lambda p: np.asarray(p, np.float64), _quadratic_grad(params))
@@ -340,7 +370,7 @@ def test_explicit_mask_is_respected(reg):
 def test_schedules_for_learning_rate_and_strength():
     sched = optax.linear_schedule(0.1, 0.01, 5)
     ours = _trajectory(make_optimizer("sgd", sched, "wd", lambda t: 0.1 * (t + 1)), steps=4)
-    params = _flax_params()
+    params = _small_params()
     mask = wdjax.penalties.decay_mask(params)
     for t in range(4):
         g = _quadratic_grad(params)

@@ -19,24 +19,21 @@ when run eagerly (``wd_paper`` with a non-constant ``schedule``: to float roundi
 ``jit`` with a traced λ to 1–2 ulp, because XLA fuses the multiply-adds of the two graphs
 differently. So a λ grid containing 0 holds a valid baseline.
 
-=====================  ==========================================  ===========================
-``reg``                update                                      peers
-=====================  ==========================================  ===========================
-``none``               base                                        ``optax.sgd`` / ``adam``
-``l1``                 ``g ← g + λ·sign(w)`` (sign 0 = 0), base    Keras ``l1(λ)``
-``l2`` (coupled)       ``g ← g + λ·w``, then base                  torch ``SGD/Adam(
-                                                                   weight_decay=λ)``; Keras
-                                                                   ``l2(c)`` is λ = 2c
-``wd`` (decoupled)     ``u = −lr·(p + λ·w)``                       ``optax.adamw(wd=λ)``,
-                                                                   torch ``AdamW(wd=λ)``,
-                                                                   Keras ``AdamW(wd=λ)``
-``wd_paper``           ``u = −η(t)·(α·p + λ·w)``, α = lr            Loshchilov & Hutter (2019);
-                                                                   optax/torch wd = λ/α
-``l1_prox``            base, then ``w ← S_{τ}(w + u)``              Lasso(alpha=λ), summed loss
-``elastic_net_prox``   base, then ``w ← S_{τρ}(w+u)/(1+τ(1−ρ))``     ElasticNet(alpha=λ,
-                                                                   l1_ratio=ρ), summed loss
-``group_lasso_prox``   base, then block soft-threshold, τ·√|g|     λ·Σ_g √|g|·‖w_g‖
-=====================  ==========================================  ===========================
+- ``none``: base (``optax.sgd`` / ``optax.sgd(momentum=)`` / ``optax.adam``).
+- ``l1``: ``g ← g + λ·sign(w)`` (sign 0 = 0), then base. Keras ``kernel_regularizer=l1(λ)``
+  (TF's ``abs`` has gradient 0 at 0), with no penalty term in the loss.
+- ``l2`` (coupled): ``g ← g + λ·w``, then base: the gradient of (λ/2)·Σw². torch
+  ``SGD/Adam(weight_decay=λ)``; Keras ``l2(c)`` is λ = 2c.
+- ``wd`` (decoupled): ``u = −lr·(p + λ·w)``. ``optax.adamw(weight_decay=λ)``, torch
+  ``AdamW(weight_decay=λ)``, Keras ``AdamW(weight_decay=λ)``; after ``sgd`` the same as ``l2``.
+- ``wd_paper``: ``u = −η(t)·(α·p + λ·w)`` with α = ``learning_rate`` and η = ``schedule``
+  (Loshchilov & Hutter, 2019): the decay per step is η(t)·λ, so optax/torch wd = λ/α.
+- ``l1_prox``: base, then ``w ← S_τ(w + u)``: the lasso λ·Σ|w| (scikit-learn
+  ``Lasso(alpha=λ)`` when the loss is its ``(1/2n)‖y − Xw‖²``).
+- ``elastic_net_prox``: base, then ``w ← S_{τρ}(w + u)/(1 + τ(1−ρ))``: λρ·Σ|w| +
+  (λ(1−ρ)/2)·Σw², scikit-learn ``ElasticNet(alpha=λ, l1_ratio=ρ)``.
+- ``group_lasso_prox``: base, then block soft-thresholding with τ·√|g|: λ·Σ_g √|g|·‖w_g‖
+  over output units (:mod:`wdjax.penalties`).
 
 The prox threshold τ is ``lr·λ`` after ``sgd``, ``lr·λ/(1−μ)`` after ``momentum`` and the
 per-coordinate ``lr·λ/(√v̂+ε)`` after ``adam`` (:func:`wdjax.transforms.adam_prox`), so the

@@ -70,7 +70,7 @@ def sweep_figures(run_dir: str) -> list[str]:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle(f"final {os.path.basename(os.path.normpath(run_dir))}: mean ± std over seeds")
-    paths.append(_save(fig, os.path.join(run_dir, "accuracy_vs_strength.png")))
+    paths.append(save(fig, os.path.join(run_dir, "accuracy_vs_strength.png")))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     by_member = defaultdict(list)
@@ -90,11 +90,11 @@ def sweep_figures(run_dir: str) -> list[str]:
         ax.grid(alpha=0.3)
     if len(by_member) <= 10:
         axes[0].legend(fontsize=8)
-    paths.append(_save(fig, os.path.join(run_dir, "curves.png")))
+    paths.append(save(fig, os.path.join(run_dir, "curves.png")))
     return paths
 
 
-def _save(fig, path: str) -> str:
+def save(fig, path: str) -> str:
     """Save atomically (render to a temp name, then os.replace)."""
     tmp = os.path.join(os.path.dirname(path), f".tmp-{os.path.basename(path)}")
     fig.tight_layout()

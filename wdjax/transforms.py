@@ -93,6 +93,11 @@ def check_hyperparameter(name: str, value: Any, *, upper: float | None = None) -
     return value
 
 
+def _increment(count: jax.Array) -> jax.Array:
+    """count + 1, saturating at the int32 maximum (as optax's counters)."""
+    return jnp.where(count < jnp.iinfo(jnp.int32).max, count + 1, count)
+
+
 def _at(x: ScalarOrSchedule, count: jax.Array) -> jax.Array:
     return x(count) if callable(x) else x
 
@@ -146,7 +151,7 @@ def _regularizer(leaf_update, mask: Mask) -> optax.GradientTransformationExtraAr
             new = jax.tree.map(
                 lambda u, w, d: leaf_update(u, w, d, state.count), updates, params, metric
             )
-        return new, RegularizerState(count=optax.safe_increment(state.count))
+        return new, RegularizerState(count=_increment(state.count))
 
     return _masked(optax.GradientTransformationExtraArgs(init_fn, update_fn), mask)
 
@@ -206,7 +211,8 @@ def prox_l1(
     exact zeros. ``optax.chain(optax.sgd(lr), prox_l1(l1, lr))`` is ISTA, whose fixed points
     minimize ``loss + l1·Σ|w|``; after heavy-ball momentum μ use ``l1/(1−μ)``, after Adam use
     :func:`adam_prox` (per-coordinate ``d``). Strength conversions: the same λ as Keras
-    ``l1(λ)``, strategy ``"l1"`` and scikit-learn ``Lasso(alpha=λ)`` with a summed loss.
+    ``l1(λ)``, strategy ``"l1"`` and scikit-learn ``Lasso(alpha=λ)`` when the loss is its
+    ``(1/2n)‖y − Xw‖²``.
     With ``l1 == 0`` the update passes through unchanged (exactly).
 
     Args:
@@ -242,7 +248,7 @@ def prox_elastic_net(
        w_{t+1} = \frac{S_{\eta\lambda_1}(w_t + u_t)}{1 + \eta\lambda_2},
        \qquad \eta = \mathrm{lr}_t / d.
 
-    scikit-learn ``ElasticNet(alpha=α, l1_ratio=ρ)`` (summed loss) is ``l1 = α·ρ``,
+    scikit-learn ``ElasticNet(alpha=α, l1_ratio=ρ)`` (loss ``(1/2n)‖y − Xw‖²``) is ``l1 = α·ρ``,
     ``l2 = α·(1−ρ)``; Keras ``l1_l2(l1=a, l2=b)`` is ``l1 = a``, ``l2 = 2b``.
 
     Args:
@@ -432,8 +438,10 @@ def adam_prox(
         del extra_args
         _require_params(params)
         updates, adam_state = adam.update(updates, state.adam, params)
-        nu_hat = optax.tree.bias_correction(adam_state.nu, b2, adam_state.count)
-        metric = jax.tree.map(lambda v: jnp.sqrt(v + eps_root) + eps, nu_hat)
+        correction = 1 - b2**adam_state.count  # Adam's bias correction, as optax
+        metric = jax.tree.map(
+            lambda v: jnp.sqrt(v / correction.astype(v.dtype) + eps_root) + eps, adam_state.nu
+        )
         updates, scale_state = scale.update(updates, state.learning_rate, params)
         updates, prox_state = prox.update(updates, state.prox, params, metric=metric)
         return updates, AdamProxState(adam_state, scale_state, prox_state)
