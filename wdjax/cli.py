@@ -117,8 +117,9 @@ def _distributed(args) -> None:
         )
     import jax
 
-    if jax.default_backend() == "cpu":
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # CPU processes need a collectives implementation (GPU/TPU ignore it). Asking for the backend
+    # here would initialise XLA before jax.distributed may.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
 

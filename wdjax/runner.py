@@ -55,6 +55,7 @@ def sweep(
     resume: bool = False,
     progress=None,
     devices=None,
+    data=None,
     **overrides,
 ) -> SweepResult:
     """Train every member of a sweep; see the module docstring.
@@ -65,6 +66,8 @@ def sweep(
       resume: continue the run in ``out`` from its last checkpoint (its config must match).
       progress: None/False (silent), True (a progress line per epoch on stderr), or a callable
         taking a dict (chunk, chunks, epoch, epochs, elapsed, eta, best_val_acc, members).
+      data: a :class:`wdjax.Dataset` of arrays to train on instead of loading
+        ``config.dataset`` (e.g. synthetic data in a benchmark); used as given.
       devices: the devices to shard members over (default: all of ``jax.devices()``).
       **overrides: fields of :class:`SweepConfig` replacing those of ``config``.
     """
@@ -82,15 +85,20 @@ def sweep(
             "to continue it, or choose a new directory"
         )
 
-    ds = D.load(
-        cfg.dataset,
-        data_dir=cfg.data_dir,
-        val_size=cfg.val_size,
-        train_size=cfg.train_size,
-        label_noise=cfg.label_noise,
-        seed=cfg.data_seed,
-        standardize=cfg.standardize,
-    )
+    if data is None:
+        ds = D.load(
+            cfg.dataset,
+            data_dir=cfg.data_dir,
+            val_size=cfg.val_size,
+            train_size=cfg.train_size,
+            label_noise=cfg.label_noise,
+            seed=cfg.data_seed,
+            standardize=cfg.standardize,
+        )
+    elif isinstance(data, D.Dataset):
+        ds = data  # used as given: the config's data fields are not applied
+    else:
+        raise ConfigError(f"data= must be a wdjax.Dataset (got {type(data).__name__})")
     host_data = _host_data(ds, cfg)
     n_train = host_data.train_idx.shape[1]
     if cfg.batch_size > n_train:

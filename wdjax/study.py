@@ -14,6 +14,7 @@ import argparse
 import csv
 import io
 import os
+import sys
 
 import numpy as np
 
@@ -74,3 +75,26 @@ def save_figure(fig, path: str) -> str:
     from wdjax.plots import save
 
     return save(fig, path)
+
+
+def command(name: str, argv=None) -> str:
+    """The shell command that reproduces a study run (``python experiments/<name>.py ...``)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return " ".join([f"python experiments/{name}.py", *args])
+
+
+def by_strength(res, name: str, epoch: int = -1) -> np.ndarray:
+    """``res.history[name]`` at ``epoch`` as ``[strengths, rest]`` (rest = lrs × seeds × folds).
+
+    Members are in grid order (strengths outermost), so row ``i`` holds every member with
+    ``res.config.strengths[i]``.
+    """
+    x = np.asarray(res.history[name], float)[:, epoch]
+    return x.reshape(len(res.config.strengths), -1)
+
+
+def read_summary(path: str) -> dict | None:
+    """A study's ``summary.json`` (``path`` is the file or its directory); None if absent."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "summary.json")
+    return results.read_json(path) if os.path.exists(path) else None
