@@ -93,6 +93,28 @@ def test_chunked_equals_unchunked():
     np.testing.assert_allclose(chunked.history["test_loss"], whole.history["test_loss"], rtol=1e-5)
 
 
+def test_members_are_chunked_automatically_when_memory_is_short(monkeypatch):
+    cfg = dataclasses.replace(BASE, strengths=(0.0, 1e-3, 1e-2, 1e-1, 1.0))
+    whole = S.sweep(cfg, devices=jax.devices()[:1])
+    need = {}
+
+    def limit(device):  # room for about two members' programs
+        return int(need.setdefault("bytes", 0) or 1)
+
+    real_bytes = S._program_bytes
+
+    def program_bytes(compiled):
+        b = real_bytes(compiled)
+        need.setdefault("bytes", b * 2 // 5 / S.MEMORY_FRACTION + 1)
+        return b
+
+    monkeypatch.setattr(S, "_memory_limit", limit)
+    monkeypatch.setattr(S, "_program_bytes", program_bytes)
+    auto = S.sweep(cfg, devices=jax.devices()[:1])
+    assert auto.meta["chunk_size"] < 5 and auto.meta["chunks"] > 1
+    assert _rel(jax.tree.leaves(auto.params), jax.tree.leaves(whole.params)) <= 1e-6
+
+
 def test_no_recompilation_for_new_strengths(monkeypatch):
     traces = []
     original = train.Engine.epoch

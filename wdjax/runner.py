@@ -6,9 +6,12 @@ compiled program per epoch (:class:`wdjax.train.Engine`), writes the run directo
 
 Devices: the member axis is sharded over every device (a 1-D mesh named ``members``); with several
 processes (``jax.distributed``) each process runs the same program on its share of members and
-process 0 alone writes files. Memory: members are trained ``chunk_size`` at a time (all epochs of a
-chunk, then the next); the last chunk is padded with copies so every chunk has the same shape and
-the program compiles once. Results do not depend on chunking or sharding.
+process 0 alone writes files. Memory: members are trained a chunk at a time (all epochs of a
+chunk, then the next): ``chunk_size`` members if given, else as many as fit: the chunk is halved
+until the compiled epoch's ``memory_analysis()`` (arguments + outputs + temporaries − aliased) is
+under ``MEMORY_FRACTION`` of a device's memory (host RAM for CPU devices). The last chunk is padded
+with copies so every chunk has the same shape and the program compiles once. Results do not
+depend on chunking or sharding.
 """
 
 import dataclasses
@@ -34,6 +37,7 @@ from wdjax.train import Data, Engine, Hyper
 
 _EXECUTABLES: dict = {}  # (static config, shapes, devices) -> compiled (init, epoch)
 _MAX_EXECUTABLES = 16
+MEMORY_FRACTION = 0.7  # automatic chunking keeps a compiled epoch under this share of memory
 
 
 class SweepResult(NamedTuple):
@@ -112,11 +116,18 @@ def sweep(
     members = cfg.members()
     mesh = Mesh(np.array(devices or jax.devices()), ("members",))
     shard, repl = NamedSharding(mesh, P("members")), NamedSharding(mesh, P())
-    chunk = _chunk_size(cfg, len(members), mesh.size)
-    hyper_all = _hyper_arrays(members, math.ceil(len(members) / chunk) * chunk, cfg.dtype)
     data = jax.tree.map(lambda x: _put(x, repl), host_data)
     engine = Engine.from_config(cfg, ds.num_classes)
-    init_fn, epoch_fn, compile_s = _compiled(cfg, engine, data, chunk, shard, repl)
+    chunk, compile_s = _chunk_size(cfg, len(members), mesh.size), 0.0
+    while True:  # halve the chunk until the compiled epoch fits in memory (unless chunk_size set)
+        init_fn, epoch_fn, seconds = _compiled(cfg, engine, data, chunk, shard, repl)
+        compile_s += seconds
+        if cfg.chunk_size or chunk <= mesh.size:
+            break
+        if _program_bytes(epoch_fn) <= MEMORY_FRACTION * _memory_limit(mesh.devices.flat[0]):
+            break
+        chunk = _chunk_size(cfg, chunk // 2, mesh.size)
+    hyper_all = _hyper_arrays(members, math.ceil(len(members) / chunk) * chunk, cfg.dtype)
 
     # Finished chunks' history ([K_done, E] arrays) and final parameters, host side.
     start_chunk, start_epoch, resumed, done, done_params = 0, 0, None, None, None
@@ -242,6 +253,24 @@ def _compiled(cfg, engine: Engine, data: Data, chunk: int, shard, repl):
         _EXECUTABLES.pop(next(iter(_EXECUTABLES)))
     _EXECUTABLES[key] = (init_c, epoch_c)
     return init_c, epoch_c, time.perf_counter() - t
+
+
+def _program_bytes(compiled) -> int:
+    """Device bytes a compiled program needs: arguments + outputs + temporaries − aliased."""
+    m = compiled.memory_analysis()
+    if m is None:
+        return 0
+    return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+            - m.alias_size_in_bytes)  # fmt: skip
+
+
+def _memory_limit(device) -> int:
+    """Bytes one device may use: the accelerator's limit, or the host RAM shared by CPU devices."""
+    stats = device.memory_stats() if hasattr(device, "memory_stats") else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    ram = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return ram // max(1, len(jax.local_devices()))
 
 
 def _chunk_size(cfg: SweepConfig, k: int, n_dev: int) -> int:
