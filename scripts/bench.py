@@ -1,0 +1,825 @@
+"""Benchmark: wdjax's vmapped λ sweep against its own sequential runs, Keras and PyTorch (issue 6).
+
+One run on one machine prints one table and writes it as JSON. It measures
+
+1. the float32 matmul peak: a jitted ``N×N×N`` product (N = 2048), median of ``--repeats``;
+2. ``mlp``: wdjax's sweep of the tutorial MLP (784→64→64→10, Adam, ``--reg`` wd or l1, batch 128)
+   on synthetic MNIST-shaped data (60,000 × 28×28×1 made in memory: content does not change the
+   work) at K = 1, 8, 32, 128 members: s per epoch of the whole sweep, s per member-epoch, model
+   GFLOP/s and % of the peak, compile s, whether new λ values recompile, and memory (the compiled
+   epoch's ``memory_analysis()`` against the arrays it must hold; process RSS growth over the
+   post-compile baseline); plus the sequential baseline (K = 8 single-member sweeps, one after
+   another);
+3. ``cnn``: the small CNN (Conv32 → pool → Conv64 → pool → Dense128 → Dense10) on 10,000 synthetic
+   examples at K = 1, 8; ``digits``: the default MLP on the embedded ``digits`` (K = 1, 32, 128),
+   where per-step overhead, not arithmetic, dominates;
+4. ``keras`` / ``torch`` (the optional ``bench`` extra): the same models trained by Keras 3
+   ``model.fit`` (JAX backend) and by a plain PyTorch eager loop (``AdamW`` default and
+   ``fused=True``), K = 1 and K = 8 one after another, for every model section selected (for the
+   CNN: PyTorch's default AdamW, and Keras at K = 1 only, its XLA:CPU convolutions being slow).
+
+Timings are medians over warm epochs: the first epoch of every run (and every peer model) is
+dropped, so ``--epochs`` must be at least 2. Model FLOPs are a labelled convention: 6 × weights ×
+examples for an MLP (an over-count of about 1.4×: layer 1's input gradient is never computed) and
+3 × forward FLOPs for the CNN. The machine is whatever runs the script: state its load.
+
+How to run (from the repository root)::
+
+    pip install -e '.[bench]'              # optional peers: keras>=3.6, torch==2.13.0 (CPU wheel)
+    python scripts/bench.py                 # everything; ~10 min on 2 quiet cores
+    python scripts/bench.py --quick         # tiny sizes, a smoke test in seconds
+    python scripts/bench.py --sections mlp,torch --epochs 5 --out results/mlp-vs-torch.json
+    python scripts/bench.py --ks 1,8,32,128,1024 --sections mlp    # e.g. on an accelerator
+
+The JSON (``--out``, default ``results/bench.json``) holds ``meta``, ``peak``, ``rows`` (one per
+table line), ``memory`` (per K of the tutorial MLP), ``ratios`` and ``notes``; it is rewritten after
+every model section (``meta.complete`` false until the end), so an interrupted run keeps its rows.
+"""
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import wdjax
+
+SECTIONS = ("mlp", "cnn", "digits", "keras", "torch")
+MODEL_SECTIONS = ("mlp", "cnn", "digits")
+PEER_REGS = ("wd", "l1")
+SYNTHETIC_NOTE = "synthetic data: content does not change the work"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Sizes of one benchmark run (``--quick`` shrinks every one of them)."""
+
+    sections: tuple[str, ...] = SECTIONS
+    ks: tuple[int, ...] = (1, 8, 32, 128)
+    cnn_ks: tuple[int, ...] = (1, 8)
+    digits_ks: tuple[int, ...] = (1, 32, 128)
+    peer_ks: tuple[int, ...] = (1, 8)
+    seq_k: int = 8
+    n_train: int = 60_000
+    cnn_n_train: int = 10_000
+    epochs: int = 3
+    repeats: int = 10
+    matmul_n: int = 2048
+    reg: str = "wd"
+    devices: int = 1
+    out: str | None = "results/bench.json"
+    quick: bool = False
+
+
+QUICK = dict(
+    ks=(1, 2),
+    cnn_ks=(1, 2),
+    digits_ks=(1, 2),
+    peer_ks=(1, 2),
+    seq_k=2,
+    n_train=512,
+    cnn_n_train=256,
+    epochs=2,
+    repeats=3,
+    matmul_n=256,
+)
+
+
+@dataclasses.dataclass
+class Workload:
+    """One model on one dataset, as wdjax and the peers train it (batch 128, Adam, lr 1e-3)."""
+
+    name: str  # row label
+    kind: str  # "mlp" or "cnn"
+    data: wdjax.Dataset
+    hidden: tuple[int, ...]  # MLP widths (unused by the CNN)
+    ks: tuple[int, ...]  # sweep sizes
+    batch: int = 128
+
+    @property
+    def steps(self) -> int:
+        return self.data.x_train.shape[0] // self.batch  # the last incomplete batch is dropped
+
+    @property
+    def examples(self) -> int:
+        return self.steps * self.batch
+
+    @property
+    def flops(self) -> int:
+        """Model FLOPs of one member-epoch (the labelled convention of :func:`model_flops`)."""
+        d = self.data
+        return model_flops(self.kind, d.image_shape, d.num_classes, self.hidden) * self.examples
+
+
+# --- model FLOPs (labelled conventions) ----------------------------------------------------------
+
+
+def mlp_weights(in_dim: int, hidden, classes: int) -> int:
+    """Multiply-add weights of an MLP ``in_dim → hidden… → classes`` (biases excluded)."""
+    dims = [in_dim, *hidden, classes]
+    return sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
+
+
+def mlp_true_flops(in_dim: int, hidden, classes: int) -> int:
+    """FLOPs per example one training step really does: forward, weight and input gradients.
+
+    ``2W`` forward, ``2W`` weight gradients, ``2(W − W_1)`` input gradients (layer 1's input
+    gradient is never needed), against the ``6W`` of the convention.
+    """
+    w = mlp_weights(in_dim, hidden, classes)
+    first = in_dim * ([*hidden, classes][0])
+    return 4 * w + 2 * (w - first)
+
+
+def cnn_forward_flops(h, w, c, classes, features=(32, 64), dense=128) -> int:
+    """Forward FLOPs per example of the small CNN: ``2·H·W·9·C_in·C_out`` per 3×3 conv (SAME),
+    ``2·in·out`` per dense layer; 2×2 pooling halves H and W (floor)."""
+    total = 0
+    for f in features:
+        total += 2 * h * w * 9 * c * f
+        h, w, c = h // 2, w // 2, f
+    total += 2 * h * w * c * dense + 2 * dense * classes
+    return total
+
+
+def model_flops(kind: str, image_shape, classes: int, hidden=(64, 64)) -> int:
+    """Model FLOPs per training example: 6 × weights (MLP), 3 × forward FLOPs (CNN)."""
+    h, w, c = image_shape
+    if kind == "mlp":
+        return 6 * mlp_weights(h * w * c, hidden, classes)
+    if kind == "cnn":
+        return 3 * cnn_forward_flops(h, w, c, classes)
+    raise ValueError(f"kind must be 'mlp' or 'cnn', got {kind!r}")
+
+
+# --- data ----------------------------------------------------------------------------------------
+
+
+def synthetic(n: int, shape=(28, 28, 1), classes: int = 10, seed: int = 0) -> wdjax.Dataset:
+    """MNIST-shaped noise with random labels; no validation or test rows (epochs time training)."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, *shape), dtype=np.float32)
+    y = rng.integers(0, classes, n).astype(np.int32)
+    return train_only(wdjax.Dataset(x, y, x[:0], y[:0], x[:0], y[:0], classes, "synthetic"))
+
+
+def train_only(ds: wdjax.Dataset) -> wdjax.Dataset:
+    """The same dataset with empty validation and test splits."""
+    return ds._replace(
+        x_val=ds.x_train[:0], y_val=ds.y_train[:0], x_test=ds.x_train[:0], y_test=ds.y_train[:0]
+    )
+
+
+# --- host measurements ---------------------------------------------------------------------------
+
+
+def _log(msg: str) -> None:
+    """Progress on stderr (the table goes to stdout at the end)."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def _proc_status(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # resets VmHWM to the current RSS (Linux)
+        return True
+    except OSError:
+        return False
+
+
+def matmul_peak(n: int, repeats: int) -> dict:
+    """Float32 GFLOP/s of a jitted ``n×n @ n×n`` (median of ``repeats`` after one warm call)."""
+    ka, kb = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(ka, (n, n), jnp.float32)
+    b = jax.random.normal(kb, (n, n), jnp.float32)
+    f = jax.jit(jnp.matmul)
+    f(a, b).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f(a, b).block_until_ready()
+        times.append(time.perf_counter() - t)
+    s = statistics.median(times)
+    return {"n": n, "repeats": repeats, "seconds": s, "gflops": 2 * n**3 / s / 1e9}
+
+
+# --- wdjax ---------------------------------------------------------------------------------------
+
+
+def _grid(k: int, shift: float = 1.0) -> tuple[float, ...]:
+    return tuple(float(v) * shift for v in np.geomspace(1e-5, 1e-2, k))
+
+
+def run_sweep(w: Workload, plan: Plan, strengths, epochs: int) -> dict:
+    """One ``wdjax.sweep``: warm epoch times (from the progress hook), compile s, peak RSS."""
+    stamps, rss = [], []
+
+    def progress(_info):
+        stamps.append(time.perf_counter())
+        rss.append(_proc_status("VmRSS") or 0)
+
+    t0 = time.perf_counter()
+    res = wdjax.sweep(
+        data=w.data,
+        model=w.kind,
+        hidden=w.hidden,
+        optimizer="adam",
+        reg=plan.reg,
+        strengths=tuple(strengths),
+        lrs=(1e-3,),
+        batch_size=w.batch,
+        epochs=epochs,
+        devices=jax.devices()[: plan.devices],
+        progress=progress,
+    )
+    wall = time.perf_counter() - t0
+    return {
+        "epoch_s": [float(t) for t in np.diff(stamps)],
+        "compile_s": float(res.meta["compile_seconds"]),
+        "wall_s": wall,
+        "rss_max": max(rss) if rss else None,
+        "finite": bool(np.all(np.isfinite(res.history["train_loss"]))),
+    }
+
+
+def _row(w: Workload, framework: str, how: str, k: int, member_s: float, peak: float, **extra):
+    gflops = w.flops / member_s / 1e9
+    return dict(
+        model=w.name,
+        framework=framework,
+        how=how,
+        k=k,
+        s_per_epoch=k * member_s,
+        s_per_member_epoch=member_s,
+        gflops=gflops,
+        pct_peak=100 * gflops / peak,
+        **extra,
+    )
+
+
+def bench_wdjax(w: Workload, plan: Plan, peak: float, memory: bool) -> tuple[list, list]:
+    """wdjax sweep rows for every K of ``w``, and (if ``memory``) a memory record per K."""
+    rows, mems = [], []
+    for k in w.ks:
+        _log(f"{w.name}: wdjax sweep K={k}")
+        a = run_sweep(w, plan, _grid(k), plan.epochs)
+        s = statistics.median(a["epoch_s"])
+        gc.collect()
+        base = _proc_status("VmRSS")
+        reset = _reset_peak_rss()
+        b = run_sweep(w, plan, _grid(k, 2.0), 1)  # new λ values, same count: must not recompile
+        hwm = _proc_status("VmHWM") if reset else b["rss_max"]
+        rows.append(
+            _row(
+                w,
+                "wdjax",
+                "sweep",
+                k,
+                s / k,
+                peak,
+                compile_s=a["compile_s"],
+                recompile_s=b["compile_s"],
+                finite=a["finite"],
+            )
+        )
+        if memory:
+            growth = None if base is None or hwm is None else hwm - base
+            mems.append(memory_record(w, plan, k, growth))
+    return rows, mems
+
+
+def bench_sequential(w: Workload, plan: Plan, peak: float) -> dict:
+    """K = ``plan.seq_k`` members trained one after another by single-member sweeps."""
+    epoch_s, wall = [], 0.0
+    _log(f"{w.name}: wdjax sequential, {plan.seq_k} single-member sweeps")
+    for lam in _grid(plan.seq_k):
+        r = run_sweep(w, plan, (lam,), plan.epochs)
+        epoch_s += r["epoch_s"]
+        wall += r["wall_s"]
+    s = statistics.median(epoch_s)
+    return _row(
+        w,
+        "wdjax",
+        "sequential",
+        plan.seq_k,
+        s,
+        peak,
+        wall_s_per_member_epoch=wall / (plan.seq_k * plan.epochs),
+    )
+
+
+def memory_record(w: Workload, plan: Plan, k: int, rss_growth) -> dict:
+    """The compiled epoch's memory_analysis() against data + K × member state bytes."""
+    rec = {"k": k, "rss_growth_bytes": rss_growth}
+    d = w.data
+    n_rows = d.x_train.shape[0] + d.x_val.shape[0]
+    data_bytes = sum(np.asarray(x).nbytes for x in d[:6]) + 4 * n_rows  # + index arrays
+    cfg = wdjax.SweepConfig(model=w.kind, hidden=w.hidden, reg=plan.reg, batch_size=w.batch)
+    engine = wdjax.Engine.from_config(cfg, d.num_classes)
+    h = wdjax.Hyper(jnp.float32(1e-4), jnp.float32(1e-3), jnp.int32(0), jnp.int32(0))
+    state = jax.eval_shape(engine.init, h, jnp.zeros((1, *d.image_shape), jnp.float32))
+    state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+    rec.update(
+        data_bytes=data_bytes,
+        state_bytes_per_member=state_bytes,
+        need_bytes=data_bytes + k * state_bytes,
+    )
+    stats = _epoch_memory_stats()
+    if stats is not None:
+        total = (
+            stats.argument_size_in_bytes
+            + stats.output_size_in_bytes
+            + stats.temp_size_in_bytes
+            - stats.alias_size_in_bytes
+        )
+        rec.update(
+            arguments=stats.argument_size_in_bytes,
+            outputs=stats.output_size_in_bytes,
+            temporaries=stats.temp_size_in_bytes,
+            aliased=stats.alias_size_in_bytes,
+            compiled_bytes=total,
+            ratio=total / rec["need_bytes"],
+        )
+    return rec
+
+
+def _epoch_memory_stats():
+    """memory_analysis() of the epoch executable the last sweep compiled (engine internals).
+
+    wdjax has no public hook for its compiled executables; this reads the runner's cache, whose
+    newest entry is the sweep just compiled. Returns None when that is not available.
+    """
+    try:
+        from wdjax import runner
+
+        return list(runner._EXECUTABLES.values())[-1][1].memory_analysis()
+    except Exception:  # noqa: BLE001 - best effort: the engine may change its cache
+        return None
+
+
+# --- peers ---------------------------------------------------------------------------------------
+
+
+def keras_member(w: Workload, plan: Plan, lam: float, epochs: int) -> list[float]:
+    """Epoch times of one Keras ``model.fit`` (JAX backend) of the same model and optimizer."""
+    import keras
+
+    reg = keras.regularizers.L1(lam) if plan.reg == "l1" else None
+    dense = dict(kernel_regularizer=reg)
+    if w.kind == "mlp":
+        layers = [keras.layers.Flatten()]
+        layers += [keras.layers.Dense(h, activation="relu", **dense) for h in w.hidden]
+    else:
+        conv = dict(kernel_size=3, padding="same", activation="relu", kernel_regularizer=reg)
+        layers = [
+            keras.layers.Conv2D(32, **conv),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Conv2D(64, **conv),
+            keras.layers.MaxPooling2D(2),
+            keras.layers.Flatten(),
+            keras.layers.Dense(128, activation="relu", **dense),
+        ]
+    model = keras.Sequential(
+        [keras.Input(w.data.image_shape), *layers, keras.layers.Dense(w.data.num_classes, **dense)]
+    )
+    if plan.reg == "wd":
+        opt = keras.optimizers.AdamW(learning_rate=1e-3, weight_decay=lam)
+        opt.exclude_from_weight_decay(var_names=["bias"])
+    else:
+        opt = keras.optimizers.Adam(learning_rate=1e-3)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
+    stamps = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            stamps.append([time.perf_counter()])
+
+        def on_epoch_end(self, epoch, logs=None):
+            stamps[-1].append(time.perf_counter())
+
+    x, y = w.data.x_train[: w.examples], w.data.y_train[: w.examples]
+    model.fit(x, y, batch_size=w.batch, epochs=epochs, shuffle=True, verbose=0, callbacks=[Clock()])
+    return [b - a for a, b in stamps]
+
+
+def torch_member(w: Workload, plan: Plan, lam: float, epochs: int, fused: bool) -> list[float]:
+    """Epoch times of a plain PyTorch eager loop (AdamW; ``fused`` kernels or the default)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    classes = w.data.num_classes
+    h, wd, c = w.data.image_shape
+    if w.kind == "mlp":
+        dims = [h * wd * c, *w.hidden]
+        layers = [nn.Flatten()]
+        for a, b in zip(dims[:-1], dims[1:], strict=True):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        model = nn.Sequential(*layers, nn.Linear(dims[-1], classes))
+    else:
+        model = nn.Sequential(
+            nn.Conv2d(c, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * (h // 4) * (wd // 4), 128),
+            nn.ReLU(),
+            nn.Linear(128, classes),
+        )
+    kernels = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    biases = [p for n, p in model.named_parameters() if not n.endswith("weight")]
+    decay = lam if plan.reg == "wd" else 0.0
+    groups = [{"params": kernels, "weight_decay": decay}, {"params": biases, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=1e-3, fused=fused or None)
+    x = torch.from_numpy(np.ascontiguousarray(w.data.x_train.transpose(0, 3, 1, 2)))
+    y = torch.from_numpy(w.data.y_train.astype(np.int64))
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        order = torch.randperm(x.shape[0], generator=gen)
+        for i in range(w.steps):
+            rows = order[i * w.batch : (i + 1) * w.batch]
+            loss = nn.functional.cross_entropy(model(x[rows]), y[rows])
+            if plan.reg == "l1":
+                loss = loss + lam * sum(p.abs().sum() for p in kernels)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def available_peers(plan: Plan) -> tuple[list[str], list[str]]:
+    """Peer frameworks selected and importable, and notes for those skipped."""
+    peers, notes = [], []
+    for name in ("keras", "torch"):
+        if name not in plan.sections:
+            continue
+        if plan.reg not in PEER_REGS:
+            notes.append(f"{name} skipped: peers implement --reg {'/'.join(PEER_REGS)} only")
+            continue
+        try:
+            if name == "keras":
+                os.environ.setdefault("KERAS_BACKEND", "jax")
+                import keras
+
+                if keras.backend.backend() != "jax":
+                    raise ImportError(f"Keras backend is {keras.backend.backend()!r}, not 'jax'")
+            else:
+                import torch  # noqa: F401
+        except ImportError as err:
+            notes.append(f"{name} skipped ({err}): pip install -e '.[bench]'")
+            continue
+        peers.append(name)
+    return peers, notes
+
+
+def bench_peers(w: Workload, plan: Plan, peak: float, peers) -> list[dict]:
+    """K = ``plan.peer_ks`` models trained one after another by each peer framework."""
+    opt = "AdamW" if plan.reg == "wd" else "Adam + L1 loss"
+    ks, cnn = plan.peer_ks, w.kind == "cnn"
+    variants = []
+    if "keras" in peers:  # XLA:CPU convolutions make Keras' CNN slow: K = 1 only
+        variants.append(
+            (
+                "keras",
+                "model.fit (jax)",
+                (1,) if cnn else ks,
+                lambda lam: keras_member(w, plan, lam, plan.epochs),
+            )
+        )
+    if "torch" in peers:
+        variants.append(
+            (
+                "torch",
+                f"eager, {opt}",
+                ks,
+                lambda lam: torch_member(w, plan, lam, plan.epochs, fused=False),
+            )
+        )
+        if not cnn:  # the fused optimizer matters where per-step overhead does (not the CNN)
+            variants.append(
+                (
+                    "torch",
+                    f"eager, {opt}(fused)",
+                    ks,
+                    lambda lam: torch_member(w, plan, lam, plan.epochs, fused=True),
+                )
+            )
+    rows = []
+    for framework, how, ks, train in variants:
+        for k in ks:
+            _log(f"{w.name}: {framework} {how}, {k} model(s) one after another")
+            runs = [train(lam) for lam in _grid(k)]
+            warm = [t for r in runs for t in r[1:]]
+            first = statistics.median(r[0] for r in runs) - statistics.median(warm)
+            rows.append(
+                _row(w, framework, how, k, statistics.median(warm), peak, first_epoch_extra_s=first)
+            )
+    return rows
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def ratios(rows: list[dict]) -> list[dict]:
+    """How many times faster per member-epoch each wdjax sweep is than each baseline.
+
+    Baselines are the other rows of the same model that are not sweeps (the sequential run and
+    the peers), each at its largest K.
+    """
+    sweeps = [r for r in rows if r["framework"] == "wdjax" and r["how"] == "sweep"]
+    base = {}
+    for r in rows:
+        if r not in sweeps:
+            key = (r["model"], r["framework"], r["how"])
+            if key not in base or r["k"] > base[key]["k"]:
+                base[key] = r
+    out = []
+    for r in sweeps:
+        for (model, framework, how), b in base.items():
+            if model == r["model"]:
+                faster = b["s_per_member_epoch"] / r["s_per_member_epoch"]
+                out.append(
+                    dict(model=model, k=r["k"], vs=f"{framework} {how}", vs_k=b["k"], faster=faster)
+                )
+    return out
+
+
+def _group(qs: list[dict]) -> dict:
+    out = {}
+    for q in qs:
+        out.setdefault((q["model"], q["k"]), []).append(q)
+    return out
+
+
+def _fmt(v, spec):
+    return "-" if v is None else format(v, spec)
+
+
+def table(result: dict) -> str:
+    """The human-readable table of a result dict (as written to JSON)."""
+    head = (
+        f"{'model':<22} {'framework / how':<30} {'K':>5} {'s/epoch':>9} {'s/mem-ep':>9} "
+        f"{'GFLOP/s':>8} {'%peak':>6} {'compile':>8} {'recomp':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for r in result["rows"]:
+        lines.append(
+            f"{r['model']:<22} {r['framework'] + ' ' + r['how']:<30} {r['k']:>5} "
+            f"{r['s_per_epoch']:>9.3f} {r['s_per_member_epoch']:>9.4f} {r['gflops']:>8.1f} "
+            f"{r['pct_peak']:>6.1f} "
+            f"{_fmt(r.get('compile_s', r.get('first_epoch_extra_s')), '8.2f'):>8} "
+            f"{_fmt(r.get('recompile_s'), '7.2f'):>7}"
+        )
+    if result["memory"]:
+        lines += [
+            "",
+            "memory (tutorial MLP; MiB): compiled epoch = args + outputs + temps - aliased",
+        ]
+        for m in result["memory"]:
+            mib = {k: (v / 2**20 if isinstance(v, int | float) else None) for k, v in m.items()}
+            lines.append(
+                f"  K={m['k']:<5} compiled {_fmt(mib.get('compiled_bytes'), '8.1f')}  "
+                f"must hold {mib['need_bytes']:8.1f} (data {mib['data_bytes']:.1f} + K x state "
+                f"{m['state_bytes_per_member'] / 2**10:.1f} KiB)  ratio "
+                f"{_fmt(m.get('ratio'), '.2f')}  RSS growth {_fmt(mib['rss_growth_bytes'], '.1f')}"
+            )
+    if result["ratios"]:
+        lines += ["", "wdjax sweep, times faster per member-epoch than (baseline s / sweep s):"]
+        for (model, k), qs in _group(result["ratios"]).items():
+            parts = ", ".join(f"{q['vs']} {q['faster']:.2f}x" for q in qs)
+            lines.append(f"  {model} K={k}: {parts}")
+    lines += ["", *("note: " + n for n in result["notes"])]
+    return "\n".join(lines)
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("jax", "jaxlib", "flax", "optax", "numpy", "keras", "torch"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def run(plan: Plan, save=None) -> dict:
+    """Run every selected section of ``plan``; returns the result dict.
+
+    ``save(result)``, if given, is called after every model section (``meta["complete"]`` false)
+    and once at the end (true), so an interrupted run keeps what it measured.
+    """
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    _log(f"matmul peak ({plan.matmul_n}^3 float32)")
+    peak = matmul_peak(plan.matmul_n, plan.repeats)
+    in_dim = 28 * 28
+    overcount = 6 * mlp_weights(in_dim, (64, 64), 10) / mlp_true_flops(in_dim, (64, 64), 10)
+    notes = [
+        f"{SYNTHETIC_NOTE} (uniform noise, random labels); no validation/test rows, so an epoch "
+        "times training (+ per-member weight statistics) only",
+        f"peak: jitted {plan.matmul_n}^3 float32 matmul, median of {plan.repeats}: "
+        f"{peak['gflops']:.1f} GFLOP/s",
+        "model FLOPs: MLP 6 x weights x examples per member-epoch (a convention: it over-counts "
+        f"the tutorial MLP's real work {overcount:.2f}x, layer 1's input gradient is never "
+        "computed); CNN 3 x forward FLOPs",
+        f"s/epoch and s/member-epoch: medians over warm epochs ({plan.epochs} per run, the first "
+        "dropped); peers train K models one after another (s/epoch = K x s/member-epoch)",
+        "compile: seconds of wdjax's first call at this K (peers: first epoch minus a warm one); "
+        "recomp: a second call with new λ values (0.00 = no recompile)",
+    ]
+    models = [s for s in MODEL_SECTIONS if s in plan.sections] or ["mlp"]
+    peers, peer_notes = available_peers(plan)
+    notes += peer_notes
+    if "torch" in peers:
+        import torch
+
+        notes.append(f"torch threads: {torch.get_num_threads()}")
+    workloads = {
+        "mlp": lambda: Workload(
+            "mlp 784-64-64-10", "mlp", synthetic(plan.n_train), (64, 64), plan.ks
+        ),
+        "cnn": lambda: Workload("cnn (small)", "cnn", synthetic(plan.cnn_n_train), (), plan.cnn_ks),
+        "digits": lambda: Workload(
+            "mlp digits 64-64-64-10",
+            "mlp",
+            train_only(wdjax.load("digits")),
+            (64, 64),
+            plan.digits_ks,
+        ),
+    }
+    rows, memory = [], []
+    result = {
+        "meta": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpu_count": os.cpu_count(),
+            "backend": jax.default_backend(),
+            "devices": [str(d) for d in jax.devices()[: plan.devices]],
+            "versions": _versions(),
+            "argv": sys.argv,
+            "plan": dataclasses.asdict(plan),
+            "loadavg_start": load0,
+            "complete": False,
+        },
+        "peak": peak,
+        "rows": rows,
+        "memory": memory,
+        "ratios": [],
+        "notes": notes,
+    }
+
+    def checkpoint():
+        result["ratios"] = ratios(rows)
+        result["meta"].update(loadavg_end=os.getloadavg(), seconds=time.perf_counter() - t0)
+        if save is not None:
+            save(result)
+
+    for name in models:
+        w = workloads[name]()
+        if name in plan.sections:
+            r, m = bench_wdjax(w, plan, peak["gflops"], memory=name == "mlp")
+            rows += r
+            memory += m
+            if name == "mlp":
+                seq = bench_sequential(w, plan, peak["gflops"])
+                rows.append(seq)
+                notes.append(
+                    f"sequential: {plan.seq_k} single-member sweeps one after another; with each "
+                    f"call's overhead (data to device, init) {seq['wall_s_per_member_epoch']:.4f} "
+                    "s per member-epoch"
+                )
+        rows += bench_peers(w, plan, peak["gflops"], peers)
+        checkpoint()
+    if memory:
+        notes.append(
+            "memory: compiled = the epoch executable's memory_analysis(); must hold = data as "
+            "stored (+ int32 index arrays) + K x member state (params, optimizer state, counters); "
+            "RSS growth = peak RSS during the second (1-epoch, no-recompile) call over the RSS "
+            "just before it, after compile (includes that call's copy of the data to the device)"
+        )
+    peak["gflops_end"] = matmul_peak(plan.matmul_n, plan.repeats)["gflops"]
+    notes += [
+        f"peak re-measured at the end: {peak['gflops_end']:.1f} GFLOP/s",
+        f"load average (1, 5, 15 min) at start {tuple(round(v, 2) for v in load0)}, at end "
+        f"{tuple(round(v, 2) for v in os.getloadavg())}; {os.cpu_count()} CPUs",
+    ]
+    result["meta"]["complete"] = True
+    checkpoint()
+    return result
+
+
+def write_json(result: dict, path: str) -> None:
+    """Write ``result`` to ``path`` atomically (a partial run never leaves a torn file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1, default=float)
+    os.replace(tmp, path)
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{flag} {text!r}: give positive integers separated by commas") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{flag} {text!r}: give positive integers separated by commas, e.g. 1,8")
+    return values
+
+
+def parse_args(argv=None) -> Plan:
+    """The :class:`Plan` of a command line; raises ValueError naming a bad flag and its fix."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds")
+    p.add_argument("--sections", help=f"comma list from {','.join(SECTIONS)} (default: all)")
+    p.add_argument("--ks", help="members of the tutorial MLP sweep (default 1,8,32,128)")
+    p.add_argument("--cnn-ks", help="members of the CNN sweep (default 1,8)")
+    p.add_argument("--digits-ks", help="members of the digits sweep (default 1,32,128)")
+    p.add_argument("--peer-ks", help="models the peers train one after another (default 1,8)")
+    p.add_argument("--seq-k", type=int, help="members of the sequential baseline (default 8)")
+    p.add_argument("--n-train", type=int, help="synthetic MLP examples (default 60000)")
+    p.add_argument("--cnn-n-train", type=int, help="synthetic CNN examples (default 10000)")
+    p.add_argument("--epochs", type=int, help="epochs per run, the first not timed (default 3)")
+    p.add_argument("--repeats", type=int, help="matmul repeats for the peak (default 10)")
+    p.add_argument("--matmul-n", type=int, help="matmul size for the peak (default 2048)")
+    p.add_argument("--reg", default="wd", help="regularizer of every run: wd (default) or l1 ...")
+    p.add_argument("--devices", type=int, help="devices to shard members over (default 1)")
+    p.add_argument("--out", help="JSON path (default results/bench.json; '' writes none)")
+    a = p.parse_args(argv)
+    kw = dict(QUICK) if a.quick else {}
+    kw.update(quick=a.quick, reg=a.reg)
+    if a.sections is not None:
+        secs = tuple(s.strip() for s in a.sections.split(",") if s.strip())
+        bad = [s for s in secs if s not in SECTIONS]
+        if bad or not secs:
+            raise ValueError(f"--sections {a.sections!r}: choose from {','.join(SECTIONS)}")
+        kw["sections"] = secs
+    for flag in ("ks", "cnn_ks", "digits_ks", "peer_ks"):
+        if getattr(a, flag) is not None:
+            kw[flag] = _ints(getattr(a, flag), "--" + flag.replace("_", "-"))
+    for flag in ("seq_k", "n_train", "cnn_n_train", "epochs", "repeats", "matmul_n", "devices"):
+        v = getattr(a, flag)
+        if v is not None:
+            low = 2 if flag == "epochs" else 1
+            if v < low:
+                why = " (the first epoch is not timed)" if flag == "epochs" else ""
+                raise ValueError(f"--{flag.replace('_', '-')} {v}: give an integer >= {low}{why}")
+            kw[flag] = v
+    if a.reg not in wdjax.STRATEGIES:
+        raise ValueError(f"--reg {a.reg!r}: choose one of {', '.join(wdjax.STRATEGIES)}")
+    if a.out is not None:
+        kw["out"] = a.out or None
+    plan = Plan(**kw)
+    n_min = min(plan.n_train, plan.cnn_n_train)
+    if n_min < 128:
+        raise ValueError(f"--n-train/--cnn-n-train {n_min}: give at least one batch (128)")
+    if plan.devices > len(jax.devices()):
+        raise ValueError(f"--devices {plan.devices}: only {len(jax.devices())} available")
+    return plan
+
+
+def main(argv=None) -> dict:
+    try:
+        plan = parse_args(argv)
+    except ValueError as err:
+        sys.exit(f"bench.py: error: {err}")
+    result = run(plan, save=(lambda r: write_json(r, plan.out)) if plan.out else None)
+    print(table(result))
+    if plan.out:
+        print(f"\nwrote {plan.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

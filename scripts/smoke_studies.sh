@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Run every study in experiments/ in smoke mode (seconds each) into a temporary directory.
+#
+# Usage: scripts/smoke_studies.sh [OUT_DIR]    (default: a fresh mktemp -d; PYTHON overrides the
+# interpreter, default .venv/bin/python). lambda_curve runs before tutorial_mlp, which reads its
+# best λ from the sibling directory. Exits 1 if any study failed; prints one line per study.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-.venv/bin/python}"
+[ -x "$PY" ] || PY=python3
+OUT="${1:-$(mktemp -d -t wdjax-smoke-XXXXXX)}"
+mkdir -p "$OUT"
+ORDER="lambda_curve tutorial_mlp l1_sparsity decoupling versus_dropout_batchnorm \
+batchnorm_equilibrium select_lambda overhead"
+names=""
+for n in $ORDER; do [ -f "experiments/$n.py" ] && names="$names $n"; done
+for f in experiments/*.py; do  # any other study, alphabetically
+  n="$(basename "$f" .py)"
+  case " $ORDER " in *" $n "*) ;; *) names="$names $n" ;; esac
+done
+failed=0
+for n in $names; do
+  start=$SECONDS
+  if "$PY" "experiments/$n.py" --smoke --out "$OUT/$n" >"$OUT/$n.log" 2>&1 \
+      && [ -f "$OUT/$n/summary.json" ]; then
+    echo "ok    $n ($((SECONDS - start)) s)"
+  else
+    echo "FAIL  $n ($((SECONDS - start)) s): see $OUT/$n.log"
+    tail -n 20 "$OUT/$n.log" | sed 's/^/      /'
+    failed=1
+  fi
+done
+echo "results in $OUT"
+exit $failed

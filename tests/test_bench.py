@@ -1,0 +1,241 @@
+"""scripts/bench.py: FLOP conventions against hand counts, flags, and a --quick end-to-end run.
+
+Benchmarks are never timed here: the end-to-end run checks the JSON fields and the table only.
+"""
+
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "bench.py"
+
+
+def _load_bench():
+    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_bench()
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+# --- FLOP conventions (hand counts from the issue) ---------------------------------------------
+
+
+def test_mlp_weights_tutorial():
+    # 784·64 + 64·64 + 64·10 multiply-add weights (biases excluded).
+    assert bench.mlp_weights(784, (64, 64), 10) == 50176 + 4096 + 640 == 54912
+
+
+def test_mlp_model_flops_convention_and_overcount():
+    assert bench.model_flops("mlp", (28, 28, 1), 10, (64, 64)) == 6 * 54912
+    # Real work: 2W forward + 2W weight grads + input grads of layers 2 and 3 only.
+    assert bench.mlp_true_flops(784, (64, 64), 10) == 4 * 54912 + 2 * (4096 + 640)
+    ratio = 6 * 54912 / bench.mlp_true_flops(784, (64, 64), 10)
+    assert ratio == pytest.approx(1.44, abs=0.01)  # the issue's "~1.4x over-count"
+
+
+def test_tutorial_mlp_floor_matches_issue():
+    # The issue: model FLOPs at ~455 GFLOP/s take 0.044 s per 60,000-example member-epoch; the
+    # true floor is ~0.031 s.
+    examples = (60_000 // 128) * 128
+    assert 6 * 54912 * examples / 455e9 == pytest.approx(0.0434, abs=1e-3)
+    assert bench.mlp_true_flops(784, (64, 64), 10) * examples / 445e9 == pytest.approx(
+        0.031, abs=1e-3
+    )
+
+
+def test_cnn_forward_flops_hand_count():
+    conv1 = 2 * 28 * 28 * 9 * 1 * 32
+    conv2 = 2 * 14 * 14 * 9 * 32 * 64
+    dense = 2 * (7 * 7 * 64) * 128 + 2 * 128 * 10
+    assert bench.cnn_forward_flops(28, 28, 1, 10) == conv1 + conv2 + dense == 8_482_304
+    assert bench.model_flops("cnn", (28, 28, 1), 10) == 3 * 8_482_304
+    # Odd sizes pool with floor: 7 -> 3 -> 1.
+    assert bench.cnn_forward_flops(7, 7, 3, 2, features=(4, 8), dense=5) == (
+        2 * 49 * 9 * 3 * 4 + 2 * 9 * 9 * 4 * 8 + 2 * 1 * 8 * 5 + 2 * 5 * 2
+    )
+
+
+def test_model_flops_rejects_unknown_kind():
+    with pytest.raises(ValueError, match="kind"):
+        bench.model_flops("resnet", (32, 32, 3), 10)
+
+
+def test_workload_counts_full_batches_only():
+    w = bench.Workload("m", "mlp", bench.synthetic(300), (64, 64), (1,))
+    assert (w.steps, w.examples) == (2, 256)
+    assert w.flops == 6 * 54912 * 256
+
+
+def test_synthetic_is_mnist_shaped_and_train_only():
+    ds = bench.synthetic(200, seed=1)
+    assert ds.x_train.shape == (200, 28, 28, 1) and ds.x_train.dtype == np.float32
+    assert ds.y_train.dtype == np.int32 and 0 <= ds.y_train.min() <= ds.y_train.max() < 10
+    assert ds.x_val.shape == ds.x_test.shape == (0, 28, 28, 1)
+    assert ds.y_val.shape == ds.y_test.shape == (0,)
+
+
+# --- flags ---------------------------------------------------------------------------------------
+
+
+def test_parse_args_defaults_and_quick():
+    full = bench.parse_args([])
+    assert full.ks == (1, 8, 32, 128) and full.n_train == 60_000 and full.matmul_n == 2048
+    assert full.sections == bench.SECTIONS
+    quick = bench.parse_args(["--quick", "--ks", "1,4", "--sections", "mlp,torch", "--out", ""])
+    assert quick.quick and quick.ks == (1, 4) and quick.n_train < 60_000
+    assert quick.sections == ("mlp", "torch") and quick.out is None
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--sections", "mlp,gpu"], "--sections"),
+        (["--epochs", "1"], "--epochs"),
+        (["--ks", "1,0"], "--ks"),
+        (["--peer-ks", "a"], "--peer-ks"),
+        (["--reg", "dropout"], "--reg"),
+        (["--n-train", "64"], "--n-train"),
+        (["--devices", "99"], "--devices"),
+    ],
+)
+def test_parse_args_rejects_bad_flags(argv, match):
+    with pytest.raises(ValueError, match=match):
+        bench.parse_args(argv)
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def _row(model, framework, how, k, member_s):
+    return dict(
+        model=model,
+        framework=framework,
+        how=how,
+        k=k,
+        s_per_epoch=k * member_s,
+        s_per_member_epoch=member_s,
+        gflops=1.0,
+        pct_peak=1.0,
+    )
+
+
+def test_ratios_compare_each_sweep_with_each_baseline_at_its_largest_k():
+    rows = [
+        _row("m", "wdjax", "sweep", 1, 0.2),
+        _row("m", "wdjax", "sweep", 8, 0.05),
+        _row("m", "wdjax", "sequential", 8, 0.2),
+        _row("m", "torch", "eager", 1, 9.0),
+        _row("m", "torch", "eager", 8, 0.4),
+        _row("other", "torch", "eager", 8, 1.0),
+    ]
+    got = {(q["k"], q["vs"]): (q["vs_k"], q["faster"]) for q in bench.ratios(rows)}
+    assert got == {
+        (1, "wdjax sequential"): (8, pytest.approx(1.0)),
+        (1, "torch eager"): (8, pytest.approx(2.0)),
+        (8, "wdjax sequential"): (8, pytest.approx(4.0)),
+        (8, "torch eager"): (8, pytest.approx(8.0)),
+    }
+
+
+# --- end to end (subprocess: the script's own process, not this suite's JAX settings) ------------
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    argv = [
+        "--quick",
+        "--sections",
+        "mlp,keras,torch",
+        "--ks",
+        "1",
+        "--seq-k",
+        "2",
+        "--peer-ks",
+        "1",
+        "--repeats",
+        "2",
+        "--out",
+        str(out),
+    ]
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), *argv],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout, json.loads(out.read_text())
+
+
+def test_quick_run_prints_table_and_notes(quick_run):
+    stdout, _ = quick_run
+    assert "s/mem-ep" in stdout and "GFLOP/s" in stdout and "%peak" in stdout
+    assert bench.SYNTHETIC_NOTE in stdout
+    assert "over-counts" in stdout and "load average" in stdout
+
+
+def test_quick_run_json_fields(quick_run):
+    _, res = quick_run
+    assert set(res) == {"meta", "peak", "rows", "memory", "ratios", "notes"}
+    assert res["peak"]["n"] == 256 and res["peak"]["gflops"] > 0
+    assert res["meta"]["plan"]["quick"] is True and res["meta"]["loadavg_start"]
+    assert res["meta"]["complete"] is True and res["peak"]["gflops_end"] > 0
+    for r in res["rows"]:
+        for field in ("s_per_epoch", "s_per_member_epoch", "gflops", "pct_peak"):
+            assert math.isfinite(r[field]) and r[field] > 0, (r, field)
+        assert r["s_per_epoch"] == pytest.approx(r["k"] * r["s_per_member_epoch"])
+
+
+def test_quick_run_wdjax_rows(quick_run):
+    _, res = quick_run
+    rows = {(r["framework"], r["how"], r["k"]): r for r in res["rows"]}
+    sweep = rows[("wdjax", "sweep", 1)]
+    assert sweep["finite"] and sweep["compile_s"] >= 0
+    assert sweep["recompile_s"] == 0.0  # new λ values of the same count never recompile
+    seq = rows[("wdjax", "sequential", 2)]
+    assert seq["wall_s_per_member_epoch"] > 0
+
+
+def test_quick_run_memory_record(quick_run):
+    _, res = quick_run
+    (m,) = res["memory"]
+    assert m["k"] == 1  # quick size: 512 synthetic rows, no validation or test rows
+    assert m["data_bytes"] == 512 * 784 * 4 + 512 * 4 + 512 * 4  # x, y, train indices
+    assert m["state_bytes_per_member"] >= 3 * 55050 * 4  # params + Adam mu + nu (float32)
+    assert m["need_bytes"] == m["data_bytes"] + m["state_bytes_per_member"]
+    if "ratio" in m:  # the engine's compiled epoch was found
+        assert m["ratio"] > 0 and m["compiled_bytes"] == (
+            m["arguments"] + m["outputs"] + m["temporaries"] - m["aliased"]
+        )
+
+
+@pytest.mark.parametrize("peer", ["keras", "torch"])
+def test_quick_run_peers(quick_run, peer):
+    _, res = quick_run
+    rows = [r for r in res["rows"] if r["framework"] == peer]
+    if not _has(peer):
+        assert not rows and any(n.startswith(f"{peer} skipped") for n in res["notes"])
+        pytest.skip(f"{peer} not installed (optional 'bench' extra)")
+    assert rows and {r["k"] for r in rows} == {1}
+    assert len(rows) == (1 if peer == "keras" else 2)  # torch: default and fused AdamW
+    got = {q["vs"] for q in res["ratios"] if q["model"] == rows[0]["model"]}
+    assert {f"{r['framework']} {r['how']}" for r in rows} <= got
