@@ -37,7 +37,7 @@ grid minimum is at an end of the λ grid; such points bias the slope towards 0},
 ``best`` {config: lr, strength, test_loss(_std), test_acc(_std) at the validation-selected cell},
 ``lrs``, ``strengths``, ``selected_by``, ``epochs``, ``figure``, ``command``, ``seconds``.
 
-Measured: (full run, 320 s on 2 shared CPU cores) slope of log λ* against log lr, argmin (± seed
+Measured: (full run, 272–320 s on 2 shared CPU cores) slope of log λ* against log lr, argmin (± seed
 std) / basin edge: sgd+l2 +1.32 ± 1.00 / −1.14; sgd+wd_paper +1.56 ± 0.40 / −0.23; adam+l2 +1.01 ±
 0.29 / −0.08; adam+wd +1.55 ± 0.59 / −0.22; adam+wd_paper +2.41 ± 0.84 / +0.95; with BatchNorm:
 sgd+l2 +0.90 ± 0.87 / −0.78; sgd+wd_paper +1.74 ± 1.37 / +0.20; adam+l2 −1.48 ± 0.19 / −1.99;
