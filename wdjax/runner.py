@@ -124,9 +124,15 @@ def sweep(
         compile_s += seconds
         if cfg.chunk_size or chunk <= mesh.size:
             break
-        if _program_bytes(epoch_fn) <= MEMORY_FRACTION * _memory_limit(mesh.devices.flat[0]):
+        if _program_bytes(epoch_fn) <= MEMORY_FRACTION * _memory_limit(jax.local_devices()[0]):
             break
         chunk = _chunk_size(cfg, chunk // 2, mesh.size)
+    if jax.process_count() > 1:  # every process must run the same program: process 0 decides
+        agreed = int(multihost_utils.broadcast_one_to_all(np.int32(chunk)))
+        if agreed != chunk:
+            chunk = agreed
+            init_fn, epoch_fn, seconds = _compiled(cfg, engine, data, chunk, shard, repl)
+            compile_s += seconds
     hyper_all = _hyper_arrays(members, math.ceil(len(members) / chunk) * chunk, cfg.dtype)
 
     # Finished chunks' history ([K_done, E] arrays) and final parameters, host side.
