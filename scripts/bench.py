@@ -272,6 +272,7 @@ def _row(w: Workload, framework: str, how: str, k: int, member_s: float, peak: f
         s_per_member_epoch=member_s,
         gflops=gflops,
         pct_peak=100 * gflops / peak,
+        peak_gflops=peak,
         **extra,
     )
 
@@ -645,8 +646,8 @@ def run(plan: Plan, save=None) -> dict:
     notes = [
         f"{SYNTHETIC_NOTE} (uniform noise, random labels); no validation/test rows, so an epoch "
         "times training (+ per-member weight statistics) only",
-        f"peak: jitted {plan.matmul_n}^3 float32 matmul, median of {plan.repeats}: "
-        f"{peak['gflops']:.1f} GFLOP/s",
+        f"peak: jitted {plan.matmul_n}^3 float32 matmul, median of {plan.repeats}, measured "
+        f"before each model section (%peak uses it): first {peak['gflops']:.1f} GFLOP/s",
         "model FLOPs: MLP 6 x weights x examples per member-epoch (a convention: it over-counts "
         f"the tutorial MLP's real work {overcount:.2f}x, layer 1's input gradient is never "
         "computed); CNN 3 x forward FLOPs",
@@ -704,19 +705,24 @@ def run(plan: Plan, save=None) -> dict:
 
     for name in models:
         w = workloads[name]()
+        if name != models[0]:  # the peak measured just before each section (load drifts)
+            _log(f"matmul peak before {name}")
+            sections = peak.setdefault("gflops_sections", {})
+            sections[name] = matmul_peak(plan.matmul_n, plan.repeats)["gflops"]
+        local = peak.get("gflops_sections", {}).get(name, peak["gflops"])
         if name in plan.sections:
-            r, m = bench_wdjax(w, plan, peak["gflops"], memory=name == "mlp")
+            r, m = bench_wdjax(w, plan, local, memory=name == "mlp")
             rows += r
             memory += m
             if name == "mlp":
-                seq = bench_sequential(w, plan, peak["gflops"])
+                seq = bench_sequential(w, plan, local)
                 rows.append(seq)
                 notes.append(
                     f"sequential: {plan.seq_k} single-member sweeps one after another; with each "
                     f"call's overhead (data to device, init) {seq['wall_s_per_member_epoch']:.4f} "
                     "s per member-epoch"
                 )
-        rows += bench_peers(w, plan, peak["gflops"], peers)
+        rows += bench_peers(w, plan, local, peers)
         checkpoint()
     if memory:
         notes.append(
@@ -727,7 +733,9 @@ def run(plan: Plan, save=None) -> dict:
         )
     peak["gflops_end"] = matmul_peak(plan.matmul_n, plan.repeats)["gflops"]
     notes += [
-        f"peak re-measured at the end: {peak['gflops_end']:.1f} GFLOP/s",
+        "peak (GFLOP/s) "
+        + "".join(f"before {k} {v:.1f}, " for k, v in peak.get("gflops_sections", {}).items())
+        + f"at the end {peak['gflops_end']:.1f}",
         f"load average (1, 5, 15 min) at start {tuple(round(v, 2) for v in load0)}, at end "
         f"{tuple(round(v, 2) for v in os.getloadavg())}; {os.cpu_count()} CPUs",
     ]
