@@ -265,6 +265,7 @@ def test_run_directory_files(tmp_path):
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 4 * 2
     meta = json.loads((out / "meta.json").read_text())
     assert meta["members"] == 4 and meta["compile_seconds"] >= 0 and meta["run_seconds"] > 0
+    assert meta["epoch_program_bytes"] > 0
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["members"]) == 4 and summary["diverged"] == []
     loaded = S.load_result(str(out))

@@ -179,6 +179,7 @@ def sweep(
     history = {name: v[:k] for name, v in done.items()}
     params = jax.tree.map(lambda x: x[:k], done_params)
     meta = _meta(cfg, mesh, compile_s, run_s, steps, chunk, n_chunks)
+    meta["epoch_program_bytes"] = _program_bytes(epoch_fn)  # per device, see _program_bytes
     summary = summarize(members, history)
     if writer:
         _write_run(out, members, history, summary, meta, params)
