@@ -219,6 +219,7 @@ def test_cross_validation_folds_are_members():
         (dict(batch_size=100_000), "--batch-size"),
         (dict(seeds=0), "--seeds"),
         (dict(label_noise=1.5), "--label-noise"),
+        (dict(reg="none", strengths=(0.0, 1e-3)), "--strength"),
     ],
 )
 def test_bad_input_fails_before_compiling(monkeypatch, overrides, flag):

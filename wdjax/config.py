@@ -144,6 +144,11 @@ def validate(cfg: SweepConfig) -> None:
         raise ConfigError(f"dataset (--dataset) {name!r} is unknown; choose one of {data.DATASETS}")
     _check_values(cfg.strengths, "strengths", "--strength", positive=False)
     _check_values(cfg.lrs, "lrs", "--lr", positive=True)
+    if cfg.reg == "none" and any(s != 0 for s in cfg.strengths):
+        raise ConfigError(
+            "strengths (--strength) must be 0 with reg (--reg) 'none': members would be labelled "
+            "with a λ they do not use; pass --strength 0 or choose a regularizer"
+        )
     ints = dict(
         seeds=("--seeds", 1),
         epochs=("--epochs", 1),
