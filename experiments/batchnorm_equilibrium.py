@@ -48,7 +48,6 @@ steps (its decay runs through the momentum buffer: ηλ/(1−μ) per step) and a
 
 import math
 import os
-import sys
 import time
 
 import jax
@@ -178,11 +177,7 @@ def plot_setting(ax_angle, ax_norm, rec, cols, label, pred) -> None:
 
 
 def main(argv=None) -> dict:
-    args = study.parse_args(__doc__, NAME, argv)
-    cfg, over = get_config(args.smoke), study.overrides(args)
-    cfg["seeds"] = over.get("seeds", cfg["seeds"])
-    os.makedirs(args.out, exist_ok=True)
-    flags = sys.argv[1:] if argv is None else argv
+    args, cfg, over = study.setup(__doc__, NAME, get_config, argv)
     ds = wdjax.load(args.dataset, data_dir=args.data_dir, label_noise=over.get("label_noise", 0.0),
                     train_size=over.get("train_size"))  # fmt: skip
     matplotlib.use("Agg")
@@ -215,7 +210,7 @@ def main(argv=None) -> dict:
     summary = dict(
         equilibrium=eq, steps=int(next(iter(rec.values())).shape[0]), window=cfg["window"],
         batch_size=cfg["batch_size"], figure="equilibrium.png", seconds=time.perf_counter() - t0,
-        command=" ".join(["python experiments/batchnorm_equilibrium.py", *flags]),
+        command=study.command(NAME, argv),
     )  # fmt: skip
     study.write_summary(args.out, summary)
     return summary

@@ -55,7 +55,6 @@ loss 0.025–0.07 and accuracy 97.8–99.3 %; BatchNorm lowers the best test los
 """
 
 import os
-import sys
 import time
 
 import matplotlib
@@ -182,10 +181,7 @@ def plot(runs: dict, path: str) -> None:
 
 
 def main(argv=None) -> dict:
-    args = study.parse_args(__doc__, NAME, argv)
-    cfg, over = get_config(args.smoke), study.overrides(args)
-    os.makedirs(args.out, exist_ok=True)
-    flags = sys.argv[1:] if argv is None else argv
+    args, cfg, over = study.setup(__doc__, NAME, get_config, argv)
     t0, runs = time.perf_counter(), {}
     for opt, reg, bn in cfg["configs"]:
         runs[f"{opt}+{reg}" + ("+bn" if bn else "")] = run_config(opt, reg, bn, cfg, over)
@@ -216,7 +212,7 @@ def main(argv=None) -> dict:
         lrs={k: r["lrs"].tolist() for k, r in runs.items()},
         strengths={k: r["lams"].tolist() for k, r in runs.items()},
         selected_by="val_loss", epochs=cfg["epochs"], figure="heatmaps.png",
-        command=" ".join(["python experiments/decoupling.py", *flags]),
+        command=study.command(NAME, argv),
         seconds=time.perf_counter() - t0,
     )  # fmt: skip
     study.write_summary(args.out, summary)

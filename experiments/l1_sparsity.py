@@ -122,9 +122,7 @@ def figure(out: dict, path: str) -> str:
 
 
 def main(argv=None):
-    args = study.parse_args(__doc__, NAME, argv)
-    cfg, ov = get_config(args.smoke), study.overrides(args)
-    cfg["seeds"] = ov.pop("seeds", cfg["seeds"])
+    args, cfg, ov = study.setup(__doc__, NAME, get_config, argv)
     image_shape = wdjax.load(args.dataset, data_dir=args.data_dir).image_shape
     out = {}
     for reg in REGS:

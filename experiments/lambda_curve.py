@@ -93,9 +93,7 @@ def figure(curves: dict, best: dict, path: str) -> str:
 
 
 def main(argv=None):
-    args = study.parse_args(__doc__, NAME, argv)
-    cfg, ov = get_config(args.smoke), study.overrides(args)
-    cfg["seeds"] = ov.pop("seeds", cfg["seeds"])
+    args, cfg, ov = study.setup(__doc__, NAME, get_config, argv)
     curves = run(cfg, ov)
     best, base, best_strength, rows = {}, {}, {}, []
     for reg, (lam, m) in curves.items():

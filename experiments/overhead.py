@@ -38,7 +38,6 @@ speed-up. Compile times are 3–6 s for every strategy.
 """
 
 import os
-import sys
 import time
 
 import jax
@@ -119,10 +118,7 @@ def plot(rel: dict, path: str) -> None:
 
 
 def main(argv=None) -> dict:
-    args = study.parse_args(__doc__, NAME, argv)
-    cfg, over = get_config(args.smoke), study.overrides(args)
-    os.makedirs(args.out, exist_ok=True)
-    flags = sys.argv[1:] if argv is None else argv
+    args, cfg, over = study.setup(__doc__, NAME, get_config, argv)
     ds = wdjax.load(args.dataset, data_dir=args.data_dir, train_size=over.get("train_size"))
     t0, runners, comp = time.perf_counter(), {}, {}
     for k in cfg["members"]:
@@ -152,7 +148,7 @@ def main(argv=None) -> dict:
         repeats=cfg["repeats"], members=list(cfg["members"]), backend=jax.default_backend(),
         method="median over round-robin repeats of a jitted lax.scan of vmapped Engine.step",
         figure="overhead.png", seconds=time.perf_counter() - t0,
-        command=" ".join(["python experiments/overhead.py", *flags]),
+        command=study.command(NAME, argv),
     )  # fmt: skip
     study.write_summary(args.out, summary)
     return summary

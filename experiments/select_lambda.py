@@ -57,9 +57,7 @@ def argmin(x) -> int:
 
 
 def main(argv=None):
-    args = study.parse_args(__doc__, NAME, argv)
-    cfg, ov = get_config(args.smoke), study.overrides(args)
-    cfg["seeds"] = ov.pop("seeds", cfg["seeds"])
+    args, cfg, ov = study.setup(__doc__, NAME, get_config, argv)
     kw = dict(reg=cfg["reg"], strengths=cfg["strengths"], lrs=(cfg["lr"],), seeds=cfg["seeds"],
               epochs=cfg["epochs"], batch_size=cfg["batch_size"], hidden=cfg["hidden"],
               optimizer=cfg["optimizer"], **ov)  # fmt: skip

@@ -65,9 +65,7 @@ def keras(reg: str, lam: float) -> str:
 
 
 def main(argv=None):
-    args = study.parse_args(__doc__, NAME, argv)
-    cfg, ov = get_config(args.smoke), study.overrides(args)
-    cfg["seeds"] = ov.pop("seeds", cfg["seeds"])
+    args, cfg, ov = study.setup(__doc__, NAME, get_config, argv)
     source = os.path.join(os.path.dirname(os.path.normpath(args.out)), "lambda_curve")
     lc = study.read_summary(source)
     if lc is not None and lc.get("dataset", "digits") != args.dataset:

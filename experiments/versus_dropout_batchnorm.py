@@ -44,7 +44,6 @@ each regularizer lowers the test loss: on clean ``digits`` at this budget only B
 """
 
 import os
-import sys
 import time
 
 import matplotlib
@@ -120,10 +119,7 @@ def plot(setups: dict, curves: dict, path: str) -> None:
 
 
 def main(argv=None) -> dict:
-    args = study.parse_args(__doc__, NAME, argv)
-    cfg, over = get_config(args.smoke), study.overrides(args)
-    os.makedirs(args.out, exist_ok=True)
-    flags = sys.argv[1:] if argv is None else argv
+    args, cfg, over = study.setup(__doc__, NAME, get_config, argv)
     t0, setups, curves = time.perf_counter(), {}, {}
     for dropout, bn in cfg["pairs"]:
         res = wdjax.sweep(
@@ -148,7 +144,7 @@ def main(argv=None) -> dict:
         setups=setups, best=min(setups, key=lambda n: setups[n]["test_loss"]),
         epochs=cfg["epochs"], seeds=res.config.seeds, dropout=max(d for d, _ in cfg["pairs"]),
         figure="comparison.png", seconds=time.perf_counter() - t0,
-        command=" ".join(["python experiments/versus_dropout_batchnorm.py", *flags]),
+        command=study.command(NAME, argv),
     )  # fmt: skip
     study.write_summary(args.out, summary)
     return summary

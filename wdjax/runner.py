@@ -116,11 +116,11 @@ def sweep(
     members = cfg.members()
     mesh = Mesh(np.array(devices or jax.devices()), ("members",))
     shard, repl = NamedSharding(mesh, P("members")), NamedSharding(mesh, P())
-    data = jax.tree.map(lambda x: _put(x, repl), host_data)
+    arrays = jax.tree.map(lambda x: _put(x, repl), host_data)
     engine = Engine.from_config(cfg, ds.num_classes)
     chunk, compile_s = _chunk_size(cfg, len(members), mesh.size), 0.0
     while True:  # halve the chunk until the compiled epoch fits in memory (unless chunk_size set)
-        init_fn, epoch_fn, seconds = _compiled(cfg, engine, data, chunk, shard, repl)
+        init_fn, epoch_fn, seconds = _compiled(cfg, engine, arrays, chunk, shard, repl)
         compile_s += seconds
         if cfg.chunk_size or chunk <= mesh.size:
             break
@@ -131,7 +131,7 @@ def sweep(
         agreed = int(multihost_utils.broadcast_one_to_all(np.int32(chunk)))
         if agreed != chunk:
             chunk = agreed
-            init_fn, epoch_fn, seconds = _compiled(cfg, engine, data, chunk, shard, repl)
+            init_fn, epoch_fn, seconds = _compiled(cfg, engine, arrays, chunk, shard, repl)
             compile_s += seconds
     hyper_all = _hyper_arrays(members, math.ceil(len(members) / chunk) * chunk, cfg.dtype)
 
@@ -153,9 +153,9 @@ def sweep(
             hist = {k: list(np.moveaxis(v, 1, 0)) for k, v in resumed[1].items()}
             first = start_epoch
         else:
-            states, hist, first = init_fn(hyper, data.x_pool[:1]), {}, 0
+            states, hist, first = init_fn(hyper, arrays.x_pool[:1]), {}, 0
         for epoch in range(first, cfg.epochs):
-            states, m = epoch_fn(states, hyper, data, cfg.data_seed, epoch)
+            states, m = epoch_fn(states, hyper, arrays, cfg.data_seed, epoch)
             for k, v in _to_host(m).items():
                 hist.setdefault(k, []).append(v)
             steps += chunk * (n_train // cfg.batch_size)

@@ -35,6 +35,20 @@ def parse_args(doc: str, name: str, argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def setup(doc: str, name: str, get_config, argv=None):
+    """A study's command line → ``(args, config, overrides)``; creates ``args.out``.
+
+    ``config = get_config(args.smoke)``; ``overrides`` are the :class:`wdjax.SweepConfig` fields the
+    command line sets, except ``--seeds``, which replaces ``config["seeds"]``.
+    """
+    args = parse_args(doc, name, argv)
+    cfg, over = get_config(args.smoke), overrides(args)
+    if "seeds" in over:
+        cfg["seeds"] = over.pop("seeds")
+    os.makedirs(args.out, exist_ok=True)
+    return args, cfg, over
+
+
 def overrides(args: argparse.Namespace) -> dict:
     """The :class:`wdjax.SweepConfig` fields a study's command line sets."""
     out = {"dataset": args.dataset, "data_dir": args.data_dir}
