@@ -50,12 +50,32 @@ def test_step_is_an_optax_adamw_step_on_the_mean_cross_entropy():
     assert int(new.step) == 1 and not bool(new.diverged)
 
 
-def test_nonfinite_step_freezes_the_member():
-    engine, h, state, x, y = _member(lr=1e30)
-    s = state
-    for _ in range(3):
-        s, _ = jax.jit(engine.step)(s, h, x[:8], y[:8])
-    assert bool(s.diverged)
-    # Frozen at the last finite state: every parameter finite, the step counter stopped.
-    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(s.params))
-    assert int(s.step) < 3
+def _epoch_of(engine, hyper, x, y, states=None):
+    data = train.Data(x, y, jnp.arange(x.shape[0], dtype=jnp.int32)[None],
+                      jnp.zeros((1, 0), jnp.int32), x[:5], y[:5])  # fmt: skip
+    if states is None:
+        states = engine.init_members(hyper, x[:1])
+    return jax.jit(engine.epoch)(states, hyper, data, 0, 0)
+
+
+def test_diverging_member_is_put_back_to_its_epoch_start_and_the_other_is_unaffected():
+    engine, _, _, x, y = _member()
+    two = Hyper(jnp.array([0.1, 0.1]), jnp.array([1e-2, 1e30]), jnp.array([3, 4], jnp.int32),
+                jnp.zeros(2, jnp.int32))  # fmt: skip
+    start = engine.init_members(two, x[:1])
+    states, out = _epoch_of(engine, two, x, y, start)
+    assert out["diverged"].tolist() == [False, True]
+    # The diverged member holds exactly its epoch-start parameters (finite), step count 0.
+    for new, old in zip(jax.tree.leaves(states.params), jax.tree.leaves(start.params), strict=True):
+        np.testing.assert_array_equal(new[1], old[1])
+    assert states.step.tolist() == [6, 0] and np.isfinite(out["test_loss"][1])
+    # The same member diverges again next epoch from there and stays frozen.
+    again, out2 = _epoch_of(engine, two, x, y, states)
+    for new, old in zip(jax.tree.leaves(again.params), jax.tree.leaves(start.params), strict=True):
+        np.testing.assert_array_equal(new[1], old[1])
+    assert out2["diverged"].tolist() == [False, True]
+    # Member 0 trains exactly as it would alone.
+    one = jax.tree.map(lambda a: a[:1], two)
+    alone, _ = _epoch_of(engine, one, x, y)
+    for a, b in zip(jax.tree.leaves(states.params), jax.tree.leaves(alone.params), strict=True):
+        np.testing.assert_allclose(a[0], b[0], rtol=1e-6, atol=1e-7)

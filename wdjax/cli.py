@@ -148,7 +148,7 @@ def main(argv=None) -> int:
         f"test loss {best['final']['test_loss']:.4f}"
     )
     if s["diverged"]:
-        print(f"diverged members (frozen at their last finite state): {s['diverged']}")
+        print(f"diverged members (frozen at the start of their diverging epoch): {s['diverged']}")
     return 0
 
 

@@ -14,8 +14,8 @@ standalone run with member k's hyperparameters and one batch feeds every member.
 
 The optimizer is rebuilt *inside* the traced step from the member's traced ``strength`` and ``lr``
 (:func:`wdjax.make_optimizer`), so new values of the same count never recompile; state holds arrays
-only. A member whose loss or parameters turn non-finite is flagged ``diverged`` and frozen at its
-last finite state; the others go on unaffected.
+only. A member whose loss or parameters turn non-finite during an epoch is flagged ``diverged`` and
+put back to its state at the start of that epoch, frozen there; the others go on unaffected.
 """
 
 import dataclasses
@@ -114,7 +114,13 @@ class Engine:
         return self.model.apply(variables, x, train=True, rngs=rngs), batch_stats
 
     def step(self, state: MemberState, h: Hyper, x_B, y_B):
-        """One optimizer step of one member on batch (x_B, y_B); returns (state, (loss, acc))."""
+        """One optimizer step of one member on batch (x_B, y_B); returns (state, (loss, acc)).
+
+        The step is not guarded: a non-finite loss or gradient flows into the new state.
+        :meth:`epoch` checks each member once per epoch and puts a diverged member back to its
+        state at the start of the epoch (a per-step keep-or-replace select would cost several
+        extra passes over every state buffer on every step).
+        """
         key = jax.random.fold_in(jax.random.fold_in(jax.random.key(h.seed), 1), state.step)
         x_B = x_B.astype(jnp.dtype(self.dtype))
 
@@ -126,10 +132,6 @@ class Engine:
         updates, opt_state = self.tx(h).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new = MemberState(params, bs, opt_state, state.step + 1, state.diverged)
-        finite = jnp.isfinite(loss) & _all_finite(params)
-        diverged = state.diverged | ~finite
-        new = jax.tree.map(lambda n, o: jnp.where(diverged, o, n), new, state)
-        new = new._replace(diverged=diverged)
         return new, (loss, M.accuracy(logits, y_B))
 
     def evaluate(self, state: MemberState, x_N, y_N):
@@ -170,16 +172,25 @@ class Engine:
         return jax.lax.map(lambda h: self.init(h, x_example), hyper)
 
     def epoch(self, states: MemberState, hyper: Hyper, data: Data, data_seed, epoch):
-        """Train every member for one epoch, then evaluate; returns (states, metrics [K])."""
+        """Train every member for one epoch, then evaluate; returns (states, metrics [K]).
+
+        Divergence is settled once per epoch: a member whose training loss turned non-finite on
+        any step, or whose parameters are non-finite at the end, is put back to its parameters,
+        statistics and step count at the start of the epoch and flagged ``diverged``; a member
+        already flagged is put back every epoch, so it stays frozen at its last finite
+        epoch-end state. Its optimizer state is left as computed (it is never used again).
+        ``train_loss``/``train_acc`` average the steps before the first non-finite loss.
+        """
         folds, n = data.train_idx.shape
         bs = self.batch_size
         steps = n // bs  # the last incomplete batch is dropped (as Keras' drop_remainder would)
         key = jax.random.fold_in(jax.random.key(data_seed), epoch)
         order_SxB = jax.random.permutation(key, n)[: steps * bs].reshape(steps, bs)
         shared = folds == 1  # one batch feeds every member: layer 1 is one large matmul
+        start = (states.params, states.batch_stats, states.step)
 
         def body(carry, rows_B):
-            states, sums = carry
+            states, live, sums = carry
             if shared:
                 rows = data.train_idx[0, rows_B]
                 xb, yb = data.x_pool[rows], data.y_pool[rows]
@@ -193,18 +204,25 @@ class Engine:
                     return self.step(s, h, data.x_pool[rows], data.y_pool[rows])
 
                 states, (loss, acc) = jax.vmap(member)(states, hyper)
-            live = ~states.diverged
+            live = live & jnp.isfinite(loss)
             sums = (
                 sums[0] + jnp.where(live, loss, 0),
                 sums[1] + jnp.where(live, acc, 0),
                 sums[2] + live,
             )
-            return (states, sums), None
+            return (states, live, sums), None
 
         k = hyper.seed.shape[0]
         dt = jnp.dtype(self.dtype)
         zeros = (jnp.zeros(k, dt), jnp.zeros(k, dt), jnp.zeros(k, jnp.int32))
-        (states, (loss_sum, acc_sum, count)), _ = jax.lax.scan(body, (states, zeros), order_SxB)
+        carry = (states, ~states.diverged, zeros)
+        (states, live, (loss_sum, acc_sum, count)), _ = jax.lax.scan(body, carry, order_SxB)
+        ok = live & jax.vmap(_all_finite)(states.params)
+        params, batch_stats, step = jax.tree.map(
+            lambda new, old: jax.vmap(jnp.where)(ok, new, old),
+            (states.params, states.batch_stats, states.step), start,
+        )  # fmt: skip
+        states = states._replace(params=params, batch_stats=batch_stats, step=step, diverged=~ok)
         out = {
             "train_loss": jnp.where(count > 0, loss_sum / jnp.maximum(count, 1), jnp.nan),
             "train_acc": jnp.where(count > 0, acc_sum / jnp.maximum(count, 1), jnp.nan),
