@@ -258,6 +258,7 @@ def run_sweep(w: Workload, plan: Plan, strengths, epochs: int) -> dict:
         "wall_s": wall,
         "rss_max": max(rss) if rss else None,
         "finite": bool(np.all(np.isfinite(res.history["train_loss"]))),
+        "epoch_memory": res.meta.get("epoch_memory"),
     }
 
 
@@ -304,7 +305,7 @@ def bench_wdjax(w: Workload, plan: Plan, peak: float, memory: bool) -> tuple[lis
         )
         if memory:
             growth = None if base is None or hwm is None else hwm - base
-            mems.append(memory_record(w, plan, k, growth))
+            mems.append(memory_record(w, plan, k, growth, a["epoch_memory"]))
     return rows, mems
 
 
@@ -328,8 +329,9 @@ def bench_sequential(w: Workload, plan: Plan, peak: float) -> dict:
     )
 
 
-def memory_record(w: Workload, plan: Plan, k: int, rss_growth) -> dict:
-    """The compiled epoch's memory_analysis() against data + K × member state bytes."""
+def memory_record(w: Workload, plan: Plan, k: int, rss_growth, stats: dict | None) -> dict:
+    """The compiled epoch's memory (``meta["epoch_memory"]`` of the sweep) against data + K ×
+    member state bytes."""
     rec = {"k": k, "rss_growth_bytes": rss_growth}
     d = w.data
     n_rows = d.x_train.shape[0] + d.x_val.shape[0]
@@ -344,37 +346,16 @@ def memory_record(w: Workload, plan: Plan, k: int, rss_growth) -> dict:
         state_bytes_per_member=state_bytes,
         need_bytes=data_bytes + k * state_bytes,
     )
-    stats = _epoch_memory_stats()
     if stats is not None:
-        total = (
-            stats.argument_size_in_bytes
-            + stats.output_size_in_bytes
-            + stats.temp_size_in_bytes
-            - stats.alias_size_in_bytes
-        )
         rec.update(
-            arguments=stats.argument_size_in_bytes,
-            outputs=stats.output_size_in_bytes,
-            temporaries=stats.temp_size_in_bytes,
-            aliased=stats.alias_size_in_bytes,
-            compiled_bytes=total,
-            ratio=total / rec["need_bytes"],
+            arguments=stats["arguments"],
+            outputs=stats["outputs"],
+            temporaries=stats["temporaries"],
+            aliased=stats["aliased"],
+            compiled_bytes=stats["total"],
+            ratio=stats["total"] / rec["need_bytes"],
         )
     return rec
-
-
-def _epoch_memory_stats():
-    """memory_analysis() of the epoch executable the last sweep compiled (engine internals).
-
-    wdjax has no public hook for its compiled executables; this reads the runner's cache, whose
-    newest entry is the sweep just compiled. Returns None when that is not available.
-    """
-    try:
-        from wdjax import runner
-
-        return list(runner._EXECUTABLES.values())[-1][1].memory_analysis()
-    except Exception:  # noqa: BLE001 - best effort: the engine may change its cache
-        return None
 
 
 # --- peers ---------------------------------------------------------------------------------------

@@ -185,6 +185,7 @@ def sweep(
     params = jax.tree.map(lambda x: x[:k], done_params)
     meta = _meta(cfg, mesh, compile_s, run_s, steps, chunk, n_chunks)
     meta["epoch_program_bytes"] = _program_bytes(epoch_fn)  # per device, see _program_bytes
+    meta["epoch_memory"] = _memory_breakdown(epoch_fn)
     summary = summarize(members, history)
     if writer:
         _write_run(out, members, history, summary, meta, params)
@@ -279,13 +280,27 @@ def _compile_init(lowered, shard):
     return lowered.compile()
 
 
-def _program_bytes(compiled) -> int:
-    """Device bytes a compiled program needs: arguments + outputs + temporaries − aliased."""
+def _memory_breakdown(compiled) -> dict | None:
+    """``memory_analysis()`` of a compiled program as a dict of bytes per device (None if the
+    backend does not report it): arguments, outputs, temporaries, aliased (outputs written in
+    place of donated arguments) and total = arguments + outputs + temporaries − aliased."""
     m = compiled.memory_analysis()
     if m is None:
-        return 0
-    return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-            - m.alias_size_in_bytes)  # fmt: skip
+        return None
+    out = {
+        "arguments": m.argument_size_in_bytes,
+        "outputs": m.output_size_in_bytes,
+        "temporaries": m.temp_size_in_bytes,
+        "aliased": m.alias_size_in_bytes,
+    }
+    out["total"] = out["arguments"] + out["outputs"] + out["temporaries"] - out["aliased"]
+    return out
+
+
+def _program_bytes(compiled) -> int:
+    """Device bytes a compiled program needs: arguments + outputs + temporaries − aliased."""
+    m = _memory_breakdown(compiled)
+    return 0 if m is None else m["total"]
 
 
 def _memory_limit(device) -> int:

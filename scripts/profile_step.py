@@ -1,0 +1,185 @@
+"""Time and profile the compiled sweep epoch, op by op (the tool behind the performance notes).
+
+Builds the same program ``wdjax.sweep`` runs (``Engine.epoch``: a scan over steps of the vmapped
+member step) for one model and optimizer on synthetic MNIST-shaped data, times warm epochs, and with
+``--trace`` records one epoch with ``jax.profiler`` and prints the XLA ops (thunks) that took the
+most time per step. ::
+
+    python scripts/profile_step.py --members 32                  # tutorial MLP, Adam + wd
+    python scripts/profile_step.py --members 32 --trace --top 25
+    python scripts/profile_step.py --model cnn --members 8 --steps 10 --trace
+    python scripts/profile_step.py --members 32 --compiler-option xla_backend_optimization_level=1
+    git show REV:wdjax/train.py > /tmp/train_rev.py                      # an older engine ...
+    python scripts/profile_step.py --members 32 --baseline /tmp/train_rev.py   # ... timed A/B
+
+``--baseline FILE`` loads another version of ``wdjax/train.py`` and times its epoch interleaved
+with the current one (epoch by epoch, same process, same data), which is how changes to the engine
+are measured on a noisy machine. ``--compiler-option`` passes XLA options to the epoch's compile
+(repeatable), to try a flag on one program without setting ``XLA_FLAGS`` for the process.
+
+Per-op times come from the profiler's host trace: they include its overhead (the sum exceeds the
+untraced step time by ~5-10 %), and library calls that finish asynchronously on the thread pool
+(Eigen dots) can be under-reported. Timings on a shared machine are noisy: compare variants in one
+run, by the minimum over ``--rounds``.
+"""
+
+import argparse
+import collections
+import glob
+import gzip
+import importlib.util
+import json
+import os
+import statistics
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import wdjax
+from wdjax import train
+
+
+def _option(text: str):
+    name, _, value = text.partition("=")
+    if not name or not value:
+        raise argparse.ArgumentTypeError(f"--compiler-option wants NAME=VALUE, got {text!r}")
+    for cast in (int, float):
+        try:
+            return name, cast(value)
+        except ValueError:
+            pass
+    return name, {"true": True, "false": False}.get(value.lower(), value)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="mlp", choices=wdjax.MODELS)
+    p.add_argument("--hidden", default="64,64", help="MLP widths (default 64,64: the tutorial's)")
+    p.add_argument("--optimizer", default="adam", choices=wdjax.OPTIMIZERS)
+    p.add_argument("--reg", default="wd", choices=wdjax.STRATEGIES)
+    p.add_argument("--members", type=int, default=32, help="K, members trained at once")
+    p.add_argument("--steps", type=int, default=100, help="steps per timed epoch (batch 128)")
+    p.add_argument("--rounds", type=int, default=6, help="timed epochs (the first is dropped)")
+    p.add_argument("--trace", action="store_true", help="profile one epoch and list the top ops")
+    p.add_argument("--top", type=int, default=30, help="ops to list with --trace")
+    p.add_argument("--baseline", metavar="FILE", help="another wdjax/train.py to time A/B")
+    p.add_argument("--compiler-option", type=_option, action="append", default=[],
+                   metavar="NAME=VALUE", help="XLA option for the epoch (repeatable)")  # fmt: skip
+    args = p.parse_args(argv)
+    for flag, value in (("--members", args.members), ("--steps", args.steps)):
+        if value < 1:
+            p.error(f"{flag} must be at least 1, got {value}")
+    if args.baseline and not os.path.isfile(args.baseline):
+        p.error(f"--baseline {args.baseline}: no such file (git show REV:wdjax/train.py > FILE)")
+    if args.rounds < 2:
+        p.error(f"--rounds must be at least 2 (the first epoch is not timed), got {args.rounds}")
+    return args
+
+
+def load_train(path: str):
+    """A ``wdjax.train`` module from another file (it imports the rest of wdjax as installed)."""
+    spec = importlib.util.spec_from_file_location("wdjax_train_baseline", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def build(args, train_module=train):
+    """(compiled epoch, states, hyper, data, compile s) of ``train_module``'s engine for the
+    requested model on synthetic data."""
+    Data, Engine, Hyper = train_module.Data, train_module.Engine, train_module.Hyper
+    shape = (32, 32, 3) if args.model == "resnet" else (28, 28, 1)
+    n = 128 * args.steps
+    hidden = tuple(int(h) for h in args.hidden.split(","))
+    cfg = wdjax.SweepConfig(model=args.model, optimizer=args.optimizer, reg=args.reg,
+                            hidden=hidden, batch_size=128)  # fmt: skip
+    engine = Engine.from_config(cfg, 10)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.random((n, *shape), np.float32))
+    y = jnp.asarray(rng.integers(0, 10, n).astype(np.int32))
+    data = Data(x, y, jnp.arange(n, dtype=jnp.int32)[None], jnp.zeros((1, 0), jnp.int32),
+                x[:0], y[:0])  # fmt: skip
+    k = args.members
+    hyper = Hyper(jnp.full(k, 1e-4), jnp.full(k, 1e-3), jnp.arange(k, dtype=jnp.int32),
+                  jnp.zeros(k, jnp.int32))  # fmt: skip
+    states = jax.jit(engine.init_members)(hyper, x[:1])
+    t = time.perf_counter()
+    epoch = (
+        jax.jit(engine.epoch, donate_argnums=0)
+        .lower(states, hyper, data, 0, 0)
+        .compile(compiler_options=dict(args.compiler_option) or None)
+    )
+    return epoch, states, hyper, data, time.perf_counter() - t
+
+
+def model_flops(args) -> float:
+    """6 x weights (kernels, no biases) x examples per member-step for an MLP (the convention of
+    scripts/bench.py), else NaN."""
+    if args.model != "mlp":
+        return float("nan")
+    dims = [28 * 28, *(int(h) for h in args.hidden.split(",")), 10]
+    weights = sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
+    return 6.0 * weights * 128
+
+
+def trace_ops(epoch, states, hyper, data, steps: int):
+    """{op name: (µs per step, calls per step)} from a profiled epoch."""
+    with tempfile.TemporaryDirectory() as tmp:
+        jax.profiler.start_trace(tmp, create_perfetto_trace=True)
+        states, out = epoch(states, hyper, data, 0, 99)
+        jax.block_until_ready(out)
+        jax.profiler.stop_trace()
+        path = sorted(glob.glob(os.path.join(tmp, "**", "*.trace.json.gz"), recursive=True))[-1]
+        with gzip.open(path) as f:
+            events = json.load(f)["traceEvents"]
+    total, calls = collections.Counter(), collections.Counter()
+    for e in events:
+        name = e.get("name", "")
+        if e.get("ph") == "X" and not name.startswith(("ThunkExecutor", "$", "Slinky", "Pjit")):
+            total[name] += e["dur"]
+            calls[name] += 1
+    return {k: (v / steps, calls[k] / steps) for k, v in total.items()}
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    builds = {"current": build(args)}
+    if args.baseline:
+        builds["baseline"] = build(args, load_train(args.baseline))
+    times = {name: [] for name in builds}
+    for r in range(args.rounds):
+        for name, (epoch, states, hyper, data, _) in builds.items():
+            t = time.perf_counter()
+            states, out = epoch(states, hyper, data, 0, r)
+            jax.block_until_ready(out)
+            times[name].append(time.perf_counter() - t)
+            builds[name] = (epoch, states, hyper, data, builds[name][4])
+    flops = model_flops(args) * args.members
+    result = {}
+    for name, (_, _, _, _, compile_s) in builds.items():
+        warm = times[name][1:]
+        step_min, step_med = min(warm) / args.steps, statistics.median(warm) / args.steps
+        result[name] = step_min
+        print(f"{name}: {args.model} {args.optimizer}+{args.reg} K={args.members} on "
+              f"{jax.devices()[0]}: epoch compile {compile_s:.2f} s; per step min "
+              f"{step_min * 1e3:.2f} ms, median {step_med * 1e3:.2f} ms; per member-step "
+              f"{step_min / args.members * 1e3:.3f} ms; model {flops / step_min / 1e9:.1f} "
+              "GFLOP/s (6·weights·examples)")  # fmt: skip
+    if args.baseline:
+        ratio = result["baseline"] / result["current"]
+        print(f"baseline / current step time (minima): {ratio:.2f}")
+    if args.trace:
+        epoch, states, hyper, data, _ = builds["current"]
+        ops = trace_ops(epoch, states, hyper, data, args.steps)
+        per_step = sum(us for us, c in ops.values() if c >= 1)
+        print(f"traced ops executed every step: {per_step / 1e3:.2f} ms per step in all")
+        for name, (us, c) in sorted(ops.items(), key=lambda kv: -kv[1][0])[: args.top]:
+            print(f"{us / 1e3:8.3f} ms/step {c:6.2f}x  {name}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
