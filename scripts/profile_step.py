@@ -9,6 +9,7 @@ most time per step. ::
     python scripts/profile_step.py --members 32 --trace --top 25
     python scripts/profile_step.py --model cnn --members 8 --steps 10 --trace
     python scripts/profile_step.py --members 32 --compiler-option xla_backend_optimization_level=1
+    python scripts/profile_step.py --members 32 --matmuls    # the MLP step's GEMM shapes alone
     git show REV:wdjax/train.py > /tmp/train_rev.py                      # an older engine ...
     python scripts/profile_step.py --members 32 --baseline /tmp/train_rev.py   # ... timed A/B
 
@@ -25,6 +26,7 @@ run, by the minimum over ``--rounds``.
 
 import argparse
 import collections
+import functools
 import glob
 import gzip
 import importlib.util
@@ -65,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--rounds", type=int, default=6, help="timed epochs (the first is dropped)")
     p.add_argument("--trace", action="store_true", help="profile one epoch and list the top ops")
     p.add_argument("--top", type=int, default=30, help="ops to list with --trace")
+    p.add_argument("--matmuls", action="store_true",
+                   help="also time the MLP step matmul shapes alone, and the peak")  # fmt: skip
     p.add_argument("--baseline", metavar="FILE", help="another wdjax/train.py to time A/B")
     p.add_argument("--compiler-option", type=_option, action="append", default=[],
                    metavar="NAME=VALUE", help="XLA option for the epoch (repeatable)")  # fmt: skip
@@ -125,6 +129,41 @@ def model_flops(args) -> float:
     return 6.0 * weights * 128
 
 
+def _best_seconds(f, *args, repeats: int = 20) -> float:
+    jax.block_until_ready(f(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def time_matmuls(k: int, batch: int = 128, hidden: int = 64, inputs: int = 784) -> list:
+    """[(label, GFLOP/s)] for the matmuls of one vmapped MLP step at K members, alone."""
+    ones = functools.partial(jnp.ones, dtype=jnp.float32)
+    mm = jax.jit(lambda a, b: a @ b)
+    bmm = jax.jit(lambda a, b: jnp.einsum("kbi,kio->kbo", a, b))
+    wide = k * hidden
+    cases = [
+        ("peak: 2048 x 2048 x 2048", mm, (ones((2048, 2048)), ones((2048, 2048)))),
+        (f"layer 1 forward: {batch} x {inputs} x {wide}", mm,
+         (ones((batch, inputs)), ones((inputs, wide)))),
+        (f"layer 1 weight grad as x^T dh: {inputs} x {batch} x {wide}", mm,
+         (ones((inputs, batch)), ones((batch, wide)))),
+        (f"layer 1 weight grad as dh^T x: {wide} x {batch} x {inputs}", mm,
+         (ones((wide, batch)), ones((batch, inputs)))),
+        (f"layer 2, batched over members: {k} x ({batch} x {hidden} x {hidden})", bmm,
+         (ones((k, batch, hidden)), ones((k, hidden, hidden)))),
+    ]  # fmt: skip
+    out = []
+    for label, f, args in cases:
+        m, n = args[0].shape[-2], args[1].shape[-1]
+        flops = 2.0 * m * args[0].shape[-1] * n * (k if args[0].ndim == 3 else 1)
+        out.append((label, flops / _best_seconds(f, *args) / 1e9))
+    return out
+
+
 def trace_ops(epoch, states, hyper, data, steps: int):
     """{op name: (µs per step, calls per step)} from a profiled epoch."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -171,6 +210,9 @@ def main(argv=None):
     if args.baseline:
         ratio = result["baseline"] / result["current"]
         print(f"baseline / current step time (minima): {ratio:.2f}")
+    if args.matmuls:
+        for label, gflops in time_matmuls(args.members):
+            print(f"{gflops:8.1f} GFLOP/s  {label}")
     if args.trace:
         epoch, states, hyper, data, _ = builds["current"]
         ops = trace_ops(epoch, states, hyper, data, args.steps)

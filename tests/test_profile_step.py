@@ -51,7 +51,8 @@ def test_model_flops_follow_the_bench_convention():
 def test_ab_traced_run(capsys):
     baseline = str(ROOT / "wdjax" / "train.py")  # the engine against itself
     result = profile_step.main(["--members", "2", "--steps", "3", "--rounds", "2", "--trace",
-                                "--hidden", "16", "--baseline", baseline])  # fmt: skip
+                                "--hidden", "16", "--baseline", baseline, "--matmuls"])  # fmt: skip
     assert set(result) == {"current", "baseline"} and all(t > 0 for t in result.values())
     out = capsys.readouterr().out
     assert "baseline / current step time" in out and "ms/step" in out
+    assert "GFLOP/s  layer 1 forward: 128 x 784 x 128" in out  # K=2 members x 64 units
