@@ -74,7 +74,8 @@ class Plan:
     repeats: int = 10
     matmul_n: int = 2048
     reg: str = "wd"
-    devices: int = 1
+    devices: int | None = None  # None: wdjax's default (on CPU: see wdjax.use_cpu_devices)
+    cpu_devices: int | None = None  # None: wdjax.use_cpu_devices' default
     out: str | None = "results/bench.json"
     quick: bool = False
 
@@ -248,7 +249,7 @@ def run_sweep(w: Workload, plan: Plan, strengths, epochs: int) -> dict:
         lrs=(1e-3,),
         batch_size=w.batch,
         epochs=epochs,
-        devices=jax.devices()[: plan.devices],
+        devices=None if plan.devices is None else jax.devices()[: plan.devices],
         progress=progress,
     )
     wall = time.perf_counter() - t0
@@ -259,6 +260,7 @@ def run_sweep(w: Workload, plan: Plan, strengths, epochs: int) -> dict:
         "rss_max": max(rss) if rss else None,
         "finite": bool(np.all(np.isfinite(res.history["train_loss"]))),
         "epoch_memory": res.meta.get("epoch_memory"),
+        "devices": len(res.meta["devices"]),
     }
 
 
@@ -301,11 +303,12 @@ def bench_wdjax(w: Workload, plan: Plan, peak: float, memory: bool) -> tuple[lis
                 compile_s=a["compile_s"],
                 recompile_s=b["compile_s"],
                 finite=a["finite"],
+                devices=a["devices"],
             )
         )
         if memory:
             growth = None if base is None or hwm is None else hwm - base
-            mems.append(memory_record(w, plan, k, growth, a["epoch_memory"]))
+            mems.append(memory_record(w, plan, k, growth, a["epoch_memory"], a["devices"]))
     return rows, mems
 
 
@@ -329,10 +332,11 @@ def bench_sequential(w: Workload, plan: Plan, peak: float) -> dict:
     )
 
 
-def memory_record(w: Workload, plan: Plan, k: int, rss_growth, stats: dict | None) -> dict:
-    """The compiled epoch's memory (``meta["epoch_memory"]`` of the sweep) against data + K ×
-    member state bytes."""
-    rec = {"k": k, "rss_growth_bytes": rss_growth}
+def memory_record(w: Workload, plan: Plan, k: int, rss_growth, stats: dict | None,
+                  devices: int = 1) -> dict:  # fmt: skip
+    """The compiled epoch's memory per device (``meta["epoch_memory"]`` of the sweep) against
+    what one device must hold: the data (replicated) + its K / devices members' state."""
+    rec = {"k": k, "rss_growth_bytes": rss_growth, "devices": devices}
     d = w.data
     n_rows = d.x_train.shape[0] + d.x_val.shape[0]
     data_bytes = sum(np.asarray(x).nbytes for x in d[:6]) + 4 * n_rows  # + index arrays
@@ -344,7 +348,7 @@ def memory_record(w: Workload, plan: Plan, k: int, rss_growth, stats: dict | Non
     rec.update(
         data_bytes=data_bytes,
         state_bytes_per_member=state_bytes,
-        need_bytes=data_bytes + k * state_bytes,
+        need_bytes=data_bytes + -(-k // devices) * state_bytes,
     )
     if stats is not None:
         rec.update(
@@ -581,13 +585,15 @@ def table(result: dict) -> str:
     if result["memory"]:
         lines += [
             "",
-            "memory (tutorial MLP; MiB): compiled epoch = args + outputs + temps - aliased",
+            "memory (tutorial MLP; MiB, per device): compiled epoch = args + outputs + temps - "
+            "aliased; must hold = data + (K / devices) x member state",
         ]
         for m in result["memory"]:
             mib = {k: (v / 2**20 if isinstance(v, int | float) else None) for k, v in m.items()}
             lines.append(
-                f"  K={m['k']:<5} compiled {_fmt(mib.get('compiled_bytes'), '8.1f')}  "
-                f"must hold {mib['need_bytes']:8.1f} (data {mib['data_bytes']:.1f} + K x state "
+                f"  K={m['k']:<5} devices {m.get('devices', 1)}  compiled "
+                f"{_fmt(mib.get('compiled_bytes'), '8.1f')}  must hold {mib['need_bytes']:8.1f} "
+                f"(data {mib['data_bytes']:.1f} + K/devices x state "
                 f"{m['state_bytes_per_member'] / 2**10:.1f} KiB)  ratio "
                 f"{_fmt(m.get('ratio'), '.2f')}  RSS growth {_fmt(mib['rss_growth_bytes'], '.1f')}"
             )
@@ -636,6 +642,10 @@ def run(plan: Plan, save=None) -> dict:
         "dropped); peers train K models one after another (s/epoch = K x s/member-epoch)",
         "compile: seconds of wdjax's first call at this K (peers: first epoch minus a warm one); "
         "recomp: a second call with new λ values (0.00 = no recompile)",
+        f"wdjax runs on {len(jax.devices())} {jax.default_backend()} device(s) "
+        "(wdjax.use_cpu_devices on CPU); each sweep shards its members over the most of them that "
+        "pad K by at most 25 % (K = 1: one device); the matmul peak and the peers use one "
+        "device's program (the peak's matmul is multi-threaded)",
     ]
     models = [s for s in MODEL_SECTIONS if s in plan.sections] or ["mlp"]
     peers, peer_notes = available_peers(plan)
@@ -664,7 +674,7 @@ def run(plan: Plan, save=None) -> dict:
             "processor": platform.processor(),
             "cpu_count": os.cpu_count(),
             "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()[: plan.devices]],
+            "devices": [str(d) for d in jax.devices()],
             "versions": _versions(),
             "argv": sys.argv,
             "plan": dataclasses.asdict(plan),
@@ -763,7 +773,13 @@ def parse_args(argv=None) -> Plan:
     p.add_argument("--repeats", type=int, help="matmul repeats for the peak (default 10)")
     p.add_argument("--matmul-n", type=int, help="matmul size for the peak (default 2048)")
     p.add_argument("--reg", default="wd", help="regularizer of every run: wd (default) or l1 ...")
-    p.add_argument("--devices", type=int, help="devices to shard members over (default 1)")
+    p.add_argument("--devices", type=int,
+                   help="devices to shard members over (default: wdjax's choice)")  # fmt: skip
+    p.add_argument(
+        "--cpu-devices",
+        type=int,
+        help="CPU devices (see wdjax.use_cpu_devices; default 2 per core, max 8)",
+    )
     p.add_argument("--out", help="JSON path (default results/bench.json; '' writes none)")
     a = p.parse_args(argv)
     kw = dict(QUICK) if a.quick else {}
@@ -777,7 +793,9 @@ def parse_args(argv=None) -> Plan:
     for flag in ("ks", "cnn_ks", "digits_ks", "peer_ks"):
         if getattr(a, flag) is not None:
             kw[flag] = _ints(getattr(a, flag), "--" + flag.replace("_", "-"))
-    for flag in ("seq_k", "n_train", "cnn_n_train", "epochs", "repeats", "matmul_n", "devices"):
+    flags = ("seq_k", "n_train", "cnn_n_train", "epochs", "repeats", "matmul_n", "devices",
+             "cpu_devices")  # fmt: skip
+    for flag in flags:
         v = getattr(a, flag)
         if v is not None:
             low = 2 if flag == "epochs" else 1
@@ -793,7 +811,12 @@ def parse_args(argv=None) -> Plan:
     n_min = min(plan.n_train, plan.cnn_n_train)
     if n_min < 128:
         raise ValueError(f"--n-train/--cnn-n-train {n_min}: give at least one batch (128)")
-    if plan.devices > len(jax.devices()):
+    try:  # before anything asks JAX for its devices
+        wdjax.use_cpu_devices(plan.cpu_devices)
+    except wdjax.ConfigError as err:
+        if plan.cpu_devices is not None:
+            raise ValueError(f"--cpu-devices {plan.cpu_devices}: {err}") from None
+    if plan.devices is not None and plan.devices > len(jax.devices()):
         raise ValueError(f"--devices {plan.devices}: only {len(jax.devices())} available")
     return plan
 

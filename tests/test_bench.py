@@ -111,6 +111,7 @@ def test_parse_args_defaults_and_quick():
         (["--reg", "dropout"], "--reg"),
         (["--n-train", "64"], "--n-train"),
         (["--devices", "99"], "--devices"),
+        (["--cpu-devices", "0"], "--cpu-devices"),
     ],
 )
 def test_parse_args_rejects_bad_flags(argv, match):

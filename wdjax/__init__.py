@@ -8,7 +8,8 @@ Public API (explicit re-exports; the modules are the implementation):
   :func:`group_lasso_penalty` and the default mask :func:`decay_mask`;
 * :func:`make_optimizer`: named strategies (``OPTIMIZERS`` × ``STRATEGIES``) → one transform;
 * :func:`make_model` (``MODELS``), :func:`load` (``DATASETS``);
-* :func:`sweep` over a :class:`SweepConfig` → :class:`SweepResult`; :func:`load_result`.
+* :func:`sweep` over a :class:`SweepConfig` → :class:`SweepResult`; :func:`load_result`;
+  :func:`use_cpu_devices` (on CPU, run members as several concurrent programs).
 """
 
 from wdjax.config import ConfigError, SweepConfig, parse_grid
@@ -17,7 +18,7 @@ from wdjax.metrics import accuracy, cross_entropy, unit_angular_update, weight_s
 from wdjax.models import MODELS, make_model, param_count
 from wdjax.optim import OPTIMIZERS, STRATEGIES, make_optimizer
 from wdjax.penalties import decay_mask, group_lasso_penalty, l1_penalty, l2_penalty
-from wdjax.runner import SweepResult, load_result, sweep
+from wdjax.runner import SweepResult, load_result, sweep, use_cpu_devices
 from wdjax.train import Data, Engine, Hyper, MemberState
 from wdjax.transforms import (
     adam_prox,
@@ -64,6 +65,7 @@ __all__ = [
     "prox_l1",
     "soft_threshold",
     "sweep",
+    "use_cpu_devices",
     "unit_angular_update",
     "weight_stats",
 ]

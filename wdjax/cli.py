@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     a("--data-seed", type=int, default=d.data_seed, help="batch order, splits, noise")
     a("--chunk-size", type=int, default=None, help="members per compiled call (memory)")
+    a(
+        "--cpu-devices",
+        type=int,
+        default=None,
+        help="on CPU, run members as this many concurrent programs (default: 2 per core, at most "
+        "8; 1: one program); ignored on accelerators and in multi-process runs",
+    )
     a("--out", default=None, help="run directory (default results/<timestamp>)")
     a("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     a("--coordinator", default=None, help="HOST:PORT of process 0 (multi-process runs)")
@@ -123,6 +130,18 @@ def _distributed(args) -> None:
     jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
 
+def _cpu_devices(args) -> None:
+    from wdjax.runner import use_cpu_devices
+
+    if args.num_processes is not None:
+        return
+    try:
+        use_cpu_devices(args.cpu_devices)
+    except ConfigError:
+        if args.cpu_devices is not None:  # asked for explicitly: say why it cannot be done
+            raise  # (the default is best effort: JAX may already run in this process)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from wdjax.data import DatasetError
@@ -130,6 +149,9 @@ def main(argv=None) -> int:
 
     try:
         cfg = config_from_args(args)
+        if args.cpu_devices is not None and args.cpu_devices < 1:
+            raise ConfigError(f"--cpu-devices must be at least 1, got {args.cpu_devices}")
+        _cpu_devices(args)
         _distributed(args)
         out = args.out or os.path.join("results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
         result = sweep(cfg, out=out, resume=args.resume, progress=not args.quiet)
