@@ -43,7 +43,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import jax
@@ -74,8 +76,10 @@ class Plan:
     repeats: int = 10
     matmul_n: int = 2048
     reg: str = "wd"
-    devices: int | None = None  # None: wdjax's default (on CPU: see wdjax.use_cpu_devices)
-    cpu_devices: int | None = None  # None: wdjax.use_cpu_devices' default
+    devices: int | None = None  # None: wdjax's default mesh
+    cpu_devices: int | None = None  # CPU devices of the split rows (None: 2 per core, at most 8)
+    child: bool = False  # internal: this process measures the split rows for its parent
+    peak_gflops: float | None = None  # internal: the parent's peak, for a child's %peak
     out: str | None = "results/bench.json"
     quick: bool = False
 
@@ -532,13 +536,61 @@ def bench_peers(w: Workload, plan: Plan, peak: float, peers) -> list[dict]:
 # --- report --------------------------------------------------------------------------------------
 
 
+def split_devices(plan: Plan) -> int:
+    """CPU devices of the split rows: 0 (none) off CPU or when asked for 1."""
+    if jax.default_backend() != "cpu":
+        return 0
+    n = plan.cpu_devices or min(8, 2 * len(os.sched_getaffinity(0)))
+    return n if n > 1 else 0
+
+
+def bench_split(name: str, plan: Plan, peak: float) -> tuple[list, list]:
+    """The wdjax sweep rows of section ``name`` measured by a child process whose CPU is split
+    into N devices (JAX fixes the device count at start-up, so it cannot be this process)."""
+    n = split_devices(plan)
+    if not n:
+        return [], []
+    _log(f"{name}: wdjax sweep on {n} CPU devices (child process)")
+    sizes = {"ks": plan.ks, "cnn_ks": plan.cnn_ks, "digits_ks": plan.digits_ks}
+    argv = [sys.executable, os.path.abspath(__file__), "--child", "--sections", name,
+            "--cpu-devices", str(n), "--peak-gflops", str(peak), "--reg", plan.reg,
+            "--epochs", str(plan.epochs), "--n-train", str(plan.n_train),
+            "--cnn-n-train", str(plan.cnn_n_train)]  # fmt: skip
+    for flag, ks in sizes.items():
+        argv += ["--" + flag.replace("_", "-"), ",".join(map(str, ks))]
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "child.json")
+        subprocess.run([*argv, "--out", out], check=True, stdout=subprocess.DEVNULL)
+        with open(out) as f:
+            child = json.load(f)
+    for r in child["rows"]:
+        r["how"] = f"sweep, {n} CPU devices"
+    for m in child["memory"]:
+        m["how"] = f"{n} CPU devices"
+    return child["rows"], child["memory"]
+
+
+def run_child(plan: Plan) -> dict:
+    """The wdjax sweep rows (and memory) of the one selected model section, for the parent."""
+    name = plan.sections[0]
+    w = {"mlp": lambda: Workload("mlp 784-64-64-10", "mlp", synthetic(plan.n_train), (64, 64),
+                                 plan.ks),
+         "cnn": lambda: Workload("cnn (small)", "cnn", synthetic(plan.cnn_n_train), (),
+                                 plan.cnn_ks),
+         "digits": lambda: Workload("mlp digits 64-64-64-10", "mlp",
+                                    train_only(wdjax.load("digits")), (64, 64),
+                                    plan.digits_ks)}[name]()  # fmt: skip
+    rows, memory = bench_wdjax(w, plan, plan.peak_gflops, memory=name == "mlp")
+    return {"meta": {"devices": len(jax.devices())}, "rows": rows, "memory": memory}
+
+
 def ratios(rows: list[dict]) -> list[dict]:
     """How many times faster per member-epoch each wdjax sweep is than each baseline.
 
     Baselines are the other rows of the same model that are not sweeps (the sequential run and
     the peers), each at its largest K.
     """
-    sweeps = [r for r in rows if r["framework"] == "wdjax" and r["how"] == "sweep"]
+    sweeps = [r for r in rows if r["framework"] == "wdjax" and r["how"].startswith("sweep")]
     base = {}
     for r in rows:
         if r not in sweeps:
@@ -550,16 +602,15 @@ def ratios(rows: list[dict]) -> list[dict]:
         for (model, framework, how), b in base.items():
             if model == r["model"]:
                 faster = b["s_per_member_epoch"] / r["s_per_member_epoch"]
-                out.append(
-                    dict(model=model, k=r["k"], vs=f"{framework} {how}", vs_k=b["k"], faster=faster)
-                )
+                out.append(dict(model=model, k=r["k"], how=r["how"], vs=f"{framework} {how}",
+                                vs_k=b["k"], faster=faster))  # fmt: skip
     return out
 
 
 def _group(qs: list[dict]) -> dict:
     out = {}
     for q in qs:
-        out.setdefault((q["model"], q["k"]), []).append(q)
+        out.setdefault((q["model"], q.get("how", "sweep"), q["k"]), []).append(q)
     return out
 
 
@@ -591,7 +642,8 @@ def table(result: dict) -> str:
         for m in result["memory"]:
             mib = {k: (v / 2**20 if isinstance(v, int | float) else None) for k, v in m.items()}
             lines.append(
-                f"  K={m['k']:<5} devices {m.get('devices', 1)}  compiled "
+                f"  K={m['k']:<5} {m.get('how', 'one process'):>15}  "
+                f"devices {m.get('devices', 1)}  compiled "
                 f"{_fmt(mib.get('compiled_bytes'), '8.1f')}  must hold {mib['need_bytes']:8.1f} "
                 f"(data {mib['data_bytes']:.1f} + K/devices x state "
                 f"{m['state_bytes_per_member'] / 2**10:.1f} KiB)  ratio "
@@ -599,9 +651,9 @@ def table(result: dict) -> str:
             )
     if result["ratios"]:
         lines += ["", "wdjax sweep, times faster per member-epoch than (baseline s / sweep s):"]
-        for (model, k), qs in _group(result["ratios"]).items():
+        for (model, how, k), qs in _group(result["ratios"]).items():
             parts = ", ".join(f"{q['vs']} {q['faster']:.2f}x" for q in qs)
-            lines.append(f"  {model} K={k}: {parts}")
+            lines.append(f"  {model} {how} K={k}: {parts}")
     lines += ["", *("note: " + n for n in result["notes"])]
     return "\n".join(lines)
 
@@ -625,6 +677,8 @@ def run(plan: Plan, save=None) -> dict:
     and once at the end (true), so an interrupted run keeps what it measured.
     """
     load0 = os.getloadavg()
+    if plan.child:
+        return run_child(plan)
     t0 = time.perf_counter()
     _log(f"matmul peak ({plan.matmul_n}^3 float32)")
     peak = matmul_peak(plan.matmul_n, plan.repeats)
@@ -642,10 +696,11 @@ def run(plan: Plan, save=None) -> dict:
         "dropped); peers train K models one after another (s/epoch = K x s/member-epoch)",
         "compile: seconds of wdjax's first call at this K (peers: first epoch minus a warm one); "
         "recomp: a second call with new λ values (0.00 = no recompile)",
-        f"wdjax runs on {len(jax.devices())} {jax.default_backend()} device(s) "
-        "(wdjax.use_cpu_devices on CPU); each sweep shards its members over the most of them that "
-        "pad K by at most 25 % (K = 1: one device); the matmul peak and the peers use one "
-        "device's program (the peak's matmul is multi-threaded)",
+        "'sweep' rows: one process with one device per accelerator (one CPU device); 'sweep, N "
+        "CPU devices': a child process with the CPU split into N JAX devices "
+        "(wdjax.use_cpu_devices, as the CLI does), members sharded over the most of them that "
+        "pad K by at most 25 %; the peers and the peak run unsplit (a split process runs a "
+        "single-device program ~20 % slower)",
     ]
     models = [s for s in MODEL_SECTIONS if s in plan.sections] or ["mlp"]
     peers, peer_notes = available_peers(plan)
@@ -703,6 +758,9 @@ def run(plan: Plan, save=None) -> dict:
         local = peak.get("gflops_sections", {}).get(name, peak["gflops"])
         if name in plan.sections:
             r, m = bench_wdjax(w, plan, local, memory=name == "mlp")
+            rows += r
+            memory += m
+            r, m = bench_split(name, plan, local)
             rows += r
             memory += m
             if name == "mlp":
@@ -778,8 +836,11 @@ def parse_args(argv=None) -> Plan:
     p.add_argument(
         "--cpu-devices",
         type=int,
-        help="CPU devices (see wdjax.use_cpu_devices; default 2 per core, max 8)",
+        help="CPU devices of the extra 'sweep, N CPU devices' rows, measured in a child process "
+        "(default 2 per core, at most 8; 1: no such rows)",
     )
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--peak-gflops", type=float, help=argparse.SUPPRESS)
     p.add_argument("--out", help="JSON path (default results/bench.json; '' writes none)")
     a = p.parse_args(argv)
     kw = dict(QUICK) if a.quick else {}
@@ -807,14 +868,15 @@ def parse_args(argv=None) -> Plan:
         raise ValueError(f"--reg {a.reg!r}: choose one of {', '.join(wdjax.STRATEGIES)}")
     if a.out is not None:
         kw["out"] = a.out or None
+    kw.update(child=a.child, peak_gflops=a.peak_gflops)
     plan = Plan(**kw)
     n_min = min(plan.n_train, plan.cnn_n_train)
     if n_min < 128:
         raise ValueError(f"--n-train/--cnn-n-train {n_min}: give at least one batch (128)")
-    try:  # before anything asks JAX for its devices
-        wdjax.use_cpu_devices(plan.cpu_devices)
-    except wdjax.ConfigError as err:
-        if plan.cpu_devices is not None:
+    if plan.child:  # split this process's CPU before anything asks JAX for its devices
+        try:
+            wdjax.use_cpu_devices(plan.cpu_devices)
+        except wdjax.ConfigError as err:
             raise ValueError(f"--cpu-devices {plan.cpu_devices}: {err}") from None
     if plan.devices is not None and plan.devices > len(jax.devices()):
         raise ValueError(f"--devices {plan.devices}: only {len(jax.devices())} available")
@@ -827,6 +889,9 @@ def main(argv=None) -> dict:
     except ValueError as err:
         sys.exit(f"bench.py: error: {err}")
     result = run(plan, save=(lambda r: write_json(r, plan.out)) if plan.out else None)
+    if plan.child:
+        write_json(result, plan.out)
+        return result
     print(table(result))
     if plan.out:
         print(f"\nwrote {plan.out}")

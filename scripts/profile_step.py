@@ -10,6 +10,7 @@ most time per step. ::
     python scripts/profile_step.py --model cnn --members 8 --steps 10 --trace
     python scripts/profile_step.py --members 32 --compiler-option xla_backend_optimization_level=1
     python scripts/profile_step.py --members 32 --matmuls    # the MLP step's GEMM shapes alone
+    python scripts/profile_step.py --members 32 --cpu-devices 4 --devices 1,2,4   # CPU devices A/B
     git show REV:wdjax/train.py > /tmp/train_rev.py                      # an older engine ...
     python scripts/profile_step.py --members 32 --baseline /tmp/train_rev.py   # ... timed A/B
 
@@ -69,6 +70,9 @@ def parse_args(argv=None):
     p.add_argument("--top", type=int, default=30, help="ops to list with --trace")
     p.add_argument("--matmuls", action="store_true",
                    help="also time the MLP step matmul shapes alone, and the peak")  # fmt: skip
+    p.add_argument("--cpu-devices", type=int, help="split the CPU (wdjax.use_cpu_devices)")
+    p.add_argument("--devices", default="1",
+                   help="comma list of device counts to shard members over, timed A/B")  # fmt: skip
     p.add_argument("--baseline", metavar="FILE", help="another wdjax/train.py to time A/B")
     p.add_argument("--compiler-option", type=_option, action="append", default=[],
                    metavar="NAME=VALUE", help="XLA option for the epoch (repeatable)")  # fmt: skip
@@ -78,6 +82,19 @@ def parse_args(argv=None):
             p.error(f"{flag} must be at least 1, got {value}")
     if args.baseline and not os.path.isfile(args.baseline):
         p.error(f"--baseline {args.baseline}: no such file (git show REV:wdjax/train.py > FILE)")
+    try:
+        args.devices = tuple(int(d) for d in args.devices.split(","))
+    except ValueError:
+        p.error(f"--devices wants a comma list of integers, got {args.devices!r}")
+    if args.cpu_devices is not None and args.cpu_devices < 1:
+        p.error(f"--cpu-devices must be at least 1, got {args.cpu_devices}")
+    if args.cpu_devices is not None:
+        wdjax.use_cpu_devices(args.cpu_devices)  # before anything asks JAX for devices
+    if min(args.devices) < 1 or max(args.devices) > len(jax.devices()):
+        p.error(f"--devices {args.devices}: this process has {len(jax.devices())} devices "
+                "(more CPU devices: --cpu-devices N)")  # fmt: skip
+    if args.members % max(args.devices):
+        p.error(f"--members {args.members} must split evenly over --devices {args.devices}")
     if args.rounds < 2:
         p.error(f"--rounds must be at least 2 (the first epoch is not timed), got {args.rounds}")
     return args
@@ -91,9 +108,9 @@ def load_train(path: str):
     return module
 
 
-def build(args, train_module=train):
+def build(args, train_module=train, devices: int = 1):
     """(compiled epoch, states, hyper, data, compile s) of ``train_module``'s engine for the
-    requested model on synthetic data."""
+    requested model on synthetic data, members sharded over the first ``devices`` devices."""
     Data, Engine, Hyper = train_module.Data, train_module.Engine, train_module.Hyper
     shape = (32, 32, 3) if args.model == "resnet" else (28, 28, 1)
     n = 128 * args.steps
@@ -110,6 +127,12 @@ def build(args, train_module=train):
     hyper = Hyper(jnp.full(k, 1e-4), jnp.full(k, 1e-3), jnp.arange(k, dtype=jnp.int32),
                   jnp.zeros(k, jnp.int32))  # fmt: skip
     states = jax.jit(engine.init_members)(hyper, x[:1])
+    if devices > 1:
+        mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("members",))
+        spec = jax.sharding.PartitionSpec
+        members = jax.sharding.NamedSharding(mesh, spec("members"))
+        states, hyper = jax.device_put((states, hyper), members)
+        data = jax.device_put(data, jax.sharding.NamedSharding(mesh, spec()))
     t = time.perf_counter()
     epoch = (
         jax.jit(engine.epoch, donate_argnums=0)
@@ -185,7 +208,9 @@ def trace_ops(epoch, states, hyper, data, steps: int):
 
 def main(argv=None):
     args = parse_args(argv)
-    builds = {"current": build(args)}
+    builds = {}
+    for d in args.devices:
+        builds["current" if d == 1 else f"current on {d} devices"] = build(args, devices=d)
     if args.baseline:
         builds["baseline"] = build(args, load_train(args.baseline))
     times = {name: [] for name in builds}
@@ -207,14 +232,14 @@ def main(argv=None):
               f"{step_min * 1e3:.2f} ms, median {step_med * 1e3:.2f} ms; per member-step "
               f"{step_min / args.members * 1e3:.3f} ms; model {flops / step_min / 1e9:.1f} "
               "GFLOP/s (6·weights·examples)")  # fmt: skip
-    if args.baseline:
-        ratio = result["baseline"] / result["current"]
-        print(f"baseline / current step time (minima): {ratio:.2f}")
+    first = next(iter(result))
+    for name in list(result)[1:]:
+        print(f"{name} / {first} step time (minima): {result[name] / result[first]:.2f}")
     if args.matmuls:
         for label, gflops in time_matmuls(args.members):
             print(f"{gflops:8.1f} GFLOP/s  {label}")
     if args.trace:
-        epoch, states, hyper, data, _ = builds["current"]
+        epoch, states, hyper, data, _ = next(iter(builds.values()))
         ops = trace_ops(epoch, states, hyper, data, args.steps)
         per_step = sum(us for us, c in ops.values() if c >= 1)
         print(f"traced ops executed every step: {per_step / 1e3:.2f} ms per step in all")

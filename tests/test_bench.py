@@ -218,7 +218,7 @@ def test_quick_run_wdjax_rows(quick_run):
 
 def test_quick_run_memory_record(quick_run):
     _, res = quick_run
-    (m,) = res["memory"]
+    (m,) = [m for m in res["memory"] if "how" not in m]  # the parent process's sweep
     assert m["k"] == 1  # quick size: 512 synthetic rows, no validation or test rows
     assert m["data_bytes"] == 512 * 784 * 4 + 512 * 4 + 512 * 4  # x, y, train indices
     assert m["state_bytes_per_member"] >= 3 * 55050 * 4  # params + Adam mu + nu (float32)
@@ -227,6 +227,16 @@ def test_quick_run_memory_record(quick_run):
         assert m["ratio"] > 0 and m["compiled_bytes"] == (
             m["arguments"] + m["outputs"] + m["temporaries"] - m["aliased"]
         )
+
+
+def test_quick_run_split_rows_come_from_a_child_with_more_cpu_devices(quick_run):
+    stdout, res = quick_run
+    split = [r for r in res["rows"] if r["how"].startswith("sweep, ")]
+    assert [(r["how"], r["k"]) for r in split] == [("sweep, 4 CPU devices", 1)]  # conftest: 4
+    assert split[0]["finite"] and split[0]["recompile_s"] == 0.0
+    (m,) = [m for m in res["memory"] if m.get("how") == "4 CPU devices"]
+    assert m["devices"] == 1  # K = 1 runs on one device, not as 4 padded copies
+    assert "sweep, 4 CPU devices K=1" in stdout
 
 
 @pytest.mark.parametrize("peer", ["keras", "torch"])

@@ -29,6 +29,8 @@ profile_step = _load()
         (["--members", "0"], "--members must be at least 1"),
         (["--baseline", "/nonexistent/train.py"], "--baseline /nonexistent/train.py: no such file"),
         (["--compiler-option", "xla_only_a_name"], "NAME=VALUE"),
+        (["--devices", "1,99"], "this process has 4 devices"),
+        (["--members", "3", "--devices", "1,2"], "must split evenly"),
     ],
 )
 def test_bad_flags_fail_before_any_work(argv, message, capsys):
@@ -56,3 +58,10 @@ def test_ab_traced_run(capsys):
     out = capsys.readouterr().out
     assert "baseline / current step time" in out and "ms/step" in out
     assert "GFLOP/s  layer 1 forward: 128 x 784 x 128" in out  # K=2 members x 64 units
+
+
+def test_device_counts_are_timed_side_by_side(capsys):
+    result = profile_step.main(["--members", "2", "--steps", "2", "--rounds", "2", "--hidden",
+                                "8", "--devices", "1,2"])  # fmt: skip
+    assert set(result) == {"current", "current on 2 devices"}
+    assert "current on 2 devices / current step time" in capsys.readouterr().out

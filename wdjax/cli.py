@@ -130,11 +130,13 @@ def _distributed(args) -> None:
     jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
 
 
-def _cpu_devices(args) -> None:
+def _cpu_devices(args, cfg: SweepConfig) -> None:
     from wdjax.runner import use_cpu_devices
 
     if args.num_processes is not None:
         return
+    if args.cpu_devices is None and min(cfg.chunk_size or cfg.num_members, cfg.num_members) < 2:
+        return  # one member runs on one device, and a split CPU runs that ~20 % slower
     try:
         use_cpu_devices(args.cpu_devices)
     except ConfigError:
@@ -151,7 +153,7 @@ def main(argv=None) -> int:
         cfg = config_from_args(args)
         if args.cpu_devices is not None and args.cpu_devices < 1:
             raise ConfigError(f"--cpu-devices must be at least 1, got {args.cpu_devices}")
-        _cpu_devices(args)
+        _cpu_devices(args, cfg)
         _distributed(args)
         out = args.out or os.path.join("results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
         result = sweep(cfg, out=out, resume=args.resume, progress=not args.quiet)
