@@ -775,8 +775,9 @@ def run(plan: Plan, save=None) -> dict:
         checkpoint()
     if memory:
         notes.append(
-            "memory: compiled = the epoch executable's memory_analysis(); must hold = data as "
-            "stored (+ int32 index arrays) + K x member state (params, optimizer state, counters); "
+            "memory: compiled = the epoch executable's memory_analysis() per device; must hold = "
+            "data as stored (+ int32 index arrays, replicated on every device) + K / devices x "
+            "member state (params, optimizer state, counters); "
             "RSS growth = peak RSS during the second (1-epoch, no-recompile) call over the RSS "
             "just before it, after compile (includes that call's copy of the data to the device)"
         )
