@@ -540,7 +540,7 @@ def split_devices(plan: Plan) -> int:
     """CPU devices of the split rows: 0 (none) off CPU or when asked for 1."""
     if jax.default_backend() != "cpu":
         return 0
-    n = plan.cpu_devices or min(8, 2 * len(os.sched_getaffinity(0)))
+    n = plan.cpu_devices or wdjax.runner.default_cpu_devices()
     return n if n > 1 else 0
 
 

@@ -86,10 +86,11 @@ def parse_args(argv=None):
         args.devices = tuple(int(d) for d in args.devices.split(","))
     except ValueError:
         p.error(f"--devices wants a comma list of integers, got {args.devices!r}")
-    if args.cpu_devices is not None and args.cpu_devices < 1:
-        p.error(f"--cpu-devices must be at least 1, got {args.cpu_devices}")
     if args.cpu_devices is not None:
-        wdjax.use_cpu_devices(args.cpu_devices)  # before anything asks JAX for devices
+        try:
+            wdjax.use_cpu_devices(args.cpu_devices)  # before anything asks JAX for devices
+        except wdjax.ConfigError as err:
+            p.error(str(err))
     if min(args.devices) < 1 or max(args.devices) > len(jax.devices()):
         p.error(f"--devices {args.devices}: this process has {len(jax.devices())} devices "
                 "(more CPU devices: --cpu-devices N)")  # fmt: skip

@@ -46,6 +46,7 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
         (["--reg", "l3"], "--reg"),
         (["--batch-size", "100000"], "--batch-size"),
         (["--coordinator", "127.0.0.1:1"], "--num-processes"),
+        (["--cpu-devices", "0"], "--cpu-devices"),
     ],
 )
 def test_cli_bad_flags_exit_2_with_one_line(tmp_path, capsys, flags, needle):

@@ -30,6 +30,7 @@ profile_step = _load()
         (["--baseline", "/nonexistent/train.py"], "--baseline /nonexistent/train.py: no such file"),
         (["--compiler-option", "xla_only_a_name"], "NAME=VALUE"),
         (["--devices", "1,99"], "this process has 4 devices"),
+        (["--cpu-devices", "0"], "--cpu-devices) must be at least 1"),
         (["--members", "3", "--devices", "1,2"], "must split evenly"),
     ],
 )

@@ -151,8 +151,6 @@ def main(argv=None) -> int:
 
     try:
         cfg = config_from_args(args)
-        if args.cpu_devices is not None and args.cpu_devices < 1:
-            raise ConfigError(f"--cpu-devices must be at least 1, got {args.cpu_devices}")
         _cpu_devices(args, cfg)
         _distributed(args)
         out = args.out or os.path.join("results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))

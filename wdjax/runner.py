@@ -316,6 +316,11 @@ def _memory_limit(device) -> int:
     return ram // max(1, len(jax.local_devices()))
 
 
+def default_cpu_devices() -> int:
+    """The CPU device count :func:`use_cpu_devices` picks: two per usable core, at most 8."""
+    return min(8, 2 * len(os.sched_getaffinity(0)))
+
+
 def use_cpu_devices(n: int | None = None) -> int:
     """Split the host CPU into ``n`` JAX devices, so a sweep's members run as ``n`` concurrent
     programs (call before JAX initializes its backends, e.g. first thing in a script).
@@ -327,7 +332,7 @@ def use_cpu_devices(n: int | None = None) -> int:
     device (host memory grows by one copy of the data per device). Results do not change.
 
     Args:
-      n: device count (default: twice the cores this process may use, at most 8). An
+      n: device count (default: :func:`default_cpu_devices`). An
         ``XLA_FLAGS=--xla_force_host_platform_device_count`` already set takes precedence.
 
     Returns:
@@ -336,13 +341,12 @@ def use_cpu_devices(n: int | None = None) -> int:
     Raises:
       ConfigError: ``n`` < 1, or JAX's backends are already initialized.
     """
+    if n is not None and n < 1:
+        raise ConfigError(f"cpu devices (--cpu-devices) must be at least 1, got {n}")
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" in flags:
         return int(flags.split("xla_force_host_platform_device_count=")[1].split()[0])
-    if n is None:
-        n = min(8, 2 * len(os.sched_getaffinity(0)))
-    if n < 1:
-        raise ConfigError(f"cpu devices (--cpu-devices) must be at least 1, got {n}")
+    n = default_cpu_devices() if n is None else n
     try:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError as e:
