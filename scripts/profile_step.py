@@ -1,7 +1,8 @@
 """Time and profile the compiled sweep epoch, op by op (the tool behind the performance notes).
 
-Builds the same program ``wdjax.sweep`` runs (``Engine.epoch``: a scan over steps of the vmapped
-member step) for one model and optimizer on synthetic MNIST-shaped data, times warm epochs, and with
+Builds the program ``wdjax.sweep`` runs (``Engine.epoch``: a scan over steps of the vmapped
+member step; the sweep computes the batch order in a small program of its own, this one inside)
+for one model and optimizer on synthetic MNIST-shaped data, times warm epochs, and with
 ``--trace`` records one epoch with ``jax.profiler`` and prints the XLA ops (thunks) that took the
 most time per step. ::
 

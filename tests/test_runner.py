@@ -69,6 +69,25 @@ def test_member_equals_standalone_run_float64_exact_zero_pattern():
         assert res.history["sparsity"][-1, -1] > 0.05
 
 
+def test_sweep_equals_one_program_epochs_bit_for_bit():
+    # The runner splits an epoch into two programs (batch order, compiled with the cheaper CPU
+    # options, then Engine.train_epoch). Same parameters and metrics, bit for bit, as the
+    # one-program Engine.epoch from the same initial states.
+    cfg = dataclasses.replace(BASE, strengths=(1e-4, 1e-2), optimizer="adam", reg="l1_prox")
+    ds = S.D.load(cfg.dataset, val_size=cfg.val_size, seed=cfg.data_seed)
+    res = S.sweep(cfg, data=ds, devices=jax.devices()[:1])
+    engine = train.Engine.from_config(cfg, ds.num_classes)
+    data = jax.device_put(S._host_data(ds, cfg))
+    hyper = S._hyper_arrays(res.members, len(res.members), cfg.dtype)
+    states = jax.jit(engine.init_members)(hyper, data.x_pool[:1])
+    for epoch in range(cfg.epochs):
+        states, out = jax.jit(engine.epoch)(states, hyper, data, cfg.data_seed, epoch)
+        for name in ("train_loss", "val_loss", "test_acc", "weight_l1"):
+            np.testing.assert_array_equal(res.history[name][:, epoch], np.asarray(out[name]))
+    for a, b in zip(jax.tree.leaves(res.params), jax.tree.leaves(states.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_regularization_changes_results_monotonically():
     """Guard against λ being ignored: larger wd → smaller weights, at equal seeds."""
     res = S.sweep(BASE, reg="wd", strengths=(0.0, 1e-1, 1.0), epochs=3)
@@ -119,13 +138,13 @@ def test_members_are_chunked_automatically_when_memory_is_short(monkeypatch):
 
 def test_no_recompilation_for_new_strengths(monkeypatch):
     traces = []
-    original = train.Engine.epoch
+    original = train.Engine.train_epoch
 
     def counting(self, *args):
         traces.append(1)
         return original(self, *args)
 
-    monkeypatch.setattr(train.Engine, "epoch", counting)
+    monkeypatch.setattr(train.Engine, "train_epoch", counting)
     monkeypatch.setattr(S, "_EXECUTABLES", {})
     cfg = dataclasses.replace(BASE, strengths=(1e-4, 1e-3, 1e-2))
     first = S.sweep(cfg)
@@ -277,7 +296,7 @@ def test_run_directory_files(tmp_path):
 
 @pytest.mark.parametrize("model", ["mlp", "cnn", "resnet"])
 def test_fast_init_compile_gives_the_default_compile_bit_for_bit(model):
-    # The runner compiles initialization with _CPU_INIT_OPTIONS (~3x faster to compile); the
+    # The runner compiles initialization with _CPU_SMALL_OPTIONS (~3x faster to compile); the
     # initial weights must not change.
     cfg = SweepConfig(model=model, hidden=(64, 64))
     engine = train.Engine.from_config(cfg, 10)
@@ -289,7 +308,7 @@ def test_fast_init_compile_gives_the_default_compile_bit_for_bit(model):
     default = jax.jit(engine.init_members)(hyper, x)
     mesh = jax.sharding.Mesh(jax.devices()[:1], ("members",))
     shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    fast = S._compile_init(jax.jit(engine.init_members).lower(hyper, x), shard)(hyper, x)
+    fast = S._compile_small(jax.jit(engine.init_members).lower(hyper, x), shard)(hyper, x)
     for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(fast), strict=True):
         np.testing.assert_array_equal(a, b)
 

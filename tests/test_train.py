@@ -50,6 +50,18 @@ def test_step_is_an_optax_adamw_step_on_the_mean_cross_entropy():
     assert int(new.step) == 1 and not bool(new.diverged)
 
 
+def test_batch_order_is_the_epoch_permutation_cut_to_whole_batches():
+    engine, _, _, _, _ = _member()
+    n, b = 1000, engine.batch_size
+    order = np.asarray(jax.jit(engine.batch_order, static_argnums=2)(7, 3, n))
+    perm = np.asarray(jax.random.permutation(jax.random.fold_in(jax.random.key(7), 3), n))
+    assert order.dtype == np.int32 and order.shape == (n // b, b)
+    np.testing.assert_array_equal(order.ravel(), perm[: (n // b) * b])
+    assert len(np.unique(order)) == order.size  # each example at most once per epoch
+    other = np.asarray(engine.batch_order(7, 4, n))
+    assert not np.array_equal(order, other)  # a new order every epoch
+
+
 def _epoch_of(engine, hyper, x, y, states=None):
     data = train.Data(x, y, jnp.arange(x.shape[0], dtype=jnp.int32)[None],
                       jnp.zeros((1, 0), jnp.int32), x[:5], y[:5])  # fmt: skip

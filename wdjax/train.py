@@ -171,8 +171,28 @@ class Engine:
         """
         return jax.lax.map(lambda h: self.init(h, x_example), hyper)
 
+    def batch_order(self, data_seed, epoch, n: int):
+        """Rows of each training step of one epoch, ``[steps, batch]`` int32 (into ``train_idx``).
+
+        ``permutation(fold_in(key(data_seed), epoch), n)``, cut to whole batches: the last
+        incomplete batch is dropped (as Keras' ``drop_remainder`` would). Shared by all members.
+        """
+        steps = n // self.batch_size
+        key = jax.random.fold_in(jax.random.key(data_seed), epoch)
+        order = jax.random.permutation(key, n)[: steps * self.batch_size]
+        return order.reshape(steps, self.batch_size).astype(jnp.int32)
+
     def epoch(self, states: MemberState, hyper: Hyper, data: Data, data_seed, epoch):
+        """One epoch, :meth:`train_epoch`, in the batch order :meth:`batch_order` gives."""
+        order_SxB = self.batch_order(data_seed, epoch, data.train_idx.shape[1])
+        return self.train_epoch(states, hyper, data, order_SxB)
+
+    def train_epoch(self, states: MemberState, hyper: Hyper, data: Data, order_SxB):
         """Train every member for one epoch, then evaluate; returns (states, metrics [K]).
+
+        ``order_SxB`` holds the rows (into ``data.train_idx``) of each step's batch. The sweep
+        computes it in a program of its own (:meth:`batch_order`), so the epoch program has no
+        shuffle kernels to compile.
 
         Divergence is settled once per epoch: a member whose training loss turned non-finite on
         any step, or whose parameters are non-finite at the end, is put back to its parameters,
@@ -181,11 +201,7 @@ class Engine:
         epoch-end state. Its optimizer state is left as computed (it is never used again).
         ``train_loss``/``train_acc`` average the steps before the first non-finite loss.
         """
-        folds, n = data.train_idx.shape
-        bs = self.batch_size
-        steps = n // bs  # the last incomplete batch is dropped (as Keras' drop_remainder would)
-        key = jax.random.fold_in(jax.random.key(data_seed), epoch)
-        order_SxB = jax.random.permutation(key, n)[: steps * bs].reshape(steps, bs)
+        folds = data.train_idx.shape[0]
         shared = folds == 1  # one batch feeds every member: layer 1 is one large matmul
         start = (states.params, states.batch_stats, states.step)
 
