@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from wdjax import metrics as M
@@ -59,3 +60,44 @@ def test_unit_angular_update_recovers_known_rotation(theta):
 def test_kernels_found_under_member_axis_and_nesting():
     p = {"params": {"Block_0": {"Conv_0": {"kernel": jnp.ones((4, 3, 3, 2, 5))}}}}
     assert list(M.kernels(p)) == ["Block_0/Conv_0"]
+
+
+def test_cross_entropy_is_optax_integer_label_cross_entropy_bit_for_bit():
+    # The one-hot pick must give optax's values exactly (large logits included), and its gradient
+    # must be (softmax(z) - onehot(y)) / B.
+    rng = np.random.default_rng(0)
+    logits = jnp.asarray(rng.normal(size=(64, 10)) * np.array([1.0] * 5 + [30.0] * 5), jnp.float32)
+    labels = jnp.asarray(rng.integers(0, 10, 64), jnp.int32)
+    per_example = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    assert np.array_equal(M.cross_entropy(logits, labels), jnp.mean(per_example))
+    grad = jax.grad(M.cross_entropy)(logits, labels)
+    want = (jax.nn.softmax(logits) - jax.nn.one_hot(labels, 10)) / 64
+    np.testing.assert_allclose(grad, want, rtol=1e-5, atol=1e-8)
+    optax_grad = jax.grad(
+        lambda z: jnp.mean(optax.softmax_cross_entropy_with_integer_labels(z, labels))
+    )
+    np.testing.assert_array_equal(grad, optax_grad(logits))
+
+
+@pytest.mark.parametrize("dtype, rows", [("float32", 300), ("bfloat16", 300), ("float32", 5)])
+def test_zero_counts_and_dead_units_are_exact_counts(dtype, rows):
+    # bfloat16 cannot count past 256 in its own dtype: the stats must count in int32 there.
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(rows, 7)).astype(np.float32)
+    w[rng.random(w.shape) < 0.6] = 0.0
+    w[:, 2] = 0.0  # a dead unit
+    s = jax.jit(M.weight_stats)({"Dense_0": {"kernel": jnp.asarray(w, dtype)}})
+    assert int(round(float(s["sparsity"]) * w.size)) == int((w == 0).sum())
+    assert int(s["dead_units"]) == int(np.all(w == 0, axis=0).sum())
+
+
+def test_all_finite_flags_inf_and_nan_but_not_huge_finite_values():
+    from wdjax.train import _all_finite
+
+    big = jnp.full((1000,), 3e38, jnp.float32)  # their sum overflows; they are finite
+    assert bool(jax.jit(_all_finite)({"a": big, "b": -big}))
+    for bad in (np.inf, -np.inf, np.nan):
+        leaf = np.ones((4, 3), np.float32)
+        leaf[2, 1] = bad
+        assert not bool(jax.jit(_all_finite)({"a": big, "b": jnp.asarray(leaf)}))
+    assert bool(_all_finite({}))
