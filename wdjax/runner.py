@@ -1,7 +1,8 @@
 """Host side of a sweep: data to device once, members sharded over devices, chunks, resume.
 
 ``sweep(config)`` trains every member of ``config`` (strengths × lrs × seeds × folds) with one
-compiled program per epoch (:class:`wdjax.train.Engine`), writes the run directory
+compiled training program per epoch (:class:`wdjax.train.Engine`; a small second program gives
+the epoch's batch order), writes the run directory
 (:mod:`wdjax.results`) and returns a :class:`SweepResult` whose arrays carry a leading member axis.
 
 Devices: the member axis is sharded over every device (a 1-D mesh named ``members``); with several

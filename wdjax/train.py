@@ -1,10 +1,12 @@
 """The pure training engine: member state, one train step, a scanned epoch, vmapped over members.
 
-Data flow (one compiled call per epoch)::
+Data flow (one compiled training call per epoch, after a small one for the batch order)::
 
-    members' state [K, ...] ──┐
-    hyperparameters [K]  ─────┼─> jit(scan over steps(vmap over members(step))) ─> state, metrics
-    data arrays (on device) ──┘
+    (data_seed, epoch) ─> jit(batch_order) ─> rows [steps, B] ─┐
+    members' state [K, ...] ───────────────────────────────────┤
+    hyperparameters [K] ───────────────────────────────────────┼─> jit(scan over steps(
+    data arrays (on device) ───────────────────────────────────┘     vmap over members(step)))
+                                                                     ─> state, metrics [K]
 
 Each member has its own initial parameters and dropout stream, both derived from its ``seed``
 (``fold_in(key(seed), 0)`` for init, ``fold_in(fold_in(key(seed), 1), step)`` for dropout), and its
