@@ -16,7 +16,11 @@ One run on one machine prints one table and writes it as JSON. It measures
 4. ``keras`` / ``torch`` (the optional ``bench`` extra): the same models trained by Keras 3
    ``model.fit`` (JAX backend) and by a plain PyTorch eager loop (``AdamW`` default and
    ``fused=True``), K = 1 and K = 8 one after another, for every model section selected (for the
-   CNN: PyTorch's default AdamW, and Keras at K = 1 only, its XLA:CPU convolutions being slow).
+   CNN: PyTorch's default AdamW, and Keras at K = 1 only, its XLA:CPU convolutions being slow);
+5. the ratio check (with ``mlp`` and a peer): ``--rounds`` rounds, each timing the MLP sweep at
+   K = ``--round-k`` (32) and then every peer at K = 1, back to back; the ratios per round and
+   their median. The table's rows are measured minutes apart, and single timings here drift by
+   ±20 % over minutes; the two sides of a round's ratio are about a minute apart.
 
 Timings are medians over warm epochs: the first epoch of every run (and every peer model) is
 dropped, so ``--epochs`` must be at least 2. Model FLOPs are a labelled convention: 6 × weights ×
@@ -26,14 +30,15 @@ examples for an MLP (an over-count of about 1.4×: layer 1's input gradient is n
 How to run (from the repository root)::
 
     pip install -e '.[bench]'              # optional peers: keras>=3.6, torch==2.13.0 (CPU wheel)
-    python scripts/bench.py                 # everything; ~10 min on 2 quiet cores
+    python scripts/bench.py                 # everything; ~18 min on 2 cores
     python scripts/bench.py --quick         # tiny sizes, a smoke test in seconds
     python scripts/bench.py --sections mlp,torch --epochs 5 --out results/mlp-vs-torch.json
     python scripts/bench.py --ks 1,8,32,128,1024 --sections mlp    # e.g. on an accelerator
 
 The JSON (``--out``, default ``results/bench.json``) holds ``meta``, ``peak``, ``rows`` (one per
-table line), ``memory`` (per K of the tutorial MLP), ``ratios`` and ``notes``; it is rewritten after
-every model section (``meta.complete`` false until the end), so an interrupted run keeps its rows.
+table line), ``memory`` (per K of the tutorial MLP), ``ratios``, ``rounds`` (the ratio check, or
+null) and ``notes``; it is rewritten after every model section (``meta.complete`` false until the
+end), so an interrupted run keeps its rows.
 """
 
 import argparse
@@ -78,6 +83,8 @@ class Plan:
     reg: str = "wd"
     devices: int | None = None  # None: wdjax's default mesh
     cpu_devices: int | None = None  # CPU devices of the split rows (None: 2 per core, at most 8)
+    rounds: int = 3  # rounds of the back-to-back ratio check (0: none)
+    round_k: int = 32  # members of the sweep in the ratio check
     child: bool = False  # internal: this process measures the split rows for its parent
     peak_gflops: float | None = None  # internal: the parent's peak, for a child's %peak
     out: str | None = "results/bench.json"
@@ -95,6 +102,8 @@ QUICK = dict(
     epochs=2,
     repeats=3,
     matmul_n=256,
+    rounds=2,
+    round_k=2,
 )
 
 
@@ -490,38 +499,8 @@ def available_peers(plan: Plan) -> tuple[list[str], list[str]]:
 
 def bench_peers(w: Workload, plan: Plan, peak: float, peers) -> list[dict]:
     """K = ``plan.peer_ks`` models trained one after another by each peer framework."""
-    opt = "AdamW" if plan.reg == "wd" else "Adam + L1 loss"
-    ks, cnn = plan.peer_ks, w.kind == "cnn"
-    variants = []
-    if "keras" in peers:  # XLA:CPU convolutions make Keras' CNN slow: K = 1 only
-        variants.append(
-            (
-                "keras",
-                "model.fit (jax)",
-                (1,) if cnn else ks,
-                lambda lam: keras_member(w, plan, lam, plan.epochs),
-            )
-        )
-    if "torch" in peers:
-        variants.append(
-            (
-                "torch",
-                f"eager, {opt}",
-                ks,
-                lambda lam: torch_member(w, plan, lam, plan.epochs, fused=False),
-            )
-        )
-        if not cnn:  # the fused optimizer matters where per-step overhead does (not the CNN)
-            variants.append(
-                (
-                    "torch",
-                    f"eager, {opt}(fused)",
-                    ks,
-                    lambda lam: torch_member(w, plan, lam, plan.epochs, fused=True),
-                )
-            )
     rows = []
-    for framework, how, ks, train in variants:
+    for framework, how, ks, train in _peer_variants(w, plan, peers, plan.epochs):
         for k in ks:
             _log(f"{w.name}: {framework} {how}, {k} model(s) one after another")
             runs = [train(lam) for lam in _grid(k)]
@@ -531,6 +510,62 @@ def bench_peers(w: Workload, plan: Plan, peak: float, peers) -> list[dict]:
                 _row(w, framework, how, k, statistics.median(warm), peak, first_epoch_extra_s=first)
             )
     return rows
+
+
+def _peer_variants(w: Workload, plan: Plan, peers, epochs: int) -> list[tuple]:
+    """(framework, how, Ks, train(λ) -> epoch seconds) of every peer that trains ``w``."""
+    opt = "AdamW" if plan.reg == "wd" else "Adam + L1 loss"
+    ks, cnn = plan.peer_ks, w.kind == "cnn"
+    variants = []
+    if "keras" in peers:  # XLA:CPU convolutions make Keras' CNN slow: K = 1 only
+        keras_ks = (1,) if cnn else ks
+        variants.append(("keras", "model.fit (jax)", keras_ks,
+                         lambda lam: keras_member(w, plan, lam, epochs)))  # fmt: skip
+    if "torch" in peers:
+        variants.append(("torch", f"eager, {opt}", ks,
+                         lambda lam: torch_member(w, plan, lam, epochs, fused=False)))  # fmt: skip
+        if not cnn:  # the fused optimizer matters where per-step overhead does (not the CNN)
+            fused = lambda lam: torch_member(w, plan, lam, epochs, fused=True)  # noqa: E731
+            variants.append(("torch", f"eager, {opt}(fused)", ks, fused))
+    return variants
+
+
+def bench_rounds(w: Workload, plan: Plan, peak: float, peers) -> dict | None:
+    """The ratio check: ``plan.rounds`` rounds, each timing wdjax's sweep at K = ``round_k`` (on
+    the split CPU where the benchmark splits it) and then every peer at K = 1, back to back.
+
+    A single timing here drifts by ±20 % over minutes, and the table's rows are measured minutes
+    apart; the two sides of a round's ratio are a minute apart at most. Returns the per-round
+    seconds per member-epoch, the per-round ratios (peer s / sweep s) and their medians; None
+    without peers.
+    """
+    if plan.rounds < 1 or not peers:
+        return None
+    k, n = plan.round_k, split_devices(plan)
+    sub = dataclasses.replace(plan, ks=(k,))
+    how = f"sweep, {n} CPU devices" if n else "sweep"
+    variants = _peer_variants(w, plan, peers, plan.epochs)
+    rounds = []
+    for i in range(plan.rounds):
+        _log(f"ratio round {i + 1}/{plan.rounds}: wdjax {how} K={k}, then each peer at K=1")
+        if n:
+            rows, _ = bench_split("mlp", sub, peak)
+        else:
+            rows, _ = bench_wdjax(dataclasses.replace(w, ks=(k,)), sub, peak, memory=False)
+        times = {f"wdjax {how}": rows[0]["s_per_member_epoch"]}
+        for framework, peer_how, _, train in variants:
+            times[f"{framework} {peer_how}"] = statistics.median(train(_grid(1)[0])[1:])
+        rounds.append(times)
+    sweep = f"wdjax {how}"
+    faster = {name: [r[name] / r[sweep] for r in rounds] for name in rounds[0] if name != sweep}
+    return {
+        "model": w.name,
+        "k": k,
+        "how": how,
+        "seconds_per_member_epoch": rounds,
+        "faster": faster,
+        "median_faster": {name: statistics.median(v) for name, v in faster.items()},
+    }
 
 
 # --- report --------------------------------------------------------------------------------------
@@ -654,6 +689,19 @@ def table(result: dict) -> str:
         for (model, how, k), qs in _group(result["ratios"]).items():
             parts = ", ".join(f"{q['vs']} {q['faster']:.2f}x" for q in qs)
             lines.append(f"  {model} {how} K={k}: {parts}")
+    rounds = result.get("rounds")
+    if rounds:
+        n = len(rounds["seconds_per_member_epoch"])
+        lines += [
+            "",
+            f"ratio check, {n} rounds back to back ({rounds['model']}: wdjax {rounds['how']} "
+            f"K={rounds['k']}, then each peer at K=1; peer s / sweep s per round, and the median):",
+        ]
+        for name, each in rounds["faster"].items():
+            per = " ".join(f"{x:.2f}x" for x in each)
+            lines.append(f"  {name}: {per}  median {rounds['median_faster'][name]:.2f}x")
+        sweep = [r[f"wdjax {rounds['how']}"] for r in rounds["seconds_per_member_epoch"]]
+        lines.append("  wdjax s/member-epoch per round: " + " ".join(f"{s:.4f}" for s in sweep))
     lines += ["", *("note: " + n for n in result["notes"])]
     return "\n".join(lines)
 
@@ -740,6 +788,7 @@ def run(plan: Plan, save=None) -> dict:
         "rows": rows,
         "memory": memory,
         "ratios": [],
+        "rounds": None,
         "notes": notes,
     }
 
@@ -772,6 +821,11 @@ def run(plan: Plan, save=None) -> dict:
                     "s per member-epoch"
                 )
         rows += bench_peers(w, plan, local, peers)
+        checkpoint()
+    if "mlp" in plan.sections:
+        result["rounds"] = bench_rounds(workloads["mlp"](), plan, peak["gflops"], peers)
+        if result["rounds"] is None and plan.rounds:
+            notes.append("ratio check skipped: no peer to compare with")
         checkpoint()
     if memory:
         notes.append(
@@ -840,6 +894,13 @@ def parse_args(argv=None) -> Plan:
         help="CPU devices of the extra 'sweep, N CPU devices' rows, measured in a child process "
         "(default 2 per core, at most 8; 1: no such rows)",
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds of the ratio check: the MLP sweep at K = --round-k, then each peer at K = 1, "
+        "back to back, repeated (default 3; 0: none)",
+    )
+    p.add_argument("--round-k", type=int, help="members of the ratio check's sweep (default 32)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--peak-gflops", type=float, help=argparse.SUPPRESS)
     p.add_argument("--out", help="JSON path (default results/bench.json; '' writes none)")
@@ -856,11 +917,11 @@ def parse_args(argv=None) -> Plan:
         if getattr(a, flag) is not None:
             kw[flag] = _ints(getattr(a, flag), "--" + flag.replace("_", "-"))
     flags = ("seq_k", "n_train", "cnn_n_train", "epochs", "repeats", "matmul_n", "devices",
-             "cpu_devices")  # fmt: skip
+             "cpu_devices", "rounds", "round_k")  # fmt: skip
     for flag in flags:
         v = getattr(a, flag)
         if v is not None:
-            low = 2 if flag == "epochs" else 1
+            low = {"epochs": 2, "rounds": 0}.get(flag, 1)
             if v < low:
                 why = " (the first epoch is not timed)" if flag == "epochs" else ""
                 raise ValueError(f"--{flag.replace('_', '-')} {v}: give an integer >= {low}{why}")

@@ -112,6 +112,8 @@ def test_parse_args_defaults_and_quick():
         (["--n-train", "64"], "--n-train"),
         (["--devices", "99"], "--devices"),
         (["--cpu-devices", "0"], "--cpu-devices"),
+        (["--rounds", "-1"], "--rounds"),
+        (["--round-k", "0"], "--round-k"),
     ],
 )
 def test_parse_args_rejects_bad_flags(argv, match):
@@ -151,6 +153,35 @@ def test_ratios_compare_each_sweep_with_each_baseline_at_its_largest_k():
         (8, "wdjax sequential"): (8, pytest.approx(4.0)),
         (8, "torch eager"): (8, pytest.approx(8.0)),
     }
+
+
+def test_ratio_check_pairs_each_round_and_takes_the_median(monkeypatch):
+    # Round i: the sweep takes sweep_s[i] per member-epoch, Keras keras_s[i] (its first epoch is
+    # dropped), PyTorch 1.0 s; the ratios are taken within each round, then the median.
+    sweep_s, keras_s = iter([0.1, 0.2, 0.1]), iter([0.3, 0.4, 0.5])
+    monkeypatch.setattr(bench, "split_devices", lambda plan: 0)
+    calls = []
+
+    def fake_wdjax(w, plan, peak, memory):
+        calls.append((w.ks, plan.ks, memory))
+        return [{"s_per_member_epoch": next(sweep_s)}], []
+
+    monkeypatch.setattr(bench, "bench_wdjax", fake_wdjax)
+    monkeypatch.setattr(bench, "keras_member", lambda w, plan, lam, e: [9.0, next(keras_s)])
+    monkeypatch.setattr(bench, "torch_member", lambda w, plan, lam, e, fused: [9.0, 1.0, 1.0])
+    plan = bench.Plan(rounds=3, round_k=32)
+    w = bench.Workload("mlp", "mlp", bench.synthetic(256), (64, 64), (1, 8))
+    got = bench.bench_rounds(w, plan, 100.0, ["keras", "torch"])
+    assert calls == [((32,), (32,), False)] * 3
+    assert got["faster"]["keras model.fit (jax)"] == pytest.approx([3.0, 2.0, 5.0])
+    assert got["median_faster"]["keras model.fit (jax)"] == pytest.approx(3.0)
+    assert got["faster"]["torch eager, AdamW(fused)"] == pytest.approx([10.0, 5.0, 10.0])
+    assert got["median_faster"]["torch eager, AdamW"] == pytest.approx(10.0)
+    assert got["k"] == 32 and got["how"] == "sweep"
+    text = bench.table({"rows": [], "memory": [], "ratios": [], "rounds": got, "notes": []})
+    assert "ratio check, 3 rounds" in text and "median 3.00x" in text
+    assert bench.bench_rounds(w, plan, 100.0, []) is None  # no peer: nothing to compare
+    assert bench.bench_rounds(w, bench.Plan(rounds=0), 100.0, ["keras"]) is None
 
 
 # --- end to end (subprocess: the script's own process, not this suite's JAX settings) ------------
@@ -196,7 +227,7 @@ def test_quick_run_prints_table_and_notes(quick_run):
 
 def test_quick_run_json_fields(quick_run):
     _, res = quick_run
-    assert set(res) == {"meta", "peak", "rows", "memory", "ratios", "notes"}
+    assert set(res) == {"meta", "peak", "rows", "memory", "ratios", "rounds", "notes"}
     assert res["peak"]["n"] == 256 and res["peak"]["gflops"] > 0
     assert res["meta"]["plan"]["quick"] is True and res["meta"]["loadavg_start"]
     assert res["meta"]["complete"] is True and res["peak"]["gflops_end"] > 0
@@ -250,3 +281,16 @@ def test_quick_run_peers(quick_run, peer):
     assert len(rows) == (1 if peer == "keras" else 2)  # torch: default and fused AdamW
     got = {q["vs"] for q in res["ratios"] if q["model"] == rows[0]["model"]}
     assert {f"{r['framework']} {r['how']}" for r in rows} <= got
+
+
+def test_quick_run_ratio_check(quick_run):
+    stdout, res = quick_run
+    if not (_has("keras") or _has("torch")):
+        assert res["rounds"] is None and "ratio check skipped: no peer to compare with" in stdout
+        pytest.skip("no peer installed (optional 'bench' extra)")
+    rounds = res["rounds"]
+    assert rounds["k"] == 2 and rounds["how"] == "sweep, 4 CPU devices"  # quick: --round-k 2
+    assert len(rounds["seconds_per_member_epoch"]) == 2  # quick: 2 rounds
+    for name, each in rounds["faster"].items():
+        assert len(each) == 2 and all(x > 0 for x in each), name
+    assert "ratio check, 2 rounds" in stdout
