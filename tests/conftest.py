@@ -3,8 +3,11 @@
 import os
 import tempfile
 
-# Must be set before JAX initialises its backends (equinox's tests do the same).
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+# Must be set before JAX initialises its backends (equinox's tests do the same). Added to the
+# user's own XLA_FLAGS (a GPU user's, or a numerics switch such as .ci/run's), never replacing them.
+_DEVICES = "--xla_force_host_platform_device_count=4"
+_flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICES[:-1])]
+os.environ["XLA_FLAGS"] = " ".join([*_flags, _DEVICES])
 os.environ.setdefault("WDJAX_OFFLINE", "1")  # tests are hermetic: never touch the network
 # Caches written by tests go to a throwaway folder, never to ~/tensorflow_datasets.
 os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="wdjax-tests-tfds-")

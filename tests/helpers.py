@@ -1,8 +1,38 @@
-"""Small local test helpers (optax's own test_utils style: no chex dependency)."""
+"""Small local test helpers (optax's own test_utils style: no chex dependency).
+
+Comparing two floating-point programs
+-------------------------------------
+Bit equality is asserted only where the *same* program runs on the same inputs (repeat runs,
+resume, sharded copies of one program) or where the maths is exact (integer counts, masks, zero
+patterns). Two *different* programs (another batching, member count, device count, layer
+formulation, fusion, chunking) round differently, and XLA:CPU picks different kernels and
+summation orders on different CPUs, so their agreement is bounded by error analysis, not tuned:
+
+* every correctly rounded operation has relative error ``≤ u`` (unit roundoff: ``U32``/``U64``);
+* a sum or dot product of ``n`` terms, in any order, is off by ``≤ γ_n·Σ|terms|`` with
+  ``γ_n = n·u/(1 − n·u)`` (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed.,
+  §3.1), so two such programs differ by ``≤ 2·γ_n·Σ|terms|``.
+
+The bound is on the *scale* of the computation, not on each element: an element that nearly
+cancels keeps the absolute error of the terms it was summed from. Tolerances here are therefore
+relative to a leaf's scale (:func:`assert_trees_close_to_scale`: ``max|a − e| ≤ tol·max|e|``) or
+norm-wise (:func:`rel_error`), never an elementwise ``rtol``. Training trajectories compared
+across programs run in float64 (``jax.enable_x64``), where the same analysis leaves many orders of
+magnitude between rounding and the smallest effect a bug would have; each test states its ``n``.
+"""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+U32 = 2.0**-24  # float32 unit roundoff (half of np.finfo(np.float32).eps), 5.96e-8
+U64 = 2.0**-53  # float64 unit roundoff, 1.11e-16
+
+
+def gamma(n: int, u: float = U32) -> float:
+    """Higham's ``γ_n = n·u/(1 − n·u)``: relative error bound of an ``n``-term sum, any order."""
+    assert n * u < 1, (n, u)
+    return n * u / (1 - n * u)
 
 
 def assert_trees_all_close(actual, expected, rtol=1e-6, atol=0.0):
@@ -19,6 +49,33 @@ def assert_trees_all_close(actual, expected, rtol=1e-6, atol=0.0):
 def assert_trees_all_equal(actual, expected):
     """Assert two pytrees are bitwise equal (same structure, shapes, values)."""
     assert_trees_all_close(actual, expected, rtol=0.0, atol=0.0)
+
+
+def assert_trees_close_to_scale(actual, expected, tol, err_msg=""):
+    """Per leaf: ``max|a − e| ≤ tol · max|e|`` (the leaf's scale stands in for ``Σ|terms|``).
+
+    ``tol`` comes from the error analysis in this module's docstring (e.g. ``2·gamma(n)`` times
+    the conditioning of what follows the sums); the call site says where it comes from.
+    """
+    a_leaves, a_def = jax.tree.flatten(actual)
+    e_leaves, e_def = jax.tree.flatten(expected)
+    assert a_def == e_def, f"tree structures differ:\n{a_def}\n{e_def}"
+    for i, (a, e) in enumerate(zip(a_leaves, e_leaves, strict=True)):
+        a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
+        assert a.shape == e.shape, f"leaf {i}: shape {a.shape} != {e.shape}"
+        err, scale = np.max(np.abs(a - e), initial=0.0), np.max(np.abs(e), initial=0.0)
+        assert err <= tol * scale, (
+            f"{err_msg} leaf {i} {e.shape}: max|a - e| = {err:.3g} > {tol:.3g} x scale {scale:.3g}"
+            f" (relative {err / scale if scale else np.inf:.3g})"
+        )
+
+
+def rel_error(actual, expected) -> float:
+    """Norm-wise relative error ``‖a − e‖₂ / ‖e‖₂`` over all leaves of two pytrees, in float64."""
+    a = np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(actual)])
+    e = np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(expected)])
+    assert a.shape == e.shape, (a.shape, e.shape)
+    return float(np.linalg.norm(a - e) / np.linalg.norm(e))
 
 
 def tree_zero_pattern(tree):
