@@ -7,8 +7,9 @@ import sys
 import time
 
 import pytest
+from test_idx import tiny_arrays, write_set
 
-from wdjax import cli
+from wdjax import cli, idx
 from wdjax.config import ConfigError, parse_grid
 
 
@@ -58,6 +59,7 @@ def test_cli_bad_flags_exit_2_with_one_line(tmp_path, capsys, flags, needle):
 
 def test_cli_unprepared_dataset_offline_fails_fast(tmp_path):
     env = dict(os.environ, WDJAX_OFFLINE="1", TFDS_DATA_DIR=str(tmp_path))
+    env.pop("WDJAX_RAW_DIR", None)
     t = time.perf_counter()
     out = str(tmp_path / "r")
     argv = [sys.executable, "-m", "wdjax", "sweep", "--dataset", "mnist", "--out", out]
@@ -67,3 +69,48 @@ def test_cli_unprepared_dataset_offline_fails_fast(tmp_path):
     assert "mnist" in proc.stderr and "digits" in proc.stderr and "Traceback" not in proc.stderr
     assert elapsed < 30  # interpreter + imports; the data check itself is bounded at seconds
     assert not (tmp_path / "r").exists()  # nothing written before the data was found
+
+
+@pytest.fixture
+def tiny_fashion(tmp_path, monkeypatch):
+    """A tiny fashion_mnist (40 / 10 images) in a raw dir; nothing from this machine's folders."""
+    monkeypatch.setitem(idx.DATASETS, "fashion_mnist", idx.DATASETS["fashion_mnist"]._replace(
+        counts=(40, 10)))  # fmt: skip
+    monkeypatch.setattr(idx, "SYSTEM_ROOT", tmp_path / "no_system_datasets")
+    monkeypatch.delenv("WDJAX_RAW_DIR", raising=False)
+    return write_set(tmp_path / "raw", tiny_arrays(seed=0, counts=(40, 10)), gz=False)
+
+
+def test_cli_raw_dir_run_says_which_dataset_and_files(tmp_path, capsys, tiny_fashion):
+    out, raw = tmp_path / "run", tmp_path / "raw"
+    argv = ["sweep", "--dataset", "fashion_mnist", "--raw-dir", str(raw), "--data-dir",
+            str(tmp_path / "data"), "--epochs", "1", "--batch-size", "8", "--out", str(out),
+            "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "dataset fashion_mnist: 36 train / 4 val / 10 test images of 28x28x1" in printed
+    assert f"from {raw}" in printed
+    meta = json.loads((out / "meta.json").read_text())["dataset"]
+    assert meta["name"] == "fashion_mnist" and meta["source"] == str(raw)
+    assert sorted(meta["sha256"]) == sorted(p.name for p in tiny_fashion.values())
+    assert json.loads((out / "config.json").read_text())["raw_dir"] == str(raw)
+
+
+def test_cli_bad_idx_file_exits_2_naming_it(tmp_path, capsys, tiny_fashion):
+    tiny_fashion["y_test"].write_bytes(tiny_fashion["y_test"].read_bytes()[:-1])
+    argv = [
+        "sweep",
+        "--dataset",
+        "fashion_mnist",
+        "--raw-dir",
+        str(tmp_path / "raw"),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "r"),
+        "--quiet",
+    ]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and str(tiny_fashion["y_test"]) in err and "truncated" in err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "data" / "wdjax_cache").exists()

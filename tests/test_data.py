@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from wdjax import data, sources
+from wdjax import data, idx, sources
 
 TINY = "wdjax_test_tiny_mnist"  # unique TFDS name, registered by the `tiny_builder` fixture
 TINY_SIZES = {"train": 60, "test": 20}
@@ -69,13 +69,23 @@ def tiny_dir(tiny_builder, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch):
-    """Default data_dir (and so the cache) in a per-test temp dir; network calls fail loudly."""
+    """Default data_dir (and so the cache) in a per-test temp dir, no idx files from this machine
+    (raw dir, /usr/share/datasets); network calls fail loudly."""
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "default_data_dir"))
+    monkeypatch.delenv("WDJAX_RAW_DIR", raising=False)
+    monkeypatch.setattr(idx, "SYSTEM_ROOT", tmp_path / "no_system_datasets")
 
     def no_network(*args, **kwargs):
         raise AssertionError(f"network access attempted: {args}")
 
     monkeypatch.setattr(socket, "create_connection", no_network)
+
+
+def _assert_same_data(a, b):
+    """Every field but ``cache`` (where the arrays were read from) is equal."""
+    for field in data.Dataset._fields:
+        if field != "cache":
+            np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
 
 
 def _by_index(x, y):
@@ -117,8 +127,9 @@ def test_tiny_tfds_cache_is_used_and_equal(tiny_dir, tmp_path, monkeypatch):
     start = time.perf_counter()
     second = data.load(TINY, data_dir=root, seed=3)
     assert time.perf_counter() - start < 0.5
-    for a, b in zip(first, second, strict=True):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_data(first, second)
+    assert first.source == second.source == str(root / TINY / "1.0.0")
+    assert first.cache is None and second.cache == str(root / "wdjax_cache" / f"{TINY}-1.0.0.npz")
 
 
 def test_wdjax_prepares_a_registered_builder_when_connected(tiny_builder, tmp_path, monkeypatch):
@@ -283,8 +294,9 @@ def test_digits_cache_skips_sklearn_and_ignores_corrupt_files(tmp_path, monkeypa
     first = data.load(data_dir=tmp_path)
     monkeypatch.setattr(sources, "load_digits", lambda: pytest.fail("cache miss"))
     second = data.load(data_dir=tmp_path)
-    for a, b in zip(first, second, strict=True):
-        np.testing.assert_array_equal(a, b)
+    _assert_same_data(first, second)
+    assert first.source == second.source and second.source.startswith("scikit-learn ")
+    assert second.cache == str(tmp_path / "wdjax_cache" / f"digits-{second.source.split()[1]}.npz")
     assert not list((tmp_path / "wdjax_cache").glob("*.tmp"))
 
 

@@ -36,8 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     a = s.add_argument
-    a("--dataset", default=d.dataset, help="digits (embedded, offline) or a TFDS name, e.g. mnist")
+    a(
+        "--dataset",
+        default=d.dataset,
+        help="digits (embedded, offline), fashion_mnist / mnist / kmnist (idx files, e.g. apt-get "
+        "install dataset-fashion-mnist) or a TFDS name",
+    )
     a("--data-dir", default=os.environ.get("TFDS_DATA_DIR"), help="TFDS data_dir")
+    a(
+        "--raw-dir",
+        default=None,
+        help="mnist, fashion_mnist, kmnist: a folder holding the 4 original idx files (.gz or "
+        "not); default $WDJAX_RAW_DIR",
+    )
     a("--model", default=d.model, help="mlp, cnn or resnet")
     a("--hidden", type=_ints, default=d.hidden, help="MLP hidden widths, e.g. 64,64")
     a("--optimizer", default=d.optimizer, help="sgd, momentum or adam")
@@ -87,6 +98,7 @@ def config_from_args(args) -> SweepConfig:
     return SweepConfig(
         dataset=args.dataset,
         data_dir=args.data_dir,
+        raw_dir=args.raw_dir,
         model=args.model,
         hidden=tuple(args.hidden),
         dropout=args.dropout,
@@ -144,6 +156,19 @@ def _cpu_devices(args, cfg: SweepConfig) -> None:
             raise  # (the default is best effort: JAX may already run in this process)
 
 
+def dataset_line(d: dict) -> str:
+    """One line naming the data a run used: ``meta["dataset"]`` (:func:`wdjax.data.describe`)."""
+    shape = "x".join(map(str, d["image_shape"]))
+    cached = f", read from the cache {d['cache']}" if d.get("cache") else ""
+    files = len(d.get("sha256") or {})
+    hashed = f", {files} files' sha256 in meta.json" if files else ""
+    return (
+        f"dataset {d['name']}: {d['train']} train / {d['val']} val / {d['test']} test images of "
+        f"{shape}, {d['num_classes']} classes, from {d['source'] or 'data given in memory'}"
+        f"{cached}{hashed}"
+    )
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from wdjax.data import DatasetError
@@ -160,6 +185,8 @@ def main(argv=None) -> int:
         return 2
     s = result.summary
     best = s["members"][s["best_member"]]
+    if "dataset" in result.meta:  # runs made before meta recorded it have none
+        print(dataset_line(result.meta["dataset"]))
     print(
         f"{cfg.num_members} members, {result.meta['run_seconds']:.1f}s "
         f"(compile {result.meta['compile_seconds']:.1f}s) -> {out}"

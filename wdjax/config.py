@@ -24,6 +24,7 @@ class SweepConfig:
 
     dataset: str = "digits"
     data_dir: str | None = None
+    raw_dir: str | None = None  # mnist / fashion_mnist / kmnist idx files (see wdjax.idx)
     model: str = "mlp"
     hidden: tuple[int, ...] = (64, 64)
     dropout: float = 0.0

@@ -22,14 +22,15 @@ for ``digits``, the 1,438 images outside its fixed test split, see
 
 import numbers
 import os
+import pathlib
 from typing import NamedTuple
 
 import numpy as np
 
-from wdjax import sources
+from wdjax import idx, sources
 from wdjax.sources import DATASETS, DatasetError
 
-__all__ = ["DATASETS", "Dataset", "DatasetError", "kfold_indices", "load"]
+__all__ = ["DATASETS", "Dataset", "DatasetError", "describe", "kfold_indices", "load"]
 
 
 class Dataset(NamedTuple):
@@ -43,6 +44,9 @@ class Dataset(NamedTuple):
     y_test: np.ndarray  # [n_test] int32
     num_classes: int
     name: str
+    source: str = ""  # where the images were decoded from (see sources.RawData)
+    sha256: dict | None = None  # file name -> sha256 of the files decoded
+    cache: str | None = None  # the npz cache entry they were read from (None: decoded now)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -103,23 +107,52 @@ def _standardize(x_train, *others):
     return tuple(((x - mean) / std).astype(np.float32) for x in (x_train, *others))
 
 
-def _raw(name: str, data_dir, cache: bool, offline: bool) -> sources.RawData:
+def _resolve_raw_dir(name: str, raw_dir):
+    """``raw_dir`` if given, else ``$WDJAX_RAW_DIR`` (None if neither); checked as a folder."""
+    if raw_dir is not None and name not in idx.DATASETS:
+        raise DatasetError(
+            f"raw_dir (--raw-dir)={str(raw_dir)!r} is read only for the datasets that come as "
+            f"idx files ({', '.join(idx.DATASETS)}), not name={name!r}: drop it"
+        )
+    raw_dir = raw_dir if raw_dir is not None else os.environ.get("WDJAX_RAW_DIR") or None
+    if raw_dir is not None and name in idx.DATASETS:
+        if not pathlib.Path(raw_dir).expanduser().is_dir():
+            raise DatasetError(
+                f"raw_dir (--raw-dir, WDJAX_RAW_DIR)={str(raw_dir)!r} is not a folder; "
+                "name the folder holding the 4 idx files"
+            )
+    return raw_dir
+
+
+def _decode(name: str, root, raw_dir, offline: bool) -> sources.RawData:
+    """The sources after the cache, in order (see :func:`load`)."""
+    if name == "digits":
+        return sources.load_digits()
+    if name not in idx.DATASETS or sources.tfds_prepared(name, root):
+        return sources.load_tfds(name, root, offline=offline)
+    raw = idx.load(name, root, raw_dir)
+    if raw is not None:
+        return raw
+    return sources.load_tfds(name, root, offline=offline, local=idx.ways_out(name, root))
+
+
+def _raw(name: str, data_dir, raw_dir, cache: bool, offline: bool):
+    """``(raw arrays, the cache entry they were read from or None)``."""
     root = sources.resolve_data_dir(data_dir)
     raw = sources.cache_read(root, name) if cache else None
-    if raw is None:
-        if name == "digits":
-            raw = sources.load_digits()
-        else:
-            raw = sources.load_tfds(name, root, offline=offline)
-        if cache:
-            sources.cache_write(root, name, raw)
-    return raw
+    if raw is not None:
+        return raw, str(sources.cache_path(root, name, raw.version))
+    raw = _decode(name, root, raw_dir, offline)
+    if cache:
+        sources.cache_write(root, name, raw)
+    return raw, None
 
 
 def load(
     name: str = "digits",
     *,
     data_dir=None,
+    raw_dir=None,
     val_size: int | float = 0.1,
     train_size: int | None = None,
     label_noise: float = 0.0,
@@ -135,6 +168,8 @@ def load(
         ``"emnist/<config>"``, or any prepared/registered TFDS image-classification builder.
       data_dir: TFDS data directory; defaults to ``$TFDS_DATA_DIR`` then ``~/tensorflow_datasets``.
         The cache lives in ``<data_dir>/wdjax_cache/`` (digits included).
+      raw_dir: for ``mnist``, ``fashion_mnist``, ``kmnist``: a folder holding the four original
+        idx files (:mod:`wdjax.idx`); defaults to ``$WDJAX_RAW_DIR``.
       val_size: validation examples, as a count (int >= 0) or a fraction in [0, 1) of the pool.
       train_size: training examples returned in ``x_train`` (after validation is removed);
         None uses all the rest of the pool.
@@ -146,17 +181,25 @@ def load(
       cache: read / write the decoded arrays in ``<data_dir>/wdjax_cache/``.
       offline: never touch the network; None reads ``WDJAX_OFFLINE`` (``"1"`` means offline).
 
+    Sources, first found wins: the npz cache; then ``digits`` from scikit-learn; for ``mnist``,
+    ``fashion_mnist`` and ``kmnist``: a prepared TFDS folder, the idx files in
+    ``<data_dir>/downloads/manual/``, in ``raw_dir``, in ``/usr/share/datasets/<name>/``
+    (:mod:`wdjax.idx`); then TFDS (prepared, or downloaded and prepared when allowed).
+
     Returns:
-      A ``Dataset`` of NumPy arrays.
+      A ``Dataset`` of NumPy arrays, with where they came from (``source``, ``sha256``,
+      ``cache``).
 
     Raises:
-      DatasetError: bad arguments, unknown name, or a dataset that is not prepared and cannot be
-        downloaded (raised within seconds, listing the ways out).
+      DatasetError: bad arguments, unknown name, bad idx files (naming the file), or a dataset
+        that is not prepared and cannot be downloaded (raised within seconds, listing the ways
+        out).
     """
     _check_args(name, val_size, train_size, label_noise, seed)
+    raw_dir = _resolve_raw_dir(name, raw_dir)
     if offline is None:
         offline = os.environ.get("WDJAX_OFFLINE", "0") == "1"
-    raw = _raw(name, data_dir, cache, offline)
+    raw, cache_entry = _raw(name, data_dir, raw_dir, cache, offline)
     n_val, n_train = _split_sizes(raw.y_train.shape[0], name, val_size, train_size)
     perm_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     used = perm_rng.permutation(raw.y_train.shape[0])[: n_val + n_train]
@@ -175,6 +218,24 @@ def load(
         y_test=raw.y_test.astype(np.int32),
         num_classes=int(raw.num_classes),
         name=name,
+        source=raw.source,
+        sha256=dict(raw.sha256),
+        cache=cache_entry,
+    )
+
+
+def describe(ds: Dataset) -> dict:
+    """What a run used, for its ``meta.json``: name, sizes, image shape, source, sha256, cache."""
+    return dict(
+        name=ds.name,
+        source=ds.source,
+        sha256=dict(ds.sha256 or {}),
+        cache=ds.cache,
+        num_classes=int(ds.num_classes),
+        image_shape=list(ds.image_shape),
+        train=int(ds.x_train.shape[0]),
+        val=int(ds.x_val.shape[0]),
+        test=int(ds.x_test.shape[0]),
     )
 
 

@@ -104,6 +104,7 @@ def sweep(
         ds = D.load(
             cfg.dataset,
             data_dir=cfg.data_dir,
+            raw_dir=cfg.raw_dir,
             val_size=cfg.val_size,
             train_size=cfg.train_size,
             label_noise=cfg.label_noise,
@@ -196,6 +197,7 @@ def sweep(
     meta = _meta(cfg, mesh, compile_s, run_s, steps, chunk, n_chunks)
     meta["epoch_program_bytes"] = _program_bytes(epoch_fn)  # per device, see _program_bytes
     meta["epoch_memory"] = _memory_breakdown(epoch_fn)
+    meta["dataset"] = D.describe(ds)  # name, sizes, source path, files' sha256, cache entry
     summary = summarize(members, history)
     if writer:
         _write_run(out, members, history, summary, meta, params)

@@ -1,17 +1,19 @@
 """Where raw image arrays come from: the embedded digits, TFDS, and an on-disk cache.
 
-Everything here is host side and returns *raw* arrays (``uint8`` images, official splits);
-:mod:`wdjax.data` turns them into train / validation / test splits.
+Everything here is host side and returns *raw* arrays (``uint8`` images, official splits) with
+where they came from; :mod:`wdjax.data` turns them into train / validation / test splits.
 
 * ``digits``: the UCI handwritten digits shipped inside scikit-learn's wheel (no network).
 * any TFDS image-classification dataset, read through ``builder.as_data_source()`` on the
   ``array_record`` format, which needs neither TensorFlow nor the network once prepared.
-* a cache of the decoded arrays, ``<data_dir>/wdjax_cache/<name>-<version>.npz``, looked up
-  before tensorflow-datasets (or scikit-learn) is even imported.
+* the MNIST family's original idx files: :mod:`wdjax.idx`.
+* a cache of the decoded arrays and their provenance, ``<data_dir>/wdjax_cache/<name>-<version>
+  .npz``, looked up before tensorflow-datasets (or scikit-learn) is even imported.
 """
 
 import importlib.metadata
 import importlib.util
+import json
 import os
 import pathlib
 import socket
@@ -39,6 +41,7 @@ DIGITS_TEST_SEED = 20240611  # fixed in code: the digits test split never depend
 CONNECT_TIMEOUT_S = 2.0  # the whole network check (DNS + TCP connect) is bounded by this
 _FALLBACK_HOST = "storage.googleapis.com"  # tfds' GCS mirror of prepared datasets
 _CHUNK = 4096  # examples decoded per data-source read
+_UNRECORDED = "unrecorded (cached by a wdjax that did not record sources)"
 
 
 class DatasetError(ValueError):
@@ -54,7 +57,9 @@ class RawData(NamedTuple):
     y_test: np.ndarray  # [M] int32
     num_classes: int
     max_value: float  # pixel value that maps to 1.0 (16 for digits, 255 for TFDS uint8)
-    version: str
+    version: str  # names the cache entry: <name>-<version>.npz
+    source: str  # where the arrays were decoded from (a folder, or the package)
+    sha256: dict  # file name -> sha256 of the files decoded ({} where not recorded)
 
 
 def resolve_data_dir(data_dir=None) -> pathlib.Path:
@@ -72,8 +77,16 @@ def _version_key(path: pathlib.Path, stem: str) -> tuple:
     return tuple(int(p) if p.isdigit() else -1 for p in version.split("."))
 
 
+def cache_path(root: pathlib.Path, name: str, version: str) -> pathlib.Path:
+    """The cache entry of ``name`` at ``version``: ``<root>/wdjax_cache/<name>-<version>.npz``."""
+    return root / "wdjax_cache" / f"{_cache_stem(name)}-{version}.npz"
+
+
 def cache_read(root: pathlib.Path, name: str) -> RawData | None:
-    """The newest readable cache entry for ``name`` under ``root``, or None."""
+    """The newest readable cache entry for ``name`` under ``root``, or None.
+
+    Entries written before wdjax recorded provenance read with ``source`` saying so.
+    """
     stem = _cache_stem(name)
     paths = sorted(
         (root / "wdjax_cache").glob(f"{stem}-*.npz"), key=lambda p: _version_key(p, stem)
@@ -86,6 +99,8 @@ def cache_read(root: pathlib.Path, name: str) -> RawData | None:
                     num_classes=int(f["num_classes"]),
                     max_value=float(f["max_value"]),
                     version=str(f["version"]),
+                    source=str(f["source"]) if "source" in f else _UNRECORDED,
+                    sha256=json.loads(str(f["sha256"])) if "sha256" in f else {},
                 )
         except (
             OSError,
@@ -100,13 +115,14 @@ def cache_read(root: pathlib.Path, name: str) -> RawData | None:
 
 def cache_write(root: pathlib.Path, name: str, raw: RawData) -> None:
     """Write ``raw`` atomically (temporary file, then ``os.replace``); warn if not writable."""
-    folder = root / "wdjax_cache"
+    path = cache_path(root, name, raw.version)
+    folder = path.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as f:
-            np.savez(f, **raw._asdict())
+            np.savez(f, **{**raw._asdict(), "sha256": json.dumps(raw.sha256, sort_keys=True)})
         os.chmod(f.name, 0o644)  # NamedTemporaryFile makes 0600; the cache may be shared
-        os.replace(f.name, folder / f"{_cache_stem(name)}-{raw.version}.npz")
+        os.replace(f.name, path)
     except OSError as e:
         warnings.warn(f"wdjax: could not cache {name!r} under {folder}: {e}", stacklevel=3)
 
@@ -129,7 +145,8 @@ def load_digits() -> RawData:
         members = np.flatnonzero(y == c)
         is_test[rng.permutation(members)[: round(DIGITS_TEST_FRACTION * members.size)]] = True
     version = importlib.metadata.version("scikit-learn")
-    return RawData(x[~is_test], y[~is_test], x[is_test], y[is_test], 10, 16.0, version)
+    source = f"scikit-learn {version} (sklearn.datasets.load_digits, embedded)"
+    return RawData(x[~is_test], y[~is_test], x[is_test], y[is_test], 10, 16.0, version, source, {})
 
 
 def host_reachable(host: str, port: int = 443, timeout: float = CONNECT_TIMEOUT_S) -> bool:
@@ -161,19 +178,26 @@ def download_host(builder) -> tuple[str, int]:
     return _FALLBACK_HOST, 443
 
 
-def not_prepared_message(name: str, root: pathlib.Path, reason: str, files=()) -> str:
-    """The offline failure: names the dataset and data_dir and lists the ways out."""
+def not_prepared_message(name: str, root: pathlib.Path, reason: str, files=(), local=()) -> str:
+    """The offline failure: names the dataset and data_dir and lists the ways out.
+
+    ``local``: the ways to use files on this machine (e.g. :func:`wdjax.idx.ways_out`), listed
+    right after the embedded dataset, in place of tfds' manual folder.
+    """
     expected = f" (expected: {', '.join(sorted(files))})" if files else ""
+    manual = f"place the original files in {root / 'downloads' / 'manual'}/{expected} and rerun"
+    prepare = (
+        "on a connected machine, prepare it as array_record (pip install -e '.[tfds-prepare]', "
+        f"then in Python: tfds.builder('{name}', data_dir=DIR)"
+        ".download_and_prepare(file_format='array_record')), "
+        "copy DIR here and set TFDS_DATA_DIR=DIR (or pass data_dir)"
+    )
+    ways = ["use the embedded offline dataset: name='digits'"]
+    ways += [*local, prepare] if local else [prepare, manual]
+    listed = ";\n".join(f"  {i}. {way}" for i, way in enumerate(ways, 1))
     return (
         f"dataset {name!r} is not prepared in data_dir={str(root)!r} and cannot be downloaded "
-        f"({reason}). Ways out:\n"
-        "  1. use the embedded offline dataset: name='digits';\n"
-        "  2. on a connected machine, prepare it as array_record "
-        "(pip install -e '.[tfds-prepare]', then in Python: "
-        f"tfds.builder('{name}', data_dir=DIR)"
-        ".download_and_prepare(file_format='array_record')), "
-        "copy DIR here and set TFDS_DATA_DIR=DIR (or pass data_dir);\n"
-        f"  3. place the original files in {root / 'downloads' / 'manual'}/{expected} and rerun."
+        f"({reason}). Ways out:\n{listed}."
     )
 
 
@@ -182,18 +206,18 @@ def _manual_files_present(builder, manual_dir: pathlib.Path) -> bool:
     return bool(infos) and all((manual_dir / i.filename).exists() for i in infos.values() if i)
 
 
-def _prepare(tfds, builder, name: str, root: pathlib.Path, offline: bool) -> None:
+def _prepare(tfds, builder, name: str, root: pathlib.Path, offline: bool, local=()) -> None:
     manual_dir = root / "downloads" / "manual"
     have_manual = _manual_files_present(builder, manual_dir)
     files = [i.filename for i in (builder.url_infos or {}).values() if i and i.filename]
     if not have_manual:
         if offline:
             reason = "offline mode: offline=True or WDJAX_OFFLINE=1"
-            raise DatasetError(not_prepared_message(name, root, reason, files))
+            raise DatasetError(not_prepared_message(name, root, reason, files, local))
         host, port = download_host(builder)
         if not host_reachable(host, port):
             reason = f"{host}:{port} unreachable within {CONNECT_TIMEOUT_S:g} s"
-            raise DatasetError(not_prepared_message(name, root, reason, files))
+            raise DatasetError(not_prepared_message(name, root, reason, files, local))
     config = tfds.download.DownloadConfig(manual_dir=manual_dir, try_download_gcs=not have_manual)
     try:
         builder.download_and_prepare(file_format="array_record", download_config=config)
@@ -223,8 +247,24 @@ def _decode_split_with_tf(tfds, name: str, root: pathlib.Path, split: str):
     return x, y.astype(np.int32)
 
 
-def load_tfds(name: str, root: pathlib.Path, *, offline: bool) -> RawData:
-    """Decode a TFDS dataset's ``train`` and ``test`` splits, preparing it only if allowed."""
+def tfds_prepared(name: str, root: pathlib.Path) -> bool:
+    """Whether tfds holds ``name`` prepared under ``root`` (imports tfds only if its folder is)."""
+    if not (root / name.split("/")[0]).is_dir():
+        return False
+    import tensorflow_datasets as tfds
+
+    try:
+        return tfds.builder(name, data_dir=root).is_prepared()
+    except ValueError:  # unknown name or config: load_tfds says so
+        return False
+
+
+def load_tfds(name: str, root: pathlib.Path, *, offline: bool, local=()) -> RawData:
+    """Decode a TFDS dataset's ``train`` and ``test`` splits, preparing it only if allowed.
+
+    ``local``: ways to use files on this machine, listed by the error for a dataset that is not
+    prepared (see :func:`not_prepared_message`).
+    """
     import tensorflow_datasets as tfds  # deferred: digits and cached datasets never need it
 
     try:
@@ -236,7 +276,7 @@ def load_tfds(name: str, root: pathlib.Path, *, offline: bool) -> RawData:
             " (emnist/<config>, e.g. emnist/balanced), or any TFDS image-classification builder."
         ) from e
     if not builder.is_prepared():
-        _prepare(tfds, builder, name, root, offline)
+        _prepare(tfds, builder, name, root, offline, local)
         builder = tfds.builder(name, data_dir=root)
     info = builder.info
     image_key, label_key = info.supervised_keys or ("image", "label")
@@ -259,4 +299,5 @@ def load_tfds(name: str, root: pathlib.Path, *, offline: bool) -> RawData:
             "as array_record: tfds convert_format --root_data_dir=DIR --out_file_format="
             "array_record, or download_and_prepare(file_format='array_record') into a new data_dir."
         )
-    return RawData(x_tr, y_tr, x_te, y_te, label.num_classes, 255.0, str(builder.version))
+    version, source = str(builder.version), str(builder.data_dir)
+    return RawData(x_tr, y_tr, x_te, y_te, label.num_classes, 255.0, version, source, {})
