@@ -21,6 +21,8 @@ across programs run in float64 (``jax.enable_x64``), where the same analysis lea
 magnitude between rounding and the smallest effect a bug would have; each test states its ``n``.
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,6 +35,16 @@ def gamma(n: int, u: float = U32) -> float:
     """Higham's ``γ_n = n·u/(1 − n·u)``: relative error bound of an ``n``-term sum, any order."""
     assert n * u < 1, (n, u)
     return n * u / (1 - n * u)
+
+
+def adam_drift(steps: int, lr: float, n: int, eps: float = 1e-8, u: float = U64) -> float:
+    """How far two programs' Adam trajectories may drift apart, relative to a scale of ~1.
+
+    Per step the two programs' gradients differ by ``|Δg| ≤ 2·γ_n`` (sums of ``n`` terms of
+    magnitude ≤ ~1); Adam's direction ``m̂/(√v̂ + eps)`` moves by ≤ ``|Δg|/eps`` (its derivative in
+    ``g`` is ≤ ``1/eps``), times ``lr``, summed over ``steps``. SGD and momentum move less.
+    """
+    return steps * lr * 2 * gamma(n, u) / eps
 
 
 def assert_trees_all_close(actual, expected, rtol=1e-6, atol=0.0):
@@ -51,22 +63,27 @@ def assert_trees_all_equal(actual, expected):
     assert_trees_all_close(actual, expected, rtol=0.0, atol=0.0)
 
 
-def assert_trees_close_to_scale(actual, expected, tol, err_msg=""):
-    """Per leaf: ``max|a − e| ≤ tol · max|e|`` (the leaf's scale stands in for ``Σ|terms|``).
+def assert_trees_close_to_scale(actual, expected, tol, err_msg="", scale=None):
+    """Per leaf: ``max|a − e| ≤ tol · s``, ``s`` the leaf's scale, standing in for ``Σ|terms|``.
 
+    ``s`` is ``max|e|`` of the leaf, or ``max|·|`` of the matching leaf of ``scale`` (a pytree like
+    ``expected``, e.g. the inputs, where the result itself may cancel to far below its terms).
     ``tol`` comes from the error analysis in this module's docstring (e.g. ``2·gamma(n)`` times
     the conditioning of what follows the sums); the call site says where it comes from.
     """
     a_leaves, a_def = jax.tree.flatten(actual)
     e_leaves, e_def = jax.tree.flatten(expected)
     assert a_def == e_def, f"tree structures differ:\n{a_def}\n{e_def}"
-    for i, (a, e) in enumerate(zip(a_leaves, e_leaves, strict=True)):
+    s_leaves = e_leaves if scale is None else jax.tree.leaves(scale)
+    assert len(s_leaves) == len(e_leaves), "scale must have a leaf for each leaf of expected"
+    for i, (a, e, s) in enumerate(zip(a_leaves, e_leaves, s_leaves, strict=True)):
         a, e = np.asarray(a, np.float64), np.asarray(e, np.float64)
         assert a.shape == e.shape, f"leaf {i}: shape {a.shape} != {e.shape}"
-        err, scale = np.max(np.abs(a - e), initial=0.0), np.max(np.abs(e), initial=0.0)
-        assert err <= tol * scale, (
-            f"{err_msg} leaf {i} {e.shape}: max|a - e| = {err:.3g} > {tol:.3g} x scale {scale:.3g}"
-            f" (relative {err / scale if scale else np.inf:.3g})"
+        err = np.max(np.abs(a - e), initial=0.0)
+        s = np.max(np.abs(np.asarray(s, np.float64)), initial=0.0)
+        assert err <= tol * s, (
+            f"{err_msg} leaf {i} {e.shape}: max|a - e| = {err:.3g} > {tol:.3g} x scale {s:.3g}"
+            f" (relative {err / s if s else np.inf:.3g})"
         )
 
 
@@ -76,6 +93,16 @@ def rel_error(actual, expected) -> float:
     e = np.concatenate([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(expected)])
     assert a.shape == e.shape, (a.shape, e.shape)
     return float(np.linalg.norm(a - e) / np.linalg.norm(e))
+
+
+def child_xla_flags(devices=None) -> str:
+    """``XLA_FLAGS`` for a child process: the parent's flags (a numerics switch from .ci/run, a GPU
+    user's) with the fake CPU device count set to ``devices``, or removed when None."""
+    flags = os.environ.get("XLA_FLAGS", "").split()
+    flags = [f for f in flags if not f.startswith("--xla_force_host_platform_device_count=")]
+    if devices is not None:
+        flags.append(f"--xla_force_host_platform_device_count={devices}")
+    return " ".join(flags)
 
 
 def tree_zero_pattern(tree):

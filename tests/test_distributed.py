@@ -7,11 +7,17 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import adam_drift, assert_trees_close_to_scale, child_xla_flags
 
 from wdjax import results
 
+# float64: one process runs the 4 members as one program, two processes as two 2-member
+# programs (other programs), so the two runs agree to float64 rounding, not bit for bit.
 FLAGS = ["sweep", "--strength", "0,1e-3,1e-2,1e-1", "--epochs", "2", "--batch-size", "64",
-         "--lr", "1e-2", "--quiet"]  # fmt: skip
+         "--lr", "1e-2", "--dtype", "float64", "--quiet"]  # fmt: skip
+# Two epochs of digits at batch 64: Adam drifts by ≤ adam_drift(50, 1e-2, 64) ≈ 7e-7 of the
+# scale (tests/helpers.py); a member gathered into the wrong row is off by O(1).
+TOL = adam_drift(50, 1e-2, 64)
 
 
 def _free_port():
@@ -21,7 +27,7 @@ def _free_port():
 
 
 def _env():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, XLA_FLAGS=child_xla_flags(devices=1))
     env.pop("CUDA_VISIBLE_DEVICES", None)
     return env
 
@@ -71,5 +77,6 @@ def test_two_processes_equal_one_process(tmp_path):
     for ra, rb in zip(a, b, strict=True):
         for key in ("member", "epoch", "strength"):
             assert ra[key] == rb[key]
-        for key in ("train_loss", "val_loss", "test_loss", "weight_l2", "weight_l1"):
-            np.testing.assert_allclose(rb[key], ra[key], rtol=1e-5, err_msg=key)
+    for key in ("train_loss", "val_loss", "test_loss", "weight_l2", "weight_l1"):
+        got, want = np.array([r[key] for r in b]), np.array([r[key] for r in a])
+        assert_trees_close_to_scale(got, want, TOL, err_msg=key)

@@ -20,6 +20,8 @@ from jax import lax
 from wdjax import models
 from wdjax.models import MODELS, im2col_3x3, make_model, max_pool_2x2, param_count
 
+pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
+
 
 def _init_shapes(model, shape):
     init = functools.partial(model.init, train=False)
@@ -348,10 +350,11 @@ def test_resnet_equals_lax_reference():
 
 
 def _bn_mlp():
-    """x -> Dense(3, no bias) -> BN -> ReLU -> identity head: logits = relu(bn(x W))."""
+    """x -> Dense(3, no bias) -> BN -> ReLU -> identity head: logits = relu(bn(x W)), float64
+    (call under jax.enable_x64: the model is checked against numpy formulas, another program)."""
     model = make_model("mlp", 3, hidden=(3,), batchnorm=True)
-    x = jnp.asarray(_normal(10, (16, 2, 2, 1)))
-    variables = _fill(_init_shapes(model, (1, 2, 2, 1)), 11)
+    x = jnp.asarray(_normal(10, (16, 2, 2, 1)), jnp.float64)
+    variables = _fill(_init_shapes(model, (1, 2, 2, 1)), 11, jnp.float64)
     params = dict(variables["params"])
     params["head"] = {"kernel": jnp.eye(3), "bias": jnp.zeros(3)}
     params["bn_0"] = {"scale": jnp.array([1.0, 2.0, 0.5]), "bias": jnp.array([0.1, -0.2, 0.3])}
@@ -359,29 +362,37 @@ def _bn_mlp():
     return model, x, params, stats
 
 
+# Sums of ≤ 16 terms (4-term dots, 16-row batch means) in float64, then BatchNorm divides by
+# √(var + 1e-5) ≥ 3.3e-3 (var = 1e-6 in unit 2) and Flax's variance E[z²] − E[z]² cancels by
+# ≤ ~10x here: ≤ 2·γ_16·316·10 ≈ 2e-11 of the scale; a wrong eps, momentum or variance is ≥ 1e-3.
+BN_TOL = 2 * gamma(16, U64) * 316 * 10
+
+
 def test_batchnorm_eval_uses_running_stats_with_eps_1e5():
-    model, x, params, stats = _bn_mlp()
+    with jax.enable_x64(True):
+        model, x, params, stats = _bn_mlp()
+        out = _apply(model, {"params": params, "batch_stats": stats}, x, False)
+    assert out.dtype == np.float64
     z = np.asarray(x).reshape(16, 4) @ np.asarray(params["dense_0"]["kernel"])
     m, v = (np.asarray(stats["bn_0"][k]) for k in ("mean", "var"))
     g, b = np.asarray(params["bn_0"]["scale"]), np.asarray(params["bn_0"]["bias"])
     expected = np.maximum((z - m) / np.sqrt(v + 1e-5) * g + b, 0)
-    out = _apply(model, {"params": params, "batch_stats": stats}, x, False)
-    np.testing.assert_allclose(out, expected, rtol=2e-5, atol=1e-6)
+    assert_trees_close_to_scale(out, expected, BN_TOL)
 
 
 def test_batchnorm_train_uses_batch_stats_and_momentum_09():
-    model, x, params, stats = _bn_mlp()
-    variables = {"params": params, "batch_stats": stats}
-    out, updates = _apply(model, variables, x, True, mutable=["batch_stats"])
+    with jax.enable_x64(True):
+        model, x, params, stats = _bn_mlp()
+        variables = {"params": params, "batch_stats": stats}
+        out, updates = _apply(model, variables, x, True, mutable=["batch_stats"])
     z = np.asarray(x).reshape(16, 4) @ np.asarray(params["dense_0"]["kernel"])
     bm, bv = z.mean(0), z.var(0)  # biased batch variance, as in Flax
     g, b = np.asarray(params["bn_0"]["scale"]), np.asarray(params["bn_0"]["bias"])
-    np.testing.assert_allclose(
-        out, np.maximum((z - bm) / np.sqrt(bv + 1e-5) * g + b, 0), 1e-4, 1e-5
-    )
+    assert_trees_close_to_scale(out, np.maximum((z - bm) / np.sqrt(bv + 1e-5) * g + b, 0), BN_TOL)
     new = updates["batch_stats"]["bn_0"]
-    np.testing.assert_allclose(new["mean"], 0.9 * stats["bn_0"]["mean"] + 0.1 * bm, 1e-5, 1e-6)
-    np.testing.assert_allclose(new["var"], 0.9 * stats["bn_0"]["var"] + 0.1 * bv, 1e-5, 1e-6)
+    old = {k: np.asarray(v) for k, v in stats["bn_0"].items()}
+    want = {"mean": 0.9 * old["mean"] + 0.1 * bm, "var": 0.9 * old["var"] + 0.1 * bv}
+    assert_trees_close_to_scale(new, want, BN_TOL)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -487,7 +498,9 @@ def test_apply_vmapped_over_stacked_members_equals_each_member(name):
 
         @jax.jit
         def both(stacked, members, keys):  # one compile
-            return jax.vmap(apply)(stacked, keys), [apply(m, keys[k]) for k, m in enumerate(members)]
+            return jax.vmap(apply)(stacked, keys), [
+                apply(m, keys[k]) for k, m in enumerate(members)
+            ]
 
         outs, singles = both(stacked, members, keys)
     for k in range(2):

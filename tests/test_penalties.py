@@ -19,6 +19,8 @@ from wdjax.penalties import (
     resolve_mask,
 )
 
+pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
+
 
 class _Net(nn.Module):
     @nn.compact

@@ -9,7 +9,13 @@ import sys
 import jax
 import numpy as np
 import pytest
-from helpers import U64, assert_trees_close_to_scale, gamma, rel_error, tree_zero_pattern
+from helpers import (
+    adam_drift,
+    assert_trees_close_to_scale,
+    child_xla_flags,
+    gamma,
+    tree_zero_pattern,
+)
 
 from wdjax import runner as S
 from wdjax import train
@@ -17,11 +23,11 @@ from wdjax.config import ConfigError, SweepConfig
 
 BASE = SweepConfig(epochs=2, batch_size=64, strengths=(1e-4,), lrs=(1e-2,), seeds=1)
 # Sweeps compared with *other* programs (K=1, one device, whole chunk) run in float64 (see
-# tests/helpers.py). Two epochs of digits at batch 64 are ≤ 50 steps of sums of ≤ 64 terms; per
-# step Adam moves by ≤ lr·|Δg|/eps for a gradient rounding difference |Δg| ≤ 2·γ_64 (BatchNorm's
-# 1/√(var + 1e-5) ≤ 316 per layer, under momentum, stays below that): 50·lr·2·γ_64/eps ≈ 7e-7 of
-# the scale. A member trained with another member's λ, seed or one step more is off by ~1e-2.
-TRAJ_TOL = 50 * 1e-2 * 2 * gamma(64, U64) / 1e-8
+# tests/helpers.py). Two epochs of digits at batch 64 are ≤ 50 steps of sums of ≤ 64 terms: Adam
+# drifts by ≤ adam_drift(50, 1e-2, 64) ≈ 7e-7 of the scale (BatchNorm's 1/√(var + 1e-5) ≤ 316
+# per layer, under momentum, stays below that). A member trained with another member's λ, seed
+# or one step more is off by ~1e-2.
+TRAJ_TOL = adam_drift(50, 1e-2, 64)
 F64 = dict(dtype="float64")
 
 
@@ -38,6 +44,7 @@ CASES = {
 }
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_member_equals_standalone_run(case):
     cfg = dataclasses.replace(BASE, **CASES[case], **F64)
@@ -61,23 +68,29 @@ def test_member_equals_standalone_run(case):
         assert res.history["sparsity"][-1, -1] > 0.05
 
 
-def test_sweep_equals_one_program_epochs_bit_for_bit():
+@pytest.mark.numerics
+def test_sweep_equals_one_program_epochs():
     # The runner splits an epoch into two programs (batch order, compiled with the cheaper CPU
-    # options, then Engine.train_epoch). Same parameters and metrics, bit for bit, as the
-    # one-program Engine.epoch from the same initial states.
-    cfg = dataclasses.replace(BASE, strengths=(1e-4, 1e-2), optimizer="adam", reg="l1_prox")
-    ds = S.D.load(cfg.dataset, val_size=cfg.val_size, seed=cfg.data_seed)
-    res = S.sweep(cfg, data=ds, devices=jax.devices()[:1])
-    engine = train.Engine.from_config(cfg, ds.num_classes)
-    data = jax.device_put(S._host_data(ds, cfg))
-    hyper = S._hyper_arrays(res.members, len(res.members), cfg.dtype)
-    states = jax.jit(engine.init_members)(hyper, data.x_pool[:1])
-    for epoch in range(cfg.epochs):
-        states, out = jax.jit(engine.epoch)(states, hyper, data, cfg.data_seed, epoch)
-        for name in ("train_loss", "val_loss", "test_acc", "weight_l1"):
-            np.testing.assert_array_equal(res.history[name][:, epoch], np.asarray(out[name]))
-    for a, b in zip(jax.tree.leaves(res.params), jax.tree.leaves(states.params), strict=True):
-        np.testing.assert_array_equal(a, b)
+    # options, then Engine.train_epoch); the one-program Engine.epoch from the same initial states
+    # is another program (XLA may fuse it differently): float64, TRAJ_TOL. A shifted or reused
+    # batch order changes every step's batch, far beyond it.
+    cfg = dataclasses.replace(BASE, strengths=(1e-4, 1e-2), optimizer="adam", reg="l1_prox", **F64)
+    with jax.enable_x64(True):
+        ds = S.D.load(cfg.dataset, val_size=cfg.val_size, seed=cfg.data_seed)
+        res = S.sweep(cfg, data=ds, devices=jax.devices()[:1])
+        engine = train.Engine.from_config(cfg, ds.num_classes)
+        data = jax.device_put(S._host_data(ds, cfg))
+        hyper = S._hyper_arrays(res.members, len(res.members), cfg.dtype)
+        states = jax.jit(engine.init_members)(hyper, data.x_pool[:1])
+        outs = []
+        for epoch in range(cfg.epochs):
+            states, out = jax.jit(engine.epoch)(states, hyper, data, cfg.data_seed, epoch)
+            outs.append(out)
+    for epoch, out in enumerate(outs):
+        for name in ("train_loss", "val_loss", "weight_l1"):
+            assert_trees_close_to_scale(res.history[name][:, epoch], out[name], TRAJ_TOL)
+        np.testing.assert_array_equal(res.history["test_acc"][:, epoch], out["test_acc"])
+    assert_trees_close_to_scale(res.params, states.params, TRAJ_TOL)
 
 
 def test_regularization_changes_results_monotonically():
@@ -87,6 +100,7 @@ def test_regularization_changes_results_monotonically():
     assert l2[0] > l2[1] > l2[2]
 
 
+@pytest.mark.numerics
 def test_sharded_over_four_devices_equals_one_device():
     assert len(jax.devices()) == 4  # tests/conftest.py
     cfg = dataclasses.replace(BASE, strengths=(0.0, 1e-3, 1e-2, 1e-1, 1.0), **F64)
@@ -98,6 +112,7 @@ def test_sharded_over_four_devices_equals_one_device():
     assert_trees_close_to_scale(four.history["test_loss"], one.history["test_loss"], TRAJ_TOL)
 
 
+@pytest.mark.numerics
 def test_chunked_equals_unchunked():
     cfg = dataclasses.replace(BASE, strengths=(0.0, 1e-3, 1e-2, 1e-1, 1.0), **F64)
     with jax.enable_x64(True):
@@ -108,6 +123,7 @@ def test_chunked_equals_unchunked():
     assert_trees_close_to_scale(chunked.history["test_loss"], whole.history["test_loss"], TRAJ_TOL)
 
 
+@pytest.mark.numerics
 def test_members_are_chunked_automatically_when_memory_is_short(monkeypatch):
     cfg = dataclasses.replace(BASE, strengths=(0.0, 1e-3, 1e-2, 1e-1, 1.0), **F64)
     with jax.enable_x64(True):
@@ -199,6 +215,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
         S.sweep(cfg, out=out)
 
 
+@pytest.mark.numerics
 def test_divergent_member_is_flagged_and_others_unaffected():
     # float64 (member 0 is compared with a K=1 program); lr = 1e300 overflows it at once.
     cfg = dataclasses.replace(BASE, optimizer="sgd", reg="l2", lrs=(1e-2, 1e300), **F64)
@@ -289,10 +306,13 @@ def test_run_directory_files(tmp_path):
     np.testing.assert_allclose(loaded.history["test_acc"], res.history["test_acc"])
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("model", ["mlp", "cnn", "resnet"])
-def test_fast_init_compile_gives_the_default_compile_bit_for_bit(model):
+def test_fast_init_compile_gives_the_default_compile_weights(model):
     # The runner compiles initialization with _CPU_SMALL_OPTIONS (~3x faster to compile); the
-    # initial weights must not change.
+    # initial weights must not change. Same HLO, other LLVM options: identical on the machines
+    # tried, but code generation may contract elementwise maths differently elsewhere, so within
+    # the inverse-CDF's ~30 roundings (2·γ_30 of the scale); another seed or init is O(1) off.
     cfg = SweepConfig(model=model, hidden=(64, 64))
     engine = train.Engine.from_config(cfg, 10)
     k = 3
@@ -304,8 +324,7 @@ def test_fast_init_compile_gives_the_default_compile_bit_for_bit(model):
     mesh = jax.sharding.Mesh(jax.devices()[:1], ("members",))
     shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     fast = S._compile_small(jax.jit(engine.init_members).lower(hyper, x), shard)(hyper, x)
-    for a, b in zip(jax.tree.leaves(default), jax.tree.leaves(fast), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_trees_close_to_scale(fast, default, 2 * gamma(30))
 
 
 @pytest.mark.parametrize(
@@ -326,7 +345,7 @@ def test_use_cpu_devices_checks_its_argument_and_the_backend_state(monkeypatch):
 
 
 def test_use_cpu_devices_splits_the_cpu_in_a_fresh_process():
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ, XLA_FLAGS=child_xla_flags(devices=None))
     code = "import wdjax, jax; print(wdjax.use_cpu_devices(3), len(jax.devices()))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True, timeout=120)  # fmt: skip

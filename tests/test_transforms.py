@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from helpers import assert_trees_all_close, assert_trees_all_equal
+from helpers import assert_trees_all_equal, assert_trees_close_to_scale, gamma
 
 import wdjax.transforms
 from wdjax.transforms import (
@@ -19,6 +19,8 @@ from wdjax.transforms import (
     prox_l1,
     soft_threshold,
 )
+
+pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
 
 
 def _soft_scalar(x: float, t: float) -> float:
@@ -292,7 +294,9 @@ def test_adam_prox_at_zero_strength_equals_adam_and_thresholds_in_adam_metric():
     new = _step(tx, g, w)
     v = w["kernel"] - lr * jnp.sign(g["kernel"])
     expected = soft_threshold(v, lr * lam / (jnp.abs(g["kernel"]) + 1e-8))
-    assert_trees_all_close(new, {"kernel": expected}, rtol=1e-5)
+    # Elementwise, ≤ 8 roundings on either side (the threshold's division, Adam's moments);
+    # the soft threshold may cancel, so relative to the scale.
+    assert_trees_close_to_scale(new, {"kernel": expected}, 2 * gamma(8))
 
 
 # --- vmap / jit / masks / errors ------------------------------------------------------------
@@ -340,10 +344,15 @@ def test_vmap_over_strength_and_lr_equals_python_loop():
         return {name: _train(name, s, lr) for name in _FACTORIES}
 
     batched = jax.jit(jax.vmap(members))(jnp.array(strengths), jnp.array(lrs))
+    p0 = jax.tree.map(lambda p: jnp.maximum(jnp.max(jnp.abs(p)), 0.1), _params())  # ≥ lr·λ
     for name in _FACTORIES:
         for i, (s, lr) in enumerate(zip(strengths, lrs, strict=True)):
             member = jax.tree.map(lambda x, i=i: x[i], batched[name])
-            assert_trees_all_close(member, _train(name, s, lr), rtol=1e-5, atol=1e-7)
+            # Fused vs eager: 2 steps of ≤ ~20 elementwise roundings each. The gradients are
+            # p − 0.5·p (no cancellation; exactly 0 where p is), so Adam's division by
+            # |g| + eps keeps their relative error: 2·γ_40 of the scale of the terms (the
+            # initial parameters; a threshold may cancel a weight to near 0), float32.
+            assert_trees_close_to_scale(member, _train(name, s, lr), 2 * gamma(40), scale=p0)
 
 
 @pytest.mark.parametrize("name", sorted(_FACTORIES))

@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="fraction of training labels flipped",
     )
     a("--data-seed", type=int, default=d.data_seed, help="batch order, splits, noise")
+    a(
+        "--dtype",
+        default=d.dtype,
+        help="float32, or float64 (turns on jax_enable_x64 for this process: exact comparisons)",
+    )
     a("--chunk-size", type=int, default=None, help="members per compiled call (memory)")
     a(
         "--cpu-devices",
@@ -118,6 +123,7 @@ def config_from_args(args) -> SweepConfig:
         label_noise=args.label_noise,
         data_seed=args.data_seed,
         chunk_size=args.chunk_size,
+        dtype=args.dtype,
     )
 
 
@@ -176,6 +182,10 @@ def main(argv=None) -> int:
 
     try:
         cfg = config_from_args(args)
+        if cfg.dtype == "float64":
+            import jax
+
+            jax.config.update("jax_enable_x64", True)
         _cpu_devices(args, cfg)
         _distributed(args)
         out = args.out or os.path.join("results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
