@@ -23,9 +23,10 @@ One run on one machine prints one table and writes it as JSON. It measures
    ±20 % over minutes; the two sides of a round's ratio are about a minute apart.
 
 Timings are medians over warm epochs: the first epoch of every run (and every peer model) is
-dropped, so ``--epochs`` must be at least 2. Model FLOPs are a labelled convention: 6 × weights ×
-examples for an MLP (an over-count of about 1.4×: layer 1's input gradient is never computed) and
-3 × forward FLOPs for the CNN. The machine is whatever runs the script: state its load.
+dropped, so ``--epochs`` must be at least 2. Model FLOPs are a labelled convention (defined in
+``bench_common.py``, which ``profile_step.py`` shares): 6 × weights × examples for an MLP (an
+over-count of about 1.4×: layer 1's input gradient is never computed) and 3 × forward FLOPs for
+the CNN. The machine is whatever runs the script: state its load.
 
 How to run (from the repository root)::
 
@@ -44,7 +45,6 @@ end), so an interrupted run keeps its rows.
 import argparse
 import dataclasses
 import gc
-import json
 import os
 import platform
 import statistics
@@ -56,8 +56,10 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_common import mlp_true_flops, mlp_weights, model_flops, synthetic, train_only
 
 import wdjax
+from wdjax import results
 
 SECTIONS = ("mlp", "cnn", "digits", "keras", "torch")
 MODEL_SECTIONS = ("mlp", "cnn", "digits")
@@ -128,68 +130,20 @@ class Workload:
 
     @property
     def flops(self) -> int:
-        """Model FLOPs of one member-epoch (the labelled convention of :func:`model_flops`)."""
+        """Model FLOPs of one member-epoch (the convention of ``bench_common.model_flops``)."""
         d = self.data
         return model_flops(self.kind, d.image_shape, d.num_classes, self.hidden) * self.examples
 
 
-# --- model FLOPs (labelled conventions) ----------------------------------------------------------
-
-
-def mlp_weights(in_dim: int, hidden, classes: int) -> int:
-    """Multiply-add weights of an MLP ``in_dim → hidden… → classes`` (biases excluded)."""
-    dims = [in_dim, *hidden, classes]
-    return sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
-
-
-def mlp_true_flops(in_dim: int, hidden, classes: int) -> int:
-    """FLOPs per example one training step really does: forward, weight and input gradients.
-
-    ``2W`` forward, ``2W`` weight gradients, ``2(W − W_1)`` input gradients (layer 1's input
-    gradient is never needed), against the ``6W`` of the convention.
-    """
-    w = mlp_weights(in_dim, hidden, classes)
-    first = in_dim * ([*hidden, classes][0])
-    return 4 * w + 2 * (w - first)
-
-
-def cnn_forward_flops(h, w, c, classes, features=(32, 64), dense=128) -> int:
-    """Forward FLOPs per example of the small CNN: ``2·H·W·9·C_in·C_out`` per 3×3 conv (SAME),
-    ``2·in·out`` per dense layer; 2×2 pooling halves H and W (floor)."""
-    total = 0
-    for f in features:
-        total += 2 * h * w * 9 * c * f
-        h, w, c = h // 2, w // 2, f
-    total += 2 * h * w * c * dense + 2 * dense * classes
-    return total
-
-
-def model_flops(kind: str, image_shape, classes: int, hidden=(64, 64)) -> int:
-    """Model FLOPs per training example: 6 × weights (MLP), 3 × forward FLOPs (CNN)."""
-    h, w, c = image_shape
-    if kind == "mlp":
-        return 6 * mlp_weights(h * w * c, hidden, classes)
-    if kind == "cnn":
-        return 3 * cnn_forward_flops(h, w, c, classes)
-    raise ValueError(f"kind must be 'mlp' or 'cnn', got {kind!r}")
-
-
-# --- data ----------------------------------------------------------------------------------------
-
-
-def synthetic(n: int, shape=(28, 28, 1), classes: int = 10, seed: int = 0) -> wdjax.Dataset:
-    """MNIST-shaped noise with random labels; no validation or test rows (epochs time training)."""
-    rng = np.random.default_rng(seed)
-    x = rng.random((n, *shape), dtype=np.float32)
-    y = rng.integers(0, classes, n).astype(np.int32)
-    return train_only(wdjax.Dataset(x, y, x[:0], y[:0], x[:0], y[:0], classes, "synthetic"))
-
-
-def train_only(ds: wdjax.Dataset) -> wdjax.Dataset:
-    """The same dataset with empty validation and test splits."""
-    return ds._replace(
-        x_val=ds.x_train[:0], y_val=ds.y_train[:0], x_test=ds.x_train[:0], y_test=ds.y_train[:0]
-    )
+def workload(name: str, plan: Plan) -> Workload:
+    """The workload of model section ``name`` (``mlp``, ``cnn`` or ``digits``) at ``plan``'s sizes:
+    synthetic MNIST-shaped data for the first two, the embedded ``digits`` for the last."""
+    if name == "mlp":
+        return Workload("mlp 784-64-64-10", "mlp", synthetic(plan.n_train), (64, 64), plan.ks)
+    if name == "cnn":
+        return Workload("cnn (small)", "cnn", synthetic(plan.cnn_n_train), (), plan.cnn_ks)
+    digits = train_only(wdjax.load("digits"))
+    return Workload("mlp digits 64-64-64-10", "mlp", digits, (64, 64), plan.digits_ks)
 
 
 # --- host measurements ---------------------------------------------------------------------------
@@ -299,30 +253,25 @@ def bench_wdjax(w: Workload, plan: Plan, peak: float, memory: bool) -> tuple[lis
     for k in w.ks:
         _log(f"{w.name}: wdjax sweep K={k}")
         a = run_sweep(w, plan, _grid(k), plan.epochs)
+        b, growth = _second_call(w, plan, k)
         s = statistics.median(a["epoch_s"])
-        gc.collect()
-        base = _proc_status("VmRSS")
-        reset = _reset_peak_rss()
-        b = run_sweep(w, plan, _grid(k, 2.0), 1)  # new λ values, same count: must not recompile
-        hwm = _proc_status("VmHWM") if reset else b["rss_max"]
-        rows.append(
-            _row(
-                w,
-                "wdjax",
-                "sweep",
-                k,
-                s / k,
-                peak,
-                compile_s=a["compile_s"],
-                recompile_s=b["compile_s"],
-                finite=a["finite"],
-                devices=a["devices"],
-            )
-        )
+        extra = dict(compile_s=a["compile_s"], recompile_s=b["compile_s"])
+        extra.update(finite=a["finite"], devices=a["devices"])
+        rows.append(_row(w, "wdjax", "sweep", k, s / k, peak, **extra))
         if memory:
-            growth = None if base is None or hwm is None else hwm - base
             mems.append(memory_record(w, plan, k, growth, a["epoch_memory"], a["devices"]))
     return rows, mems
+
+
+def _second_call(w: Workload, plan: Plan, k: int) -> tuple[dict, int | None]:
+    """A 1-epoch sweep with new λ values of the same count (it must not recompile), and the growth
+    of the peak RSS during it over the RSS just before it (None where Linux does not tell)."""
+    gc.collect()
+    base = _proc_status("VmRSS")
+    reset = _reset_peak_rss()
+    b = run_sweep(w, plan, _grid(k, 2.0), 1)
+    hwm = _proc_status("VmHWM") if reset else b["rss_max"]
+    return b, None if base is None or hwm is None else hwm - base
 
 
 def bench_sequential(w: Workload, plan: Plan, peak: float) -> dict:
@@ -334,30 +283,19 @@ def bench_sequential(w: Workload, plan: Plan, peak: float) -> dict:
         epoch_s += r["epoch_s"]
         wall += r["wall_s"]
     s = statistics.median(epoch_s)
-    return _row(
-        w,
-        "wdjax",
-        "sequential",
-        plan.seq_k,
-        s,
-        peak,
-        wall_s_per_member_epoch=wall / (plan.seq_k * plan.epochs),
-    )
+    wall_s = wall / (plan.seq_k * plan.epochs)
+    return _row(w, "wdjax", "sequential", plan.seq_k, s, peak, wall_s_per_member_epoch=wall_s)
 
 
 def memory_record(w: Workload, plan: Plan, k: int, rss_growth, stats: dict | None,
                   devices: int = 1) -> dict:  # fmt: skip
     """The compiled epoch's memory per device (``meta["epoch_memory"]`` of the sweep) against
     what one device must hold: the data (replicated) + its K / devices members' state."""
-    rec = {"k": k, "rss_growth_bytes": rss_growth, "devices": devices}
     d = w.data
     n_rows = d.x_train.shape[0] + d.x_val.shape[0]
     data_bytes = sum(np.asarray(x).nbytes for x in d[:6]) + 4 * n_rows  # + index arrays
-    cfg = wdjax.SweepConfig(model=w.kind, hidden=w.hidden, reg=plan.reg, batch_size=w.batch)
-    engine = wdjax.Engine.from_config(cfg, d.num_classes)
-    h = wdjax.Hyper(jnp.float32(1e-4), jnp.float32(1e-3), jnp.int32(0), jnp.int32(0))
-    state = jax.eval_shape(engine.init, h, jnp.zeros((1, *d.image_shape), jnp.float32))
-    state_bytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+    state_bytes = member_state_bytes(w, plan)
+    rec = {"k": k, "rss_growth_bytes": rss_growth, "devices": devices}
     rec.update(
         data_bytes=data_bytes,
         state_bytes_per_member=state_bytes,
@@ -375,11 +313,20 @@ def memory_record(w: Workload, plan: Plan, k: int, rss_growth, stats: dict | Non
     return rec
 
 
+def member_state_bytes(w: Workload, plan: Plan) -> int:
+    """Bytes of one member's state in wdjax's engine: params, optimizer state, counters."""
+    cfg = wdjax.SweepConfig(model=w.kind, hidden=w.hidden, reg=plan.reg, batch_size=w.batch)
+    engine = wdjax.Engine.from_config(cfg, w.data.num_classes)
+    h = wdjax.Hyper(jnp.float32(1e-4), jnp.float32(1e-3), jnp.int32(0), jnp.int32(0))
+    state = jax.eval_shape(engine.init, h, jnp.zeros((1, *w.data.image_shape), jnp.float32))
+    return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+
+
 # --- peers ---------------------------------------------------------------------------------------
 
 
-def keras_member(w: Workload, plan: Plan, lam: float, epochs: int) -> list[float]:
-    """Epoch times of one Keras ``model.fit`` (JAX backend) of the same model and optimizer."""
+def keras_model(w: Workload, plan: Plan, lam: float):
+    """The Keras 3 model of ``w``, compiled with Adam(W) as wdjax trains it (``lam``: its λ)."""
     import keras
 
     reg = keras.regularizers.L1(lam) if plan.reg == "l1" else None
@@ -407,6 +354,14 @@ def keras_member(w: Workload, plan: Plan, lam: float, epochs: int) -> list[float
         opt = keras.optimizers.Adam(learning_rate=1e-3)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
+    return model
+
+
+def keras_member(w: Workload, plan: Plan, lam: float, epochs: int) -> list[float]:
+    """Epoch times of one Keras ``model.fit`` (JAX backend) of the same model and optimizer."""
+    import keras
+
+    model = keras_model(w, plan, lam)
     stamps = []
 
     class Clock(keras.callbacks.Callback):
@@ -421,12 +376,10 @@ def keras_member(w: Workload, plan: Plan, lam: float, epochs: int) -> list[float
     return [b - a for a, b in stamps]
 
 
-def torch_member(w: Workload, plan: Plan, lam: float, epochs: int, fused: bool) -> list[float]:
-    """Epoch times of a plain PyTorch eager loop (AdamW; ``fused`` kernels or the default)."""
-    import torch
+def torch_model(w: Workload):
+    """The PyTorch model of ``w`` (channels first), initialized from PyTorch's global seed."""
     from torch import nn
 
-    torch.manual_seed(0)
     classes = w.data.num_classes
     h, wd, c = w.data.image_shape
     if w.kind == "mlp":
@@ -434,20 +387,28 @@ def torch_member(w: Workload, plan: Plan, lam: float, epochs: int, fused: bool) 
         layers = [nn.Flatten()]
         for a, b in zip(dims[:-1], dims[1:], strict=True):
             layers += [nn.Linear(a, b), nn.ReLU()]
-        model = nn.Sequential(*layers, nn.Linear(dims[-1], classes))
-    else:
-        model = nn.Sequential(
-            nn.Conv2d(c, 32, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1),
-            nn.ReLU(),
-            nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(64 * (h // 4) * (wd // 4), 128),
-            nn.ReLU(),
-            nn.Linear(128, classes),
-        )
+        return nn.Sequential(*layers, nn.Linear(dims[-1], classes))
+    return nn.Sequential(
+        nn.Conv2d(c, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * (h // 4) * (wd // 4), 128),
+        nn.ReLU(),
+        nn.Linear(128, classes),
+    )
+
+
+def torch_member(w: Workload, plan: Plan, lam: float, epochs: int, fused: bool) -> list[float]:
+    """Epoch times of a plain PyTorch eager loop (AdamW; ``fused`` kernels or the default)."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = torch_model(w)
     kernels = [p for n, p in model.named_parameters() if n.endswith("weight")]
     biases = [p for n, p in model.named_parameters() if not n.endswith("weight")]
     decay = lam if plan.reg == "wd" else 0.0
@@ -473,7 +434,7 @@ def torch_member(w: Workload, plan: Plan, lam: float, epochs: int, fused: bool) 
 
 
 def available_peers(plan: Plan) -> tuple[list[str], list[str]]:
-    """Peer frameworks selected and importable, and notes for those skipped."""
+    """Peer frameworks selected and importable, and notes: those skipped, and torch's threads."""
     peers, notes = [], []
     for name in ("keras", "torch"):
         if name not in plan.sections:
@@ -482,19 +443,29 @@ def available_peers(plan: Plan) -> tuple[list[str], list[str]]:
             notes.append(f"{name} skipped: peers implement --reg {'/'.join(PEER_REGS)} only")
             continue
         try:
-            if name == "keras":
-                os.environ.setdefault("KERAS_BACKEND", "jax")
-                import keras
-
-                if keras.backend.backend() != "jax":
-                    raise ImportError(f"Keras backend is {keras.backend.backend()!r}, not 'jax'")
-            else:
-                import torch  # noqa: F401
+            _import_peer(name)
         except ImportError as err:
             notes.append(f"{name} skipped ({err}): pip install -e '.[bench]'")
             continue
         peers.append(name)
+    if "torch" in peers:
+        import torch
+
+        notes.append(f"torch threads: {torch.get_num_threads()}")
     return peers, notes
+
+
+def _import_peer(name: str) -> None:
+    """Import peer ``name`` (Keras on its JAX backend); ImportError where it cannot run."""
+    if name == "torch":
+        import torch  # noqa: F401
+
+        return
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    if keras.backend.backend() != "jax":
+        raise ImportError(f"Keras backend is {keras.backend.backend()!r}, not 'jax'")
 
 
 def bench_peers(w: Workload, plan: Plan, peak: float, peers) -> list[dict]:
@@ -530,6 +501,9 @@ def _peer_variants(w: Workload, plan: Plan, peers, epochs: int) -> list[tuple]:
     return variants
 
 
+# --- the ratio check -----------------------------------------------------------------------------
+
+
 def bench_rounds(w: Workload, plan: Plan, peak: float, peers) -> dict | None:
     """The ratio check: ``plan.rounds`` rounds, each timing wdjax's sweep at K = ``round_k`` (on
     the split CPU where the benchmark splits it) and then every peer at K = 1, back to back.
@@ -542,21 +516,16 @@ def bench_rounds(w: Workload, plan: Plan, peak: float, peers) -> dict | None:
     if plan.rounds < 1 or not peers:
         return None
     k, n = plan.round_k, split_devices(plan)
-    sub = dataclasses.replace(plan, ks=(k,))
     how = f"sweep, {n} CPU devices" if n else "sweep"
+    sweep = f"wdjax {how}"
     variants = _peer_variants(w, plan, peers, plan.epochs)
     rounds = []
     for i in range(plan.rounds):
         _log(f"ratio round {i + 1}/{plan.rounds}: wdjax {how} K={k}, then each peer at K=1")
-        if n:
-            rows, _ = bench_split("mlp", sub, peak)
-        else:
-            rows, _ = bench_wdjax(dataclasses.replace(w, ks=(k,)), sub, peak, memory=False)
-        times = {f"wdjax {how}": rows[0]["s_per_member_epoch"]}
+        times = {sweep: _round_sweep(w, plan, peak, n)}
         for framework, peer_how, _, train in variants:
             times[f"{framework} {peer_how}"] = statistics.median(train(_grid(1)[0])[1:])
         rounds.append(times)
-    sweep = f"wdjax {how}"
     faster = {name: [r[name] / r[sweep] for r in rounds] for name in rounds[0] if name != sweep}
     return {
         "model": w.name,
@@ -568,14 +537,25 @@ def bench_rounds(w: Workload, plan: Plan, peak: float, peers) -> dict | None:
     }
 
 
-# --- report --------------------------------------------------------------------------------------
+def _round_sweep(w: Workload, plan: Plan, peak: float, split: int) -> float:
+    """Seconds per member-epoch of wdjax's sweep at K = ``round_k``: in a child process on
+    ``split`` CPU devices, or in this one when ``split`` is 0."""
+    sub = dataclasses.replace(plan, ks=(plan.round_k,))
+    if split:
+        rows, _ = bench_split("mlp", sub, peak)
+    else:
+        rows, _ = bench_wdjax(dataclasses.replace(w, ks=sub.ks), sub, peak, memory=False)
+    return rows[0]["s_per_member_epoch"]
+
+
+# --- the split CPU (a child process) -------------------------------------------------------------
 
 
 def split_devices(plan: Plan) -> int:
     """CPU devices of the split rows: 0 (none) off CPU or when asked for 1."""
     if jax.default_backend() != "cpu":
         return 0
-    n = plan.cpu_devices or wdjax.runner.default_cpu_devices()
+    n = plan.cpu_devices or wdjax.devices.default_cpu_devices()
     return n if n > 1 else 0
 
 
@@ -586,18 +566,11 @@ def bench_split(name: str, plan: Plan, peak: float) -> tuple[list, list]:
     if not n:
         return [], []
     _log(f"{name}: wdjax sweep on {n} CPU devices (child process)")
-    sizes = {"ks": plan.ks, "cnn_ks": plan.cnn_ks, "digits_ks": plan.digits_ks}
-    argv = [sys.executable, os.path.abspath(__file__), "--child", "--sections", name,
-            "--cpu-devices", str(n), "--peak-gflops", str(peak), "--reg", plan.reg,
-            "--epochs", str(plan.epochs), "--n-train", str(plan.n_train),
-            "--cnn-n-train", str(plan.cnn_n_train)]  # fmt: skip
-    for flag, ks in sizes.items():
-        argv += ["--" + flag.replace("_", "-"), ",".join(map(str, ks))]
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "child.json")
-        subprocess.run([*argv, "--out", out], check=True, stdout=subprocess.DEVNULL)
-        with open(out) as f:
-            child = json.load(f)
+        argv = [*_child_argv(name, plan, n, peak), "--out", out]
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
+        child = results.read_json(out)
     for r in child["rows"]:
         r["how"] = f"sweep, {n} CPU devices"
     for m in child["memory"]:
@@ -605,18 +578,25 @@ def bench_split(name: str, plan: Plan, peak: float) -> tuple[list, list]:
     return child["rows"], child["memory"]
 
 
+def _child_argv(name: str, plan: Plan, n: int, peak: float) -> list[str]:
+    """The command line of the child that measures section ``name`` on ``n`` CPU devices."""
+    argv = [sys.executable, os.path.abspath(__file__), "--child", "--sections", name,
+            "--cpu-devices", str(n), "--peak-gflops", str(peak), "--reg", plan.reg,
+            "--epochs", str(plan.epochs), "--n-train", str(plan.n_train),
+            "--cnn-n-train", str(plan.cnn_n_train)]  # fmt: skip
+    for flag in ("ks", "cnn_ks", "digits_ks"):
+        argv += [_flag(flag), ",".join(map(str, getattr(plan, flag)))]
+    return argv
+
+
 def run_child(plan: Plan) -> dict:
     """The wdjax sweep rows (and memory) of the one selected model section, for the parent."""
     name = plan.sections[0]
-    w = {"mlp": lambda: Workload("mlp 784-64-64-10", "mlp", synthetic(plan.n_train), (64, 64),
-                                 plan.ks),
-         "cnn": lambda: Workload("cnn (small)", "cnn", synthetic(plan.cnn_n_train), (),
-                                 plan.cnn_ks),
-         "digits": lambda: Workload("mlp digits 64-64-64-10", "mlp",
-                                    train_only(wdjax.load("digits")), (64, 64),
-                                    plan.digits_ks)}[name]()  # fmt: skip
-    rows, memory = bench_wdjax(w, plan, plan.peak_gflops, memory=name == "mlp")
+    rows, memory = bench_wdjax(workload(name, plan), plan, plan.peak_gflops, memory=name == "mlp")
     return {"meta": {"devices": len(jax.devices())}, "rows": rows, "memory": memory}
+
+
+# --- report --------------------------------------------------------------------------------------
 
 
 def ratios(rows: list[dict]) -> list[dict]:
@@ -642,25 +622,30 @@ def ratios(rows: list[dict]) -> list[dict]:
     return out
 
 
-def _group(qs: list[dict]) -> dict:
-    out = {}
-    for q in qs:
-        out.setdefault((q["model"], q.get("how", "sweep"), q["k"]), []).append(q)
-    return out
-
-
 def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
 def table(result: dict) -> str:
     """The human-readable table of a result dict (as written to JSON)."""
+    lines = _row_lines(result["rows"])
+    if result["memory"]:
+        lines += ["", *_memory_lines(result["memory"])]
+    if result["ratios"]:
+        lines += ["", *_ratio_lines(result["ratios"])]
+    if result.get("rounds"):
+        lines += ["", *_rounds_lines(result["rounds"])]
+    lines += ["", *("note: " + n for n in result["notes"])]
+    return "\n".join(lines)
+
+
+def _row_lines(rows: list[dict]) -> list[str]:
     head = (
         f"{'model':<22} {'framework / how':<30} {'K':>5} {'s/epoch':>9} {'s/mem-ep':>9} "
         f"{'GFLOP/s':>8} {'%peak':>6} {'compile':>8} {'recomp':>7}"
     )
     lines = [head, "-" * len(head)]
-    for r in result["rows"]:
+    for r in rows:
         lines.append(
             f"{r['model']:<22} {r['framework'] + ' ' + r['how']:<30} {r['k']:>5} "
             f"{r['s_per_epoch']:>9.3f} {r['s_per_member_epoch']:>9.4f} {r['gflops']:>8.1f} "
@@ -668,42 +653,96 @@ def table(result: dict) -> str:
             f"{_fmt(r.get('compile_s', r.get('first_epoch_extra_s')), '8.2f'):>8} "
             f"{_fmt(r.get('recompile_s'), '7.2f'):>7}"
         )
-    if result["memory"]:
-        lines += [
-            "",
-            "memory (tutorial MLP; MiB, per device): compiled epoch = args + outputs + temps - "
-            "aliased; must hold = data + (K / devices) x member state",
-        ]
-        for m in result["memory"]:
-            mib = {k: (v / 2**20 if isinstance(v, int | float) else None) for k, v in m.items()}
-            lines.append(
-                f"  K={m['k']:<5} {m.get('how', 'one process'):>15}  "
-                f"devices {m.get('devices', 1)}  compiled "
-                f"{_fmt(mib.get('compiled_bytes'), '8.1f')}  must hold {mib['need_bytes']:8.1f} "
-                f"(data {mib['data_bytes']:.1f} + K/devices x state "
-                f"{m['state_bytes_per_member'] / 2**10:.1f} KiB)  ratio "
-                f"{_fmt(m.get('ratio'), '.2f')}  RSS growth {_fmt(mib['rss_growth_bytes'], '.1f')}"
-            )
-    if result["ratios"]:
-        lines += ["", "wdjax sweep, times faster per member-epoch than (baseline s / sweep s):"]
-        for (model, how, k), qs in _group(result["ratios"]).items():
-            parts = ", ".join(f"{q['vs']} {q['faster']:.2f}x" for q in qs)
-            lines.append(f"  {model} {how} K={k}: {parts}")
-    rounds = result.get("rounds")
-    if rounds:
-        n = len(rounds["seconds_per_member_epoch"])
-        lines += [
-            "",
-            f"ratio check, {n} rounds back to back ({rounds['model']}: wdjax {rounds['how']} "
-            f"K={rounds['k']}, then each peer at K=1; peer s / sweep s per round, and the median):",
-        ]
-        for name, each in rounds["faster"].items():
-            per = " ".join(f"{x:.2f}x" for x in each)
-            lines.append(f"  {name}: {per}  median {rounds['median_faster'][name]:.2f}x")
-        sweep = [r[f"wdjax {rounds['how']}"] for r in rounds["seconds_per_member_epoch"]]
-        lines.append("  wdjax s/member-epoch per round: " + " ".join(f"{s:.4f}" for s in sweep))
-    lines += ["", *("note: " + n for n in result["notes"])]
-    return "\n".join(lines)
+    return lines
+
+
+def _memory_lines(memory: list[dict]) -> list[str]:
+    lines = [
+        "memory (tutorial MLP; MiB, per device): compiled epoch = args + outputs + temps - "
+        "aliased; must hold = data + (K / devices) x member state"
+    ]
+    for m in memory:
+        mib = {k: (v / 2**20 if isinstance(v, int | float) else None) for k, v in m.items()}
+        lines.append(
+            f"  K={m['k']:<5} {m.get('how', 'one process'):>15}  "
+            f"devices {m.get('devices', 1)}  compiled "
+            f"{_fmt(mib.get('compiled_bytes'), '8.1f')}  must hold {mib['need_bytes']:8.1f} "
+            f"(data {mib['data_bytes']:.1f} + K/devices x state "
+            f"{m['state_bytes_per_member'] / 2**10:.1f} KiB)  ratio "
+            f"{_fmt(m.get('ratio'), '.2f')}  RSS growth {_fmt(mib['rss_growth_bytes'], '.1f')}"
+        )
+    return lines
+
+
+def _ratio_lines(qs: list[dict]) -> list[str]:
+    groups = {}
+    for q in qs:
+        groups.setdefault((q["model"], q.get("how", "sweep"), q["k"]), []).append(q)
+    lines = ["wdjax sweep, times faster per member-epoch than (baseline s / sweep s):"]
+    for (model, how, k), group in groups.items():
+        parts = ", ".join(f"{q['vs']} {q['faster']:.2f}x" for q in group)
+        lines.append(f"  {model} {how} K={k}: {parts}")
+    return lines
+
+
+def _rounds_lines(rounds: dict) -> list[str]:
+    n = len(rounds["seconds_per_member_epoch"])
+    lines = [
+        f"ratio check, {n} rounds back to back ({rounds['model']}: wdjax {rounds['how']} "
+        f"K={rounds['k']}, then each peer at K=1; peer s / sweep s per round, and the median):"
+    ]
+    for name, each in rounds["faster"].items():
+        per = " ".join(f"{x:.2f}x" for x in each)
+        lines.append(f"  {name}: {per}  median {rounds['median_faster'][name]:.2f}x")
+    sweep = [r[f"wdjax {rounds['how']}"] for r in rounds["seconds_per_member_epoch"]]
+    lines.append("  wdjax s/member-epoch per round: " + " ".join(f"{s:.4f}" for s in sweep))
+    return lines
+
+
+# --- one run, top to bottom ----------------------------------------------------------------------
+
+
+def run(plan: Plan, save=None) -> dict:
+    """Run every selected section of ``plan``; returns the result dict.
+
+    ``save(result)``, if given, is called after every model section (``meta["complete"]`` false)
+    and once at the end (true), so an interrupted run keeps what it measured.
+    """
+    if plan.child:
+        return run_child(plan)
+    load0, t0 = os.getloadavg(), time.perf_counter()
+    _log(f"matmul peak ({plan.matmul_n}^3 float32)")
+    peak = matmul_peak(plan.matmul_n, plan.repeats)
+    peers, peer_notes = available_peers(plan)
+    result = new_result(plan, peak, load0, setup_notes(plan, peak) + peer_notes)
+    models = [s for s in MODEL_SECTIONS if s in plan.sections] or ["mlp"]  # peers need a model
+    for name in models:
+        measure_section(result, plan, name, peers, first=name == models[0])
+        checkpoint(result, t0, save)
+    if "mlp" in plan.sections:
+        ratio_check(result, plan, peers)
+        checkpoint(result, t0, save)
+    finish(result, plan, load0)
+    checkpoint(result, t0, save)
+    return result
+
+
+def new_result(plan: Plan, peak: dict, load0, notes: list[str]) -> dict:
+    """The result dict before any model section (``meta["complete"]`` false)."""
+    meta = {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "versions": _versions(),
+        "argv": sys.argv,
+        "plan": dataclasses.asdict(plan),
+        "loadavg_start": load0,
+        "complete": False,
+    }
+    keys = ("meta", "peak", "rows", "memory", "ratios", "rounds", "notes")
+    return dict(zip(keys, (meta, peak, [], [], [], None, notes), strict=True))
 
 
 def _versions() -> dict:
@@ -718,21 +757,11 @@ def _versions() -> dict:
     return out
 
 
-def run(plan: Plan, save=None) -> dict:
-    """Run every selected section of ``plan``; returns the result dict.
-
-    ``save(result)``, if given, is called after every model section (``meta["complete"]`` false)
-    and once at the end (true), so an interrupted run keeps what it measured.
-    """
-    load0 = os.getloadavg()
-    if plan.child:
-        return run_child(plan)
-    t0 = time.perf_counter()
-    _log(f"matmul peak ({plan.matmul_n}^3 float32)")
-    peak = matmul_peak(plan.matmul_n, plan.repeats)
+def setup_notes(plan: Plan, peak: dict) -> list[str]:
+    """The notes that say what the table's columns mean (data, peak, FLOPs, timings, rows)."""
     in_dim = 28 * 28
     overcount = 6 * mlp_weights(in_dim, (64, 64), 10) / mlp_true_flops(in_dim, (64, 64), 10)
-    notes = [
+    return [
         f"{SYNTHETIC_NOTE} (uniform noise, random labels); no validation/test rows, so an epoch "
         "times training (+ per-member weight statistics) only",
         f"peak: jitted {plan.matmul_n}^3 float32 matmul, median of {plan.repeats}, measured "
@@ -750,84 +779,55 @@ def run(plan: Plan, save=None) -> dict:
         "pad K by at most 25 %; the peers and the peak run unsplit (a split process runs a "
         "single-device program ~20 % slower)",
     ]
-    models = [s for s in MODEL_SECTIONS if s in plan.sections] or ["mlp"]
-    peers, peer_notes = available_peers(plan)
-    notes += peer_notes
-    if "torch" in peers:
-        import torch
 
-        notes.append(f"torch threads: {torch.get_num_threads()}")
-    workloads = {
-        "mlp": lambda: Workload(
-            "mlp 784-64-64-10", "mlp", synthetic(plan.n_train), (64, 64), plan.ks
-        ),
-        "cnn": lambda: Workload("cnn (small)", "cnn", synthetic(plan.cnn_n_train), (), plan.cnn_ks),
-        "digits": lambda: Workload(
-            "mlp digits 64-64-64-10",
-            "mlp",
-            train_only(wdjax.load("digits")),
-            (64, 64),
-            plan.digits_ks,
-        ),
-    }
-    rows, memory = [], []
-    result = {
-        "meta": {
-            "platform": platform.platform(),
-            "processor": platform.processor(),
-            "cpu_count": os.cpu_count(),
-            "backend": jax.default_backend(),
-            "devices": [str(d) for d in jax.devices()],
-            "versions": _versions(),
-            "argv": sys.argv,
-            "plan": dataclasses.asdict(plan),
-            "loadavg_start": load0,
-            "complete": False,
-        },
-        "peak": peak,
-        "rows": rows,
-        "memory": memory,
-        "ratios": [],
-        "rounds": None,
-        "notes": notes,
-    }
 
-    def checkpoint():
-        result["ratios"] = ratios(rows)
-        result["meta"].update(loadavg_end=os.getloadavg(), seconds=time.perf_counter() - t0)
-        if save is not None:
-            save(result)
+def measure_section(result: dict, plan: Plan, name: str, peers, first: bool) -> None:
+    """Add the rows of model section ``name``: wdjax's (if the section is selected) and the peers'.
+    The matmul peak is measured again before every section but the first (load drifts)."""
+    w = workload(name, plan)
+    peak = result["peak"]["gflops"] if first else section_peak(result["peak"], plan, name)
+    if name in plan.sections:
+        measure_wdjax(result, plan, name, w, peak)
+    result["rows"] += bench_peers(w, plan, peak, peers)
 
-    for name in models:
-        w = workloads[name]()
-        if name != models[0]:  # the peak measured just before each section (load drifts)
-            _log(f"matmul peak before {name}")
-            sections = peak.setdefault("gflops_sections", {})
-            sections[name] = matmul_peak(plan.matmul_n, plan.repeats)["gflops"]
-        local = peak.get("gflops_sections", {}).get(name, peak["gflops"])
-        if name in plan.sections:
-            r, m = bench_wdjax(w, plan, local, memory=name == "mlp")
-            rows += r
-            memory += m
-            r, m = bench_split(name, plan, local)
-            rows += r
-            memory += m
-            if name == "mlp":
-                seq = bench_sequential(w, plan, local)
-                rows.append(seq)
-                notes.append(
-                    f"sequential: {plan.seq_k} single-member sweeps one after another; with each "
-                    f"call's overhead (data to device, init) {seq['wall_s_per_member_epoch']:.4f} "
-                    "s per member-epoch"
-                )
-        rows += bench_peers(w, plan, local, peers)
-        checkpoint()
-    if "mlp" in plan.sections:
-        result["rounds"] = bench_rounds(workloads["mlp"](), plan, peak["gflops"], peers)
-        if result["rounds"] is None and plan.rounds:
-            notes.append("ratio check skipped: no peer to compare with")
-        checkpoint()
-    if memory:
+
+def section_peak(peak: dict, plan: Plan, name: str) -> float:
+    """The matmul peak measured now, before section ``name``; kept in ``peak``'s sections."""
+    _log(f"matmul peak before {name}")
+    gflops = matmul_peak(plan.matmul_n, plan.repeats)["gflops"]
+    peak.setdefault("gflops_sections", {})[name] = gflops
+    return gflops
+
+
+def measure_wdjax(result: dict, plan: Plan, name: str, w: Workload, peak: float) -> None:
+    """Add wdjax's rows of section ``name``: the sweep in this process, on the split CPU, and (for
+    the tutorial MLP) the sequential baseline; memory records of the tutorial MLP."""
+    rows, memory = bench_wdjax(w, plan, peak, memory=name == "mlp")
+    split_rows, split_memory = bench_split(name, plan, peak)
+    result["rows"] += rows + split_rows
+    result["memory"] += memory + split_memory
+    if name == "mlp":
+        seq = bench_sequential(w, plan, peak)
+        result["rows"].append(seq)
+        result["notes"].append(
+            f"sequential: {plan.seq_k} single-member sweeps one after another; with each "
+            f"call's overhead (data to device, init) {seq['wall_s_per_member_epoch']:.4f} "
+            "s per member-epoch"
+        )
+
+
+def ratio_check(result: dict, plan: Plan, peers) -> None:
+    """Run the ratio check (:func:`bench_rounds`) into ``result["rounds"]``, or note its absence."""
+    mlp = workload("mlp", plan)
+    result["rounds"] = bench_rounds(mlp, plan, result["peak"]["gflops"], peers)
+    if result["rounds"] is None and plan.rounds:
+        result["notes"].append("ratio check skipped: no peer to compare with")
+
+
+def finish(result: dict, plan: Plan, load0) -> None:
+    """Add the closing notes (memory, the peak over the run, load average); mark it complete."""
+    peak, notes = result["peak"], result["notes"]
+    if result["memory"]:
         notes.append(
             "memory: compiled = the epoch executable's memory_analysis() per device; must hold = "
             "data as stored (+ int32 index arrays, replicated on every device) + K / devices x "
@@ -836,28 +836,98 @@ def run(plan: Plan, save=None) -> dict:
             "just before it, after compile (includes that call's copy of the data to the device)"
         )
     peak["gflops_end"] = matmul_peak(plan.matmul_n, plan.repeats)["gflops"]
+    before = "".join(f"before {k} {v:.1f}, " for k, v in peak.get("gflops_sections", {}).items())
     notes += [
-        "peak (GFLOP/s) "
-        + "".join(f"before {k} {v:.1f}, " for k, v in peak.get("gflops_sections", {}).items())
-        + f"at the end {peak['gflops_end']:.1f}",
+        f"peak (GFLOP/s) {before}at the end {peak['gflops_end']:.1f}",
         f"load average (1, 5, 15 min) at start {tuple(round(v, 2) for v in load0)}, at end "
         f"{tuple(round(v, 2) for v in os.getloadavg())}; {os.cpu_count()} CPUs",
     ]
     result["meta"]["complete"] = True
-    checkpoint()
-    return result
 
 
-def write_json(result: dict, path: str) -> None:
-    """Write ``result`` to ``path`` atomically (a partial run never leaves a torn file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1, default=float)
-    os.replace(tmp, path)
+def checkpoint(result: dict, t0: float, save) -> None:
+    """Bring ``result``'s ratios and run time up to date, then ``save(result)`` if given."""
+    result["ratios"] = ratios(result["rows"])
+    result["meta"].update(loadavg_end=os.getloadavg(), seconds=time.perf_counter() - t0)
+    if save is not None:
+        save(result)
 
 
 # --- command line --------------------------------------------------------------------------------
+
+SIZE_FLAGS = {  # comma lists of positive integers
+    "ks": "members of the tutorial MLP sweep (default 1,8,32,128)",
+    "cnn_ks": "members of the CNN sweep (default 1,8)",
+    "digits_ks": "members of the digits sweep (default 1,32,128)",
+    "peer_ks": "models the peers train one after another (default 1,8)",
+}
+COUNT_FLAGS = {  # integers: (the least value, help)
+    "seq_k": (1, "members of the sequential baseline (default 8)"),
+    "n_train": (1, "synthetic MLP examples (default 60000)"),
+    "cnn_n_train": (1, "synthetic CNN examples (default 10000)"),
+    "epochs": (2, "epochs per run, the first not timed (default 3)"),
+    "repeats": (1, "matmul repeats for the peak (default 10)"),
+    "matmul_n": (1, "matmul size for the peak (default 2048)"),
+    "devices": (1, "devices to shard members over (default: wdjax's choice)"),
+    "cpu_devices": (1, "CPU devices of the extra 'sweep, N CPU devices' rows, measured in a "
+                    "child process (default 2 per core, at most 8; 1: no such rows)"),
+    "rounds": (0, "rounds of the ratio check: the MLP sweep at K = --round-k, then each peer at "
+               "K = 1, back to back, repeated (default 3; 0: none)"),
+    "round_k": (1, "members of the ratio check's sweep (default 32)"),
+}  # fmt: skip
+
+
+def _flag(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """bench.py's flags; those left out (None) take :class:`Plan`'s value (``--quick``'s)."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds")
+    p.add_argument("--sections", help=f"comma list from {','.join(SECTIONS)} (default: all)")
+    for field, help_ in SIZE_FLAGS.items():
+        p.add_argument(_flag(field), help=help_)
+    for field, (_, help_) in COUNT_FLAGS.items():
+        p.add_argument(_flag(field), type=int, help=help_)
+    p.add_argument("--reg", default="wd", help="regularizer of every run: wd (default) or l1 ...")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--peak-gflops", type=float, help=argparse.SUPPRESS)
+    p.add_argument("--out", help="JSON path (default results/bench.json; '' writes none)")
+    return p
+
+
+def parse_args(argv=None) -> Plan:
+    """The :class:`Plan` of a command line; raises ValueError naming a bad flag and its fix."""
+    plan = Plan(**_plan_fields(build_parser().parse_args(argv)))
+    _check_plan(plan)
+    return plan
+
+
+def _plan_fields(a: argparse.Namespace) -> dict:
+    """:class:`Plan`'s fields given on the command line (over ``QUICK`` with ``--quick``)."""
+    kw = dict(QUICK) if a.quick else {}
+    kw.update(quick=a.quick, reg=a.reg, child=a.child, peak_gflops=a.peak_gflops)
+    if a.sections is not None:
+        kw["sections"] = _sections(a.sections)
+    for field in SIZE_FLAGS:
+        if getattr(a, field) is not None:
+            kw[field] = _ints(getattr(a, field), _flag(field))
+    for field, (low, _) in COUNT_FLAGS.items():
+        if getattr(a, field) is not None:
+            kw[field] = _at_least(getattr(a, field), low, _flag(field))
+    if a.reg not in wdjax.STRATEGIES:
+        raise ValueError(f"--reg {a.reg!r}: choose one of {', '.join(wdjax.STRATEGIES)}")
+    if a.out is not None:
+        kw["out"] = a.out or None
+    return kw
+
+
+def _sections(text: str) -> tuple[str, ...]:
+    secs = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not secs or any(s not in SECTIONS for s in secs):
+        raise ValueError(f"--sections {text!r}: choose from {','.join(SECTIONS)}")
+    return secs
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:
@@ -870,68 +940,15 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
     return values
 
 
-def parse_args(argv=None) -> Plan:
-    """The :class:`Plan` of a command line; raises ValueError naming a bad flag and its fix."""
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds")
-    p.add_argument("--sections", help=f"comma list from {','.join(SECTIONS)} (default: all)")
-    p.add_argument("--ks", help="members of the tutorial MLP sweep (default 1,8,32,128)")
-    p.add_argument("--cnn-ks", help="members of the CNN sweep (default 1,8)")
-    p.add_argument("--digits-ks", help="members of the digits sweep (default 1,32,128)")
-    p.add_argument("--peer-ks", help="models the peers train one after another (default 1,8)")
-    p.add_argument("--seq-k", type=int, help="members of the sequential baseline (default 8)")
-    p.add_argument("--n-train", type=int, help="synthetic MLP examples (default 60000)")
-    p.add_argument("--cnn-n-train", type=int, help="synthetic CNN examples (default 10000)")
-    p.add_argument("--epochs", type=int, help="epochs per run, the first not timed (default 3)")
-    p.add_argument("--repeats", type=int, help="matmul repeats for the peak (default 10)")
-    p.add_argument("--matmul-n", type=int, help="matmul size for the peak (default 2048)")
-    p.add_argument("--reg", default="wd", help="regularizer of every run: wd (default) or l1 ...")
-    p.add_argument("--devices", type=int,
-                   help="devices to shard members over (default: wdjax's choice)")  # fmt: skip
-    p.add_argument(
-        "--cpu-devices",
-        type=int,
-        help="CPU devices of the extra 'sweep, N CPU devices' rows, measured in a child process "
-        "(default 2 per core, at most 8; 1: no such rows)",
-    )
-    p.add_argument(
-        "--rounds",
-        type=int,
-        help="rounds of the ratio check: the MLP sweep at K = --round-k, then each peer at K = 1, "
-        "back to back, repeated (default 3; 0: none)",
-    )
-    p.add_argument("--round-k", type=int, help="members of the ratio check's sweep (default 32)")
-    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--peak-gflops", type=float, help=argparse.SUPPRESS)
-    p.add_argument("--out", help="JSON path (default results/bench.json; '' writes none)")
-    a = p.parse_args(argv)
-    kw = dict(QUICK) if a.quick else {}
-    kw.update(quick=a.quick, reg=a.reg)
-    if a.sections is not None:
-        secs = tuple(s.strip() for s in a.sections.split(",") if s.strip())
-        bad = [s for s in secs if s not in SECTIONS]
-        if bad or not secs:
-            raise ValueError(f"--sections {a.sections!r}: choose from {','.join(SECTIONS)}")
-        kw["sections"] = secs
-    for flag in ("ks", "cnn_ks", "digits_ks", "peer_ks"):
-        if getattr(a, flag) is not None:
-            kw[flag] = _ints(getattr(a, flag), "--" + flag.replace("_", "-"))
-    flags = ("seq_k", "n_train", "cnn_n_train", "epochs", "repeats", "matmul_n", "devices",
-             "cpu_devices", "rounds", "round_k")  # fmt: skip
-    for flag in flags:
-        v = getattr(a, flag)
-        if v is not None:
-            low = {"epochs": 2, "rounds": 0}.get(flag, 1)
-            if v < low:
-                why = " (the first epoch is not timed)" if flag == "epochs" else ""
-                raise ValueError(f"--{flag.replace('_', '-')} {v}: give an integer >= {low}{why}")
-            kw[flag] = v
-    if a.reg not in wdjax.STRATEGIES:
-        raise ValueError(f"--reg {a.reg!r}: choose one of {', '.join(wdjax.STRATEGIES)}")
-    if a.out is not None:
-        kw["out"] = a.out or None
-    kw.update(child=a.child, peak_gflops=a.peak_gflops)
-    plan = Plan(**kw)
+def _at_least(value: int, low: int, flag: str) -> int:
+    if value < low:
+        why = " (the first epoch is not timed)" if flag == "--epochs" else ""
+        raise ValueError(f"{flag} {value}: give an integer >= {low}{why}")
+    return value
+
+
+def _check_plan(plan: Plan) -> None:
+    """Checks across flags, and against this machine's devices (after a child splits its CPU)."""
     n_min = min(plan.n_train, plan.cnn_n_train)
     if n_min < 128:
         raise ValueError(f"--n-train/--cnn-n-train {n_min}: give at least one batch (128)")
@@ -942,7 +959,6 @@ def parse_args(argv=None) -> Plan:
             raise ValueError(f"--cpu-devices {plan.cpu_devices}: {err}") from None
     if plan.devices is not None and plan.devices > len(jax.devices()):
         raise ValueError(f"--devices {plan.devices}: only {len(jax.devices())} available")
-    return plan
 
 
 def main(argv=None) -> dict:
@@ -950,9 +966,9 @@ def main(argv=None) -> dict:
         plan = parse_args(argv)
     except ValueError as err:
         sys.exit(f"bench.py: error: {err}")
-    result = run(plan, save=(lambda r: write_json(r, plan.out)) if plan.out else None)
+    result = run(plan, save=(lambda r: results.write_json(plan.out, r)) if plan.out else None)
     if plan.child:
-        write_json(result, plan.out)
+        results.write_json(plan.out, result)
         return result
     print(table(result))
     if plan.out:

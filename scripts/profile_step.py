@@ -37,13 +37,17 @@ import os
 import statistics
 import tempfile
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from bench_common import model_flops, synthetic
 
 import wdjax
 from wdjax import train
+
+BATCH = 128
 
 
 def _option(text: str):
@@ -58,7 +62,8 @@ def _option(text: str):
     return name, {"true": True, "false": False}.get(value.lower(), value)
 
 
-def parse_args(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """profile_step.py's flags (``--compiler-option`` values typed: int, float, bool or str)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="mlp", choices=wdjax.MODELS)
     p.add_argument("--hidden", default="64,64", help="MLP widths (default 64,64: the tutorial's)")
@@ -77,16 +82,30 @@ def parse_args(argv=None):
     p.add_argument("--baseline", metavar="FILE", help="another wdjax/train.py to time A/B")
     p.add_argument("--compiler-option", type=_option, action="append", default=[],
                    metavar="NAME=VALUE", help="XLA option for the epoch (repeatable)")  # fmt: skip
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The flags of a command line, checked before any work (exits with status 2 on a bad one);
+    ``--cpu-devices`` splits the CPU here, before anything asks JAX for its devices."""
+    p = build_parser()
     args = p.parse_args(argv)
     for flag, value in (("--members", args.members), ("--steps", args.steps)):
         if value < 1:
             p.error(f"{flag} must be at least 1, got {value}")
+    if args.rounds < 2:
+        p.error(f"--rounds must be at least 2 (the first epoch is not timed), got {args.rounds}")
     if args.baseline and not os.path.isfile(args.baseline):
         p.error(f"--baseline {args.baseline}: no such file (git show REV:wdjax/train.py > FILE)")
     try:
         args.devices = tuple(int(d) for d in args.devices.split(","))
     except ValueError:
         p.error(f"--devices wants a comma list of integers, got {args.devices!r}")
+    _check_devices(p, args)
+    return args
+
+
+def _check_devices(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.cpu_devices is not None:
         try:
             wdjax.use_cpu_devices(args.cpu_devices)  # before anything asks JAX for devices
@@ -97,9 +116,6 @@ def parse_args(argv=None):
                 "(more CPU devices: --cpu-devices N)")  # fmt: skip
     if args.members % max(args.devices):
         p.error(f"--members {args.members} must split evenly over --devices {args.devices}")
-    if args.rounds < 2:
-        p.error(f"--rounds must be at least 2 (the first epoch is not timed), got {args.rounds}")
-    return args
 
 
 def load_train(path: str):
@@ -110,48 +126,71 @@ def load_train(path: str):
     return module
 
 
-def build(args, train_module=train, devices: int = 1):
-    """(compiled epoch, states, hyper, data, compile s) of ``train_module``'s engine for the
-    requested model on synthetic data, members sharded over the first ``devices`` devices."""
-    Data, Engine, Hyper = train_module.Data, train_module.Engine, train_module.Hyper
-    shape = (32, 32, 3) if args.model == "resnet" else (28, 28, 1)
-    n = 128 * args.steps
-    hidden = tuple(int(h) for h in args.hidden.split(","))
+class Build(NamedTuple):
+    """One engine's compiled epoch and the arguments it runs on (``states`` donated each call)."""
+
+    epoch: Any  # the compiled Engine.epoch(states, hyper, data, fold, epoch)
+    states: Any  # MemberState with a leading member axis
+    hyper: Any  # Hyper, one row per member
+    data: Any  # Data on the device(s)
+    compile_s: float
+
+
+def build(args, train_module=train, devices: int = 1) -> Build:
+    """The compiled epoch of ``train_module``'s engine for the requested model on synthetic data
+    (``bench_common.synthetic``), members sharded over the first ``devices`` devices."""
+    Engine, Hyper = train_module.Engine, train_module.Hyper
     cfg = wdjax.SweepConfig(model=args.model, optimizer=args.optimizer, reg=args.reg,
-                            hidden=hidden, batch_size=128)  # fmt: skip
+                            hidden=_hidden(args), batch_size=BATCH)  # fmt: skip
     engine = Engine.from_config(cfg, 10)
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.random((n, *shape), np.float32))
-    y = jnp.asarray(rng.integers(0, 10, n).astype(np.int32))
-    data = Data(x, y, jnp.arange(n, dtype=jnp.int32)[None], jnp.zeros((1, 0), jnp.int32),
-                x[:0], y[:0])  # fmt: skip
+    data, x = _data(train_module.Data, args)
     k = args.members
     hyper = Hyper(jnp.full(k, 1e-4), jnp.full(k, 1e-3), jnp.arange(k, dtype=jnp.int32),
                   jnp.zeros(k, jnp.int32))  # fmt: skip
     states = jax.jit(engine.init_members)(hyper, x[:1])
     if devices > 1:
-        mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("members",))
-        spec = jax.sharding.PartitionSpec
-        members = jax.sharding.NamedSharding(mesh, spec("members"))
-        states, hyper = jax.device_put((states, hyper), members)
-        data = jax.device_put(data, jax.sharding.NamedSharding(mesh, spec()))
+        states, hyper, data = _shard(states, hyper, data, devices)
     t = time.perf_counter()
     epoch = (
         jax.jit(engine.epoch, donate_argnums=0)
         .lower(states, hyper, data, 0, 0)
         .compile(compiler_options=dict(args.compiler_option) or None)
     )
-    return epoch, states, hyper, data, time.perf_counter() - t
+    return Build(epoch, states, hyper, data, time.perf_counter() - t)
 
 
-def model_flops(args) -> float:
-    """6 x weights (kernels, no biases) x examples per member-step for an MLP (the convention of
-    scripts/bench.py), else NaN."""
+def _hidden(args) -> tuple[int, ...]:
+    return tuple(int(h) for h in args.hidden.split(","))
+
+
+def _data(Data, args):
+    """(``Data`` of ``args.steps`` batches of synthetic training rows, one fold, no validation or
+    test rows; the images ``x``)."""
+    shape = (32, 32, 3) if args.model == "resnet" else (28, 28, 1)
+    n = BATCH * args.steps
+    ds = synthetic(n, shape)
+    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+    data = Data(x, y, jnp.arange(n, dtype=jnp.int32)[None], jnp.zeros((1, 0), jnp.int32),
+                x[:0], y[:0])  # fmt: skip
+    return data, x
+
+
+def _shard(states, hyper, data, devices: int):
+    """Members' states and hyperparameters split over the first ``devices`` devices; data on all."""
+    mesh = jax.sharding.Mesh(np.array(jax.devices()[:devices]), ("members",))
+    spec = jax.sharding.PartitionSpec
+    members = jax.sharding.NamedSharding(mesh, spec("members"))
+    states, hyper = jax.device_put((states, hyper), members)
+    return states, hyper, jax.device_put(data, jax.sharding.NamedSharding(mesh, spec()))
+
+
+def step_flops(args) -> float:
+    """Model FLOPs of one member-step (batch 128) in bench's convention
+    (``bench_common.model_flops``: 6 × weights, biases excluded, per example) for the MLP; NaN for
+    the other models, whose GFLOP/s are not printed."""
     if args.model != "mlp":
         return float("nan")
-    dims = [28 * 28, *(int(h) for h in args.hidden.split(",")), 10]
-    weights = sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
-    return 6.0 * weights * 128
+    return float(model_flops("mlp", (28, 28, 1), 10, _hidden(args)) * BATCH)
 
 
 def _best_seconds(f, *args, repeats: int = 20) -> float:
@@ -208,45 +247,70 @@ def trace_ops(epoch, states, hyper, data, steps: int):
     return {k: (v / steps, calls[k] / steps) for k, v in total.items()}
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def build_all(args) -> dict[str, Build]:
+    """The builds to time side by side: the current engine on each ``--devices`` count, then the
+    ``--baseline`` engine (one device)."""
     builds = {}
     for d in args.devices:
         builds["current" if d == 1 else f"current on {d} devices"] = build(args, devices=d)
     if args.baseline:
         builds["baseline"] = build(args, load_train(args.baseline))
+    return builds
+
+
+def time_epochs(builds: dict[str, Build], rounds: int) -> dict[str, list[float]]:
+    """Seconds of ``rounds`` epochs of every build, interleaved (round by round, build by build);
+    each build's states are replaced by the ones its epoch returns (the old ones are donated)."""
     times = {name: [] for name in builds}
-    for r in range(args.rounds):
-        for name, (epoch, states, hyper, data, _) in builds.items():
+    for r in range(rounds):
+        for name, b in builds.items():
             t = time.perf_counter()
-            states, out = epoch(states, hyper, data, 0, r)
+            states, out = b.epoch(b.states, b.hyper, b.data, 0, r)
             jax.block_until_ready(out)
             times[name].append(time.perf_counter() - t)
-            builds[name] = (epoch, states, hyper, data, builds[name][4])
-    flops = model_flops(args) * args.members
+            builds[name] = b._replace(states=states)
+    return times
+
+
+def report_steps(args, builds: dict[str, Build], times: dict[str, list[float]]) -> dict:
+    """Print each build's step times (warm epochs) and their ratios to the first; returns
+    {build: minimum seconds per step}."""
+    flops = step_flops(args) * args.members
     result = {}
-    for name, (_, _, _, _, compile_s) in builds.items():
+    for name, b in builds.items():
         warm = times[name][1:]
         step_min, step_med = min(warm) / args.steps, statistics.median(warm) / args.steps
         result[name] = step_min
         print(f"{name}: {args.model} {args.optimizer}+{args.reg} K={args.members} on "
-              f"{jax.devices()[0]}: epoch compile {compile_s:.2f} s; per step min "
+              f"{jax.devices()[0]}: epoch compile {b.compile_s:.2f} s; per step min "
               f"{step_min * 1e3:.2f} ms, median {step_med * 1e3:.2f} ms; per member-step "
               f"{step_min / args.members * 1e3:.3f} ms; model {flops / step_min / 1e9:.1f} "
               "GFLOP/s (6·weights·examples)")  # fmt: skip
     first = next(iter(result))
     for name in list(result)[1:]:
         print(f"{name} / {first} step time (minima): {result[name] / result[first]:.2f}")
+    return result
+
+
+def report_trace(args, b: Build) -> None:
+    """Profile one epoch of ``b`` and print the ``args.top`` ops that took the most time."""
+    ops = trace_ops(b.epoch, b.states, b.hyper, b.data, args.steps)
+    per_step = sum(us for us, c in ops.values() if c >= 1)
+    print(f"traced ops executed every step: {per_step / 1e3:.2f} ms per step in all")
+    for name, (us, c) in sorted(ops.items(), key=lambda kv: -kv[1][0])[: args.top]:
+        print(f"{us / 1e3:8.3f} ms/step {c:6.2f}x  {name}")
+
+
+def main(argv=None) -> dict:
+    """Build, time and report (``--matmuls``, ``--trace`` after); returns {build: s per step}."""
+    args = parse_args(argv)
+    builds = build_all(args)
+    result = report_steps(args, builds, time_epochs(builds, args.rounds))
     if args.matmuls:
         for label, gflops in time_matmuls(args.members):
             print(f"{gflops:8.1f} GFLOP/s  {label}")
     if args.trace:
-        epoch, states, hyper, data, _ = next(iter(builds.values()))
-        ops = trace_ops(epoch, states, hyper, data, args.steps)
-        per_step = sum(us for us, c in ops.values() if c >= 1)
-        print(f"traced ops executed every step: {per_step / 1e3:.2f} ms per step in all")
-        for name, (us, c) in sorted(ops.items(), key=lambda kv: -kv[1][0])[: args.top]:
-            print(f"{us / 1e3:8.3f} ms/step {c:6.2f}x  {name}")
+        report_trace(args, next(iter(builds.values())))
     return result
 
 

@@ -1,4 +1,5 @@
-"""scripts/bench.py: FLOP conventions against hand counts, flags, and a --quick end-to-end run.
+"""scripts/bench.py and bench_common.py: the model-FLOP convention against hand counts (the one
+definition bench.py and profile_step.py share), flags, and a --quick end-to-end run.
 
 Benchmarks are never timed here: the end-to-end run checks the JSON fields and the table only.
 """
@@ -16,16 +17,11 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "bench.py"
+if str(SCRIPT.parent) not in sys.path:  # the scripts import bench_common from their own folder
+    sys.path.insert(0, str(SCRIPT.parent))
 
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location("bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load_bench()
+import bench  # noqa: E402
+import bench_common  # noqa: E402
 
 
 def _has(module: str) -> bool:
@@ -37,14 +33,14 @@ def _has(module: str) -> bool:
 
 def test_mlp_weights_tutorial():
     # 784·64 + 64·64 + 64·10 multiply-add weights (biases excluded).
-    assert bench.mlp_weights(784, (64, 64), 10) == 50176 + 4096 + 640 == 54912
+    assert bench_common.mlp_weights(784, (64, 64), 10) == 50176 + 4096 + 640 == 54912
 
 
 def test_mlp_model_flops_convention_and_overcount():
-    assert bench.model_flops("mlp", (28, 28, 1), 10, (64, 64)) == 6 * 54912
+    assert bench_common.model_flops("mlp", (28, 28, 1), 10, (64, 64)) == 6 * 54912
     # Real work: 2W forward + 2W weight grads + input grads of layers 2 and 3 only.
-    assert bench.mlp_true_flops(784, (64, 64), 10) == 4 * 54912 + 2 * (4096 + 640)
-    ratio = 6 * 54912 / bench.mlp_true_flops(784, (64, 64), 10)
+    assert bench_common.mlp_true_flops(784, (64, 64), 10) == 4 * 54912 + 2 * (4096 + 640)
+    ratio = 6 * 54912 / bench_common.mlp_true_flops(784, (64, 64), 10)
     assert ratio == pytest.approx(1.44, abs=0.01)  # the issue's "~1.4x over-count"
 
 
@@ -53,7 +49,7 @@ def test_tutorial_mlp_floor_matches_issue():
     # true floor is ~0.031 s.
     examples = (60_000 // 128) * 128
     assert 6 * 54912 * examples / 455e9 == pytest.approx(0.0434, abs=1e-3)
-    assert bench.mlp_true_flops(784, (64, 64), 10) * examples / 445e9 == pytest.approx(
+    assert bench_common.mlp_true_flops(784, (64, 64), 10) * examples / 445e9 == pytest.approx(
         0.031, abs=1e-3
     )
 
@@ -62,31 +58,48 @@ def test_cnn_forward_flops_hand_count():
     conv1 = 2 * 28 * 28 * 9 * 1 * 32
     conv2 = 2 * 14 * 14 * 9 * 32 * 64
     dense = 2 * (7 * 7 * 64) * 128 + 2 * 128 * 10
-    assert bench.cnn_forward_flops(28, 28, 1, 10) == conv1 + conv2 + dense == 8_482_304
-    assert bench.model_flops("cnn", (28, 28, 1), 10) == 3 * 8_482_304
+    assert bench_common.cnn_forward_flops(28, 28, 1, 10) == conv1 + conv2 + dense == 8_482_304
+    assert bench_common.model_flops("cnn", (28, 28, 1), 10) == 3 * 8_482_304
     # Odd sizes pool with floor: 7 -> 3 -> 1.
-    assert bench.cnn_forward_flops(7, 7, 3, 2, features=(4, 8), dense=5) == (
+    assert bench_common.cnn_forward_flops(7, 7, 3, 2, features=(4, 8), dense=5) == (
         2 * 49 * 9 * 3 * 4 + 2 * 9 * 9 * 4 * 8 + 2 * 1 * 8 * 5 + 2 * 5 * 2
     )
 
 
 def test_model_flops_rejects_unknown_kind():
     with pytest.raises(ValueError, match="kind"):
-        bench.model_flops("resnet", (32, 32, 3), 10)
+        bench_common.model_flops("resnet", (32, 32, 3), 10)
 
 
 def test_workload_counts_full_batches_only():
-    w = bench.Workload("m", "mlp", bench.synthetic(300), (64, 64), (1,))
+    w = bench.Workload("m", "mlp", bench_common.synthetic(300), (64, 64), (1,))
     assert (w.steps, w.examples) == (2, 256)
     assert w.flops == 6 * 54912 * 256
+    cnn = bench.Workload("c", "cnn", bench_common.synthetic(130), (), (1,))
+    assert cnn.flops == 3 * 8_482_304 * 128
 
 
-def test_synthetic_is_mnist_shaped_and_train_only():
-    ds = bench.synthetic(200, seed=1)
+def test_workload_of_each_section_at_the_plan_sizes():
+    plan = bench.parse_args(["--quick"])
+    mlp, cnn, digits = (bench.workload(name, plan) for name in bench.MODEL_SECTIONS)
+    assert (mlp.name, mlp.kind, mlp.hidden, mlp.ks) == ("mlp 784-64-64-10", "mlp", (64, 64), (1, 2))
+    assert mlp.data.x_train.shape == (512, 28, 28, 1) and cnn.data.x_train.shape[0] == 256
+    assert (cnn.name, cnn.kind, cnn.hidden) == ("cnn (small)", "cnn", ())
+    assert digits.name == "mlp digits 64-64-64-10" and digits.data.image_shape == (8, 8, 1)
+    assert digits.data.x_val.shape[0] == digits.data.x_test.shape[0] == 0  # epochs time training
+
+
+def test_synthetic_is_mnist_shaped_train_only_and_seeded():
+    ds = bench_common.synthetic(200, seed=1)
     assert ds.x_train.shape == (200, 28, 28, 1) and ds.x_train.dtype == np.float32
     assert ds.y_train.dtype == np.int32 and 0 <= ds.y_train.min() <= ds.y_train.max() < 10
     assert ds.x_val.shape == ds.x_test.shape == (0, 28, 28, 1)
     assert ds.y_val.shape == ds.y_test.shape == (0,)
+    again = bench_common.synthetic(200, seed=1)
+    np.testing.assert_array_equal(ds.x_train, again.x_train)
+    np.testing.assert_array_equal(ds.y_train, again.y_train)
+    rgb = bench_common.synthetic(3, shape=(32, 32, 3), classes=2)
+    assert rgb.x_train.shape == (3, 32, 32, 3) and rgb.num_classes == 2
 
 
 # --- flags ---------------------------------------------------------------------------------------
@@ -99,6 +112,9 @@ def test_parse_args_defaults_and_quick():
     quick = bench.parse_args(["--quick", "--ks", "1,4", "--sections", "mlp,torch", "--out", ""])
     assert quick.quick and quick.ks == (1, 4) and quick.n_train < 60_000
     assert quick.sections == ("mlp", "torch") and quick.out is None
+    given = bench.parse_args(["--quick", "--epochs", "3", "--rounds", "0", "--reg", "l1"])
+    assert (given.epochs, given.rounds, given.reg) == (3, 0, "l1")
+    assert given.n_train == bench.QUICK["n_train"] and given.out == "results/bench.json"
 
 
 @pytest.mark.parametrize(
@@ -170,7 +186,7 @@ def test_ratio_check_pairs_each_round_and_takes_the_median(monkeypatch):
     monkeypatch.setattr(bench, "keras_member", lambda w, plan, lam, e: [9.0, next(keras_s)])
     monkeypatch.setattr(bench, "torch_member", lambda w, plan, lam, e, fused: [9.0, 1.0, 1.0])
     plan = bench.Plan(rounds=3, round_k=32)
-    w = bench.Workload("mlp", "mlp", bench.synthetic(256), (64, 64), (1, 8))
+    w = bench.Workload("mlp", "mlp", bench_common.synthetic(256), (64, 64), (1, 8))
     got = bench.bench_rounds(w, plan, 100.0, ["keras", "torch"])
     assert calls == [((32,), (32,), False)] * 3
     assert got["faster"]["keras model.fit (jax)"] == pytest.approx([3.0, 2.0, 5.0])

@@ -4,22 +4,17 @@ Nothing is timed here: the run checks that both builds produce step times and th
 per-op lines.
 """
 
-import importlib.util
+import math
 import pathlib
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+if str(ROOT / "scripts") not in sys.path:  # the scripts import bench_common from their own folder
+    sys.path.insert(0, str(ROOT / "scripts"))
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("profile_step", ROOT / "scripts/profile_step.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-profile_step = _load()
+import profile_step  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -30,25 +25,40 @@ profile_step = _load()
         (["--baseline", "/nonexistent/train.py"], "--baseline /nonexistent/train.py: no such file"),
         (["--compiler-option", "xla_only_a_name"], "NAME=VALUE"),
         (["--devices", "1,99"], "this process has 4 devices"),
-        (["--cpu-devices", "0"], "--cpu-devices) must be at least 1"),
+        (["--cpu-devices", "0"], ("cpu devices", "must be at least 1, got 0")),  # the library's
         (["--members", "3", "--devices", "1,2"], "must split evenly"),
     ],
 )
 def test_bad_flags_fail_before_any_work(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         profile_step.parse_args(argv)
-    assert e.value.code == 2 and message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    assert all(m in err for m in ([message] if isinstance(message, str) else message)), err
 
 
 def test_compiler_option_values_are_typed():
-    assert profile_step._option("xla_backend_optimization_level=1") == (
-        "xla_backend_optimization_level", 1)  # fmt: skip
-    assert profile_step._option("xla_cpu_use_fusion_emitters=false")[1] is False
+    args = profile_step.parse_args(
+        ["--compiler-option", "xla_backend_optimization_level=1",
+         "--compiler-option", "xla_cpu_use_fusion_emitters=false",
+         "--compiler-option", "xla_cpu_some_float=0.5", "--compiler-option", "xla_name=fast"]
+    )  # fmt: skip
+    assert args.compiler_option == [
+        ("xla_backend_optimization_level", 1),
+        ("xla_cpu_use_fusion_emitters", False),
+        ("xla_cpu_some_float", 0.5),
+        ("xla_name", "fast"),
+    ]
+    assert type(args.compiler_option[1][1]) is bool
 
 
-def test_model_flops_follow_the_bench_convention():
-    args = profile_step.parse_args([])
-    assert profile_step.model_flops(args) == 6 * (784 * 64 + 64 * 64 + 64 * 10) * 128
+def test_step_flops_are_the_convention_per_batch():
+    # 6 x (784·64 + 64·64 + 64·10) weights x 128 examples, counted by hand; none for other models.
+    assert profile_step.step_flops(profile_step.parse_args([])) == 6 * 54912 * 128
+    assert profile_step.step_flops(profile_step.parse_args(["--hidden", "16"])) == (
+        6 * (784 * 16 + 16 * 10) * 128
+    )
+    assert math.isnan(profile_step.step_flops(profile_step.parse_args(["--model", "cnn"])))
 
 
 def test_ab_traced_run(capsys):
