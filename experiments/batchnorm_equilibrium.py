@@ -46,13 +46,11 @@ steps (its decay runs through the momentum buffer: ηλ/(1−μ) per step) and a
 0.039): the same nominal ηλ is not the same regularization.
 """
 
+import dataclasses
 import math
-import os
-import time
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 
 import wdjax
@@ -62,11 +60,13 @@ NAME = "batchnorm_equilibrium"
 
 
 def get_config(smoke=False) -> dict:
+    """``settings``: (optimizer, reg, η, λ); ``mults``: λ multiples; ``window``: steps averaged;
+    ``b1``: Adam's β₁ (optax's default, for the prediction)."""
     full = [("adam", "wd", 1e-3, 1.0), ("momentum", "l2", 1e-2, 0.1), ("momentum", "wd", 1e-2, 0.1)]
     return dict(
         settings=full[:1] if smoke else full, mults=(1.0,) if smoke else (1.0, 4.0),
         epochs=1 if smoke else 152, window=10 if smoke else 1000, seeds=1 if smoke else 3,
-        batch_size=32, hidden=(64, 64), momentum=0.9, b1=0.9,
+        batch_size=32, batchnorm=True, b1=0.9,
     )  # fmt: skip
 
 
@@ -83,9 +83,10 @@ def predicted(optimizer: str, reg: str, eta: float, lam: float, momentum=0.9, b1
 
 def trace_steps(engine, states, hyper, x, y, epochs: int, data_seed: int = 0):
     """Train every member for ``epochs``; per step, per BatchNorm-preceded kernel: ‖W‖, RMS unit
-    norm and RMS (over units) angular update, each [steps, K]. Returns (states, records)."""
-    n, bs = x.shape[0], engine.batch_size
-    spe = n // bs
+    norm and RMS (over units) angular update, each [steps, K]. Returns (states, records).
+
+    Batches: :meth:`wdjax.Engine.batch_order` (rows of ``x``), as a sweep draws them."""
+    n = x.shape[0]
     layers = [k for k in states.params if k != "head" and "kernel" in states.params[k]]
 
     def step(states, rows_B):
@@ -103,30 +104,26 @@ def trace_steps(engine, states, hyper, x, y, epochs: int, data_seed: int = 0):
         return new, rec
 
     def epoch(states, e):
-        key = jax.random.fold_in(jax.random.key(data_seed), e)
-        order = jax.random.permutation(key, n)[: spe * bs].reshape(spe, bs)
-        return jax.lax.scan(step, states, order)
+        return jax.lax.scan(step, states, engine.batch_order(data_seed, e, n))
 
     states, rec = jax.lax.scan(epoch, states, jnp.arange(epochs))
-    return states, {k: v.reshape(epochs * spe, -1) for k, v in rec.items()}
+    return states, {k: v.reshape(-1, v.shape[-1]) for k, v in rec.items()}
 
 
-def run(setting, cfg, ds):
+def train(setting, config, mults, ds):
+    """Trace one (optimizer, reg, η, λ) setting, members λ·mults × seeds; returns (member mults,
+    records, (test loss, test acc) per member)."""
     opt, reg, eta, lam = setting
-    scfg = wdjax.SweepConfig(optimizer=opt, reg=reg, batchnorm=True, hidden=cfg["hidden"],
-                             batch_size=cfg["batch_size"], momentum=cfg["momentum"])  # fmt: skip
-    engine = wdjax.Engine.from_config(scfg, ds.num_classes)
-    mults, seeds = (
-        np.repeat(cfg["mults"], cfg["seeds"]),
-        np.tile(np.arange(cfg["seeds"]), len(cfg["mults"])),
-    )
+    engine = wdjax.Engine.from_config(dataclasses.replace(config, optimizer=opt, reg=reg),
+                                      ds.num_classes)  # fmt: skip
+    mults, seeds = np.repeat(mults, config.seeds), np.tile(np.arange(config.seeds), len(mults))
     k = len(mults)
     hyper = wdjax.Hyper(jnp.asarray(lam * mults, jnp.float32), jnp.full(k, eta, jnp.float32),
                         jnp.asarray(seeds, jnp.int32), jnp.zeros(k, jnp.int32))  # fmt: skip
     x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train, jnp.int32)
     states = jax.jit(engine.init_members)(hyper, x[:1])
-    go = jax.jit(trace_steps, static_argnums=(0, 5))
-    states, rec = go(engine, states, hyper, x, y, cfg["epochs"])
+    go = jax.jit(trace_steps, static_argnums=(0, 5, 6))
+    states, rec = go(engine, states, hyper, x, y, config.epochs, config.data_seed)
     test = jax.jit(jax.vmap(engine.evaluate, in_axes=(0, None, None)))(
         states, jnp.asarray(ds.x_test), jnp.asarray(ds.y_test, jnp.int32)
     )
@@ -145,24 +142,21 @@ def smooth(v, w=50):
     return np.convolve(v, np.ones(w) / w, mode="valid") if len(v) > w else v
 
 
-def summarize(setting, mult, cols, rec, test, cfg) -> tuple[dict, list]:
+def summarize(setting, mult, cols, rec, test, run) -> tuple[dict, list]:
     """The ``equilibrium`` entry and the table row of one (setting, λ multiple)."""
     opt, reg, eta, lam = setting
-    pooled, per_layer = equilibrium(rec, cfg["window"], cols)
-    pred = predicted(opt, reg, eta, lam * mult, cfg["momentum"], cfg["b1"])
+    pooled, per_layer = equilibrium(rec, run.knobs["window"], cols)
+    pred = predicted(opt, reg, eta, lam * mult, run.config.momentum, run.knobs["b1"])
     e = dict(eta=eta, strength=lam * mult, predicted=pred, measured=float(pooled.mean()),
              measured_std=float(pooled.std()), ratio=float(pooled.mean() / pred),
-             per_layer={k: float(v.mean()) for k, v in per_layer.items()})  # fmt: skip
-    for key, v in zip(("test_loss", "test_acc"), test, strict=True):
-        e[key], e[key + "_std"] = float(v[cols].mean()), float(v[cols].std())
+             per_layer={k: float(v.mean()) for k, v in per_layer.items()},
+             **study.with_std(test_loss=test[0][cols], test_acc=test[1][cols]))  # fmt: skip
     norms = [v[-1, cols].mean() for k, v in rec.items() if k.startswith("norm/")]
     unit = np.mean([v[-1, cols].mean() for k, v in rec.items() if k.startswith("unit_norm/")])
     eff = eta / unit if opt == "adam" else eta / unit**2  # Adam's step is scale-free
     row = [eta, f"{lam * mult:g}", f"{eta * lam * mult:.1e}", f"{pred:.4f}",
-           study.fmt_pm(e["measured"], e["measured_std"]), f"{e['ratio']:.2f}",
-           " / ".join(f"{v:.3g}" for v in norms), f"{eff:.3g}",
-           study.fmt_pm(e["test_loss"], e["test_loss_std"]),
-           study.fmt_pm(e["test_acc"], e["test_acc_std"])]  # fmt: skip
+           study.pm(e, "measured"), f"{e['ratio']:.2f}", " / ".join(f"{v:.3g}" for v in norms),
+           f"{eff:.3g}", study.pm(e, "test_loss"), study.pm(e, "test_acc")]  # fmt: skip
     return e, row
 
 
@@ -177,21 +171,18 @@ def plot_setting(ax_angle, ax_norm, rec, cols, label, pred) -> None:
 
 
 def main(argv=None) -> dict:
-    args, cfg, over = study.setup(__doc__, NAME, get_config, argv)
-    ds = wdjax.load(args.dataset, data_dir=args.data_dir, label_noise=over.get("label_noise", 0.0),
-                    train_size=over.get("train_size"))  # fmt: skip
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    t0, eq, rows, n = time.perf_counter(), {}, [], len(cfg["settings"])
+    run = study.setup(__doc__, NAME, get_config, argv)
+    ds = study.load_data(run.config)
+    plt = study.pyplot()
+    eq, rows, n = {}, [], len(run.knobs["settings"])
     fig, axes = plt.subplots(2, n, figsize=(4.2 * n, 6.4), squeeze=False)
-    for c, setting in enumerate(cfg["settings"]):
+    for c, setting in enumerate(run.knobs["settings"]):
         opt, reg, eta, lam = setting
-        mults, rec, test = run(setting, cfg, ds)
-        for mult in cfg["mults"]:
+        mults, rec, test = train(setting, run.config, run.knobs["mults"], ds)
+        for mult in run.knobs["mults"]:
             cols = np.flatnonzero(mults == mult)
             name = f"{opt}+{reg}" + ("" if mult == 1 else f"@{mult:g}λ")
-            eq[name], row = summarize(setting, mult, cols, rec, test, cfg)
+            eq[name], row = summarize(setting, mult, cols, rec, test, run)
             rows.append([name, *row])
             plot_setting(axes[0, c], axes[1, c], rec, cols, f"×{mult:g}λ", eq[name]["predicted"])
         axes[0, c].set(title=f"{opt}+{reg}, ηλ={eta * lam:g}",
@@ -203,17 +194,11 @@ def main(argv=None) -> dict:
         "per-step RMS angular update of BatchNorm-preceded units (smoothed over 50 steps;"
         " dashed: Kosson et al.'s prediction) and their kernel norms"
     )
-    study.save_figure(fig, os.path.join(args.out, "equilibrium.png"))
     cols = ["setting", "η", "λ", "ηλ", "predicted angle", "measured angle", "measured / predicted",
             "final ‖W‖ per layer", "effective lr", "test loss", "test acc"]  # fmt: skip
-    study.write_table(args.out, cols, rows)
-    summary = dict(
-        equilibrium=eq, steps=int(next(iter(rec.values())).shape[0]), window=cfg["window"],
-        batch_size=cfg["batch_size"], figure="equilibrium.png", seconds=time.perf_counter() - t0,
-        command=study.command(NAME, argv),
-    )  # fmt: skip
-    study.write_summary(args.out, summary)
-    return summary
+    summary = dict(equilibrium=eq, steps=int(next(iter(rec.values())).shape[0]),
+                   window=run.knobs["window"], batch_size=run.config.batch_size)  # fmt: skip
+    return study.finish(run, summary, cols, rows, fig, "equilibrium.png")
 
 
 if __name__ == "__main__":

@@ -54,10 +54,6 @@ adam+wd_paper (its fixed point depends on λ/α), with sgd+wd_paper at −0.2. B
 loss 0.025–0.07 and accuracy 97.8–99.3 %; BatchNorm lowers the best test loss for every pair.
 """
 
-import os
-import time
-
-import matplotlib
 import numpy as np
 
 import wdjax
@@ -73,10 +69,10 @@ EXPECTED = {"sgd+l2": "-1 / 0", "sgd+wd_paper": "0 / +1", "adam+l2": "-1 / 0",
 def get_config(smoke=False) -> dict:
     return dict(
         configs=[("adam", "wd_paper", True)] if smoke else CONFIGS,
-        lrs={"sgd": (0.1, 1.0), "adam": (1e-3, 3e-2)},
-        strengths={"l2": (1e-5, 1e-1), "wd": (1e-3, 10.0), "wd_paper": (1e-6, 1e-2)},
+        lr_range={"sgd": (0.1, 1.0), "adam": (1e-3, 3e-2)},
+        strength_range={"l2": (1e-5, 1e-1), "wd": (1e-3, 10.0), "wd_paper": (1e-6, 1e-2)},
         n_lr=2 if smoke else 5, n_strength=3 if smoke else 9, seeds=1 if smoke else 3,
-        epochs=1 if smoke else 40, batch_size=128, hidden=(64, 64),
+        epochs=1 if smoke else 40,
     )  # fmt: skip
 
 
@@ -125,12 +121,12 @@ def fit_slope(lrs, lam_star) -> float:
     return float(np.polyfit(np.log(lrs)[ok], np.log(lam_star)[ok], 1)[0])
 
 
-def run_config(opt, reg, bn, cfg, over):
-    lrs = np.geomspace(*cfg["lrs"][opt], cfg["n_lr"])
-    lams = np.geomspace(*cfg["strengths"][reg], cfg["n_strength"])
-    res = wdjax.sweep(optimizer=opt, reg=reg, batchnorm=bn, strengths=tuple(lams.tolist()),
-                      lrs=tuple(lrs.tolist()), epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                      hidden=cfg["hidden"], **{"seeds": cfg["seeds"], **over})  # fmt: skip
+def run_config(opt, reg, bn, config, knobs):
+    """One compiled sweep over lrs × λ × seeds of one (optimizer, strategy, batchnorm)."""
+    lrs = np.geomspace(*knobs["lr_range"][opt], knobs["n_lr"])
+    lams = np.geomspace(*knobs["strength_range"][reg], knobs["n_strength"])
+    res = wdjax.sweep(config, optimizer=opt, reg=reg, batchnorm=bn,
+                      strengths=tuple(lams.tolist()), lrs=tuple(lrs.tolist()))  # fmt: skip
     shape = (len(lams), len(lrs), res.config.seeds)  # grid order: strengths × lrs × seeds
 
     def final(name):
@@ -143,18 +139,15 @@ def run_config(opt, reg, bn, cfg, over):
     per_seed = [fit_slope(lrs, best_strength(lams, val[..., s])[0]) for s in range(shape[2])]
     i, j = np.unravel_index(np.argmin(val.mean(-1)), shape[:2])
     best = dict(lr=float(lrs[j]), strength=float(lams[i]))
-    for key, v in (("test_loss", test_loss[i, j]), ("test_acc", test_acc[i, j])):
-        best[key], best[key + "_std"] = float(v.mean()), float(v.std())
+    best.update(study.with_std(test_loss=test_loss[i, j], test_acc=test_acc[i, j]))
     slope, seed_std = fit_slope(lrs, lam_star), float(np.std(per_seed))
     return dict(lrs=lrs, lams=lams, test=test_loss.mean(-1), lam_star=lam_star, edge=edge,
                 slope=slope, seed_std=seed_std, best=best, lam_edge=lam_edge,
                 slope_edge=fit_slope(lrs, lam_edge))  # fmt: skip
 
 
-def plot(runs: dict, path: str) -> None:
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(runs: dict):
+    plt = study.pyplot()
     n = len(runs)
     cols = min(n, 5)
     rows = -(-n // cols)
@@ -177,30 +170,30 @@ def plot(runs: dict, path: str) -> None:
         "final test cross-entropy (mean over seeds); white: λ* (argmin of validation "
         "loss); red: basin edge (validation loss 10% above its minimum)"
     )
-    study.save_figure(fig, path)
+    return fig
+
+
+def row(name: str, r: dict) -> list:
+    """The table row of one config."""
+    b = r["best"]
+    expected = EXPECTED[name.removesuffix("+bn")]
+    expected = expected.split(" / ")[0] if name.endswith("+bn") else expected
+    return [name, expected, f"{r['slope']:+.2f} ± {r['seed_std']:.2f}", f"{r['slope_edge']:+.2f}",
+            " ".join(f"{v:.2g}" for v in r["lam_star"]), int(r["edge"].sum()),
+            f"{b['lr']:.2g}", f"{b['strength']:.2g}", study.pm(b, "test_loss"),
+            study.pm(b, "test_acc")]  # fmt: skip
 
 
 def main(argv=None) -> dict:
-    args, cfg, over = study.setup(__doc__, NAME, get_config, argv)
-    t0, runs = time.perf_counter(), {}
-    for opt, reg, bn in cfg["configs"]:
-        runs[f"{opt}+{reg}" + ("+bn" if bn else "")] = run_config(opt, reg, bn, cfg, over)
-    plot(runs, os.path.join(args.out, "heatmaps.png"))
-    rows = []
-    for name, r in runs.items():
-        b = r["best"]
-        expected = EXPECTED[name.removesuffix("+bn")]
-        expected = expected.split(" / ")[0] if name.endswith("+bn") else expected
-        slopes = f"{r['slope']:+.2f} ± {r['seed_std']:.2f}", f"{r['slope_edge']:+.2f}"
-        rows.append([name, expected, *slopes,
-                     " ".join(f"{v:.2g}" for v in r["lam_star"]), int(r["edge"].sum()),
-                     f"{b['lr']:.2g}", f"{b['strength']:.2g}",
-                     study.fmt_pm(b["test_loss"], b["test_loss_std"]),
-                     study.fmt_pm(b["test_acc"], b["test_acc_std"])])  # fmt: skip
+    run = study.setup(__doc__, NAME, get_config, argv)
+    runs = {}
+    for opt, reg, bn in run.knobs["configs"]:
+        name = f"{opt}+{reg}" + ("+bn" if bn else "")
+        runs[name] = run_config(opt, reg, bn, run.config, run.knobs)
+    rows = [row(name, r) for name, r in runs.items()]
     cols = ["config", "expected slope (eq. / converged)", "slope ± seed std", "slope (basin edge)",
             "λ* per lr", "λ* at grid edge", "best lr", "best λ", "test loss",
             "test acc"]  # fmt: skip
-    study.write_table(args.out, cols, rows)
     summary = dict(
         slopes={k: r["slope"] for k, r in runs.items()},
         slopes_seed_std={k: r["seed_std"] for k, r in runs.items()},
@@ -211,12 +204,9 @@ def main(argv=None) -> dict:
         best={k: r["best"] for k, r in runs.items()},
         lrs={k: r["lrs"].tolist() for k, r in runs.items()},
         strengths={k: r["lams"].tolist() for k, r in runs.items()},
-        selected_by="val_loss", epochs=cfg["epochs"], figure="heatmaps.png",
-        command=study.command(NAME, argv),
-        seconds=time.perf_counter() - t0,
+        selected_by="val_loss", epochs=run.config.epochs,
     )  # fmt: skip
-    study.write_summary(args.out, summary)
-    return summary
+    return study.finish(run, summary, cols, rows, plot(runs), "heatmaps.png")
 
 
 if __name__ == "__main__":

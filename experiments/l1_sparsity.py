@@ -39,8 +39,6 @@ The pixel maps match the expectation: l1_prox keeps 46 of 64 pixels and drops th
 columns; group lasso drops exactly the 3 never-lit pixels; l1 keeps all 64.
 """
 
-import os
-
 import jax
 import numpy as np
 
@@ -53,8 +51,7 @@ REGS = ("l1", "l1_prox", "group_lasso_prox")
 
 def get_config(smoke=False) -> dict:
     grid = (0.0, *np.geomspace(1e-7, 1e-1, 2 if smoke else 24).tolist())
-    return dict(strengths=grid, seeds=1 if smoke else 3, epochs=2 if smoke else 100, lr=1e-3,
-                batch_size=128, hidden=(64, 64), optimizer="adam")  # fmt: skip
+    return dict(strengths=grid, seeds=1 if smoke else 3, epochs=2 if smoke else 100)
 
 
 def kernels(params) -> list[np.ndarray]:
@@ -76,13 +73,12 @@ def analyse(res, image_shape) -> dict:
     first = next(k for k in ks if k.shape[2] == np.prod(image_shape))[i]  # [seeds, pixels, units]
     alive = np.any(first.reshape(seeds, *image_shape, -1) != 0, axis=(-2, -1))  # [seeds, H, W]
     alive_pix = np.mean(alive, axis=0)  # [H, W]: fraction of seeds with the pixel alive
-    (ta, tas), (tl, tls) = (study.mean_std(m[k][i]) for k in ("test_acc", "test_loss"))
     point = dict(strength=float(res.config.strengths[i]),
                  sparsity=float(np.mean(m["sparsity"][i])),
                  sparsity_from_params=float(np.mean(flat == 0)),
                  tiny_fraction=float(np.mean(np.abs(flat) < 1e-3)),
-                 test_acc=float(ta), test_acc_std=float(tas), test_loss=float(tl),
-                 test_loss_std=float(tls), dead_hidden_units=float(np.mean(dead[i])),
+                 **study.with_std(test_acc=m["test_acc"][i], test_loss=m["test_loss"][i]),
+                 dead_hidden_units=float(np.mean(dead[i])),
                  pixels_alive=float(np.mean(np.sum(alive, axis=(1, 2)))),
                  pixels_total=int(alive_pix.size))  # fmt: skip
     front = dict(strength=list(res.config.strengths), dead_hidden_units=np.mean(dead, 1).tolist(),
@@ -90,9 +86,8 @@ def analyse(res, image_shape) -> dict:
     return dict(point=point, frontier=front, alive=alive_pix)
 
 
-def figure(out: dict, path: str) -> str:
-    import matplotlib.pyplot as plt
-
+def figure(out: dict):
+    plt = study.pyplot()
     fig, axes = plt.subplots(2, 3, figsize=(14, 8))
     for reg, a in out.items():
         f = a["frontier"]
@@ -118,38 +113,31 @@ def figure(out: dict, path: str) -> str:
     fig.colorbar(im, ax=axes[1, -1], label="fraction of seeds with the pixel alive")
     fig.suptitle("sparsity–accuracy frontier (means over seeds); bottom: input pixels with any "
                  "non-zero weight at the largest λ within 1 pp of λ = 0")  # fmt: skip
-    return study.save_figure(fig, path)
+    return fig
 
 
-def main(argv=None):
-    args, cfg, ov = study.setup(__doc__, NAME, get_config, argv)
-    image_shape = wdjax.load(args.dataset, data_dir=args.data_dir).image_shape
-    out = {}
-    for reg in REGS:
-        res = wdjax.sweep(reg=reg, strengths=cfg["strengths"], lrs=(cfg["lr"],),
-                          seeds=cfg["seeds"], epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                          hidden=cfg["hidden"], optimizer=cfg["optimizer"], **ov)  # fmt: skip
-        out[reg] = analyse(res, image_shape)
+def main(argv=None) -> dict:
+    run = study.setup(__doc__, NAME, get_config, argv)
+    image_shape = study.load_data(run.config).image_shape
+    out = {reg: analyse(wdjax.sweep(run.config, reg=reg), image_shape) for reg in REGS}
     rows = []
     for reg, a in out.items():
         p = a["point"]
         rows.append([reg, f"{p['strength']:.3g}", f"{p['sparsity']:.3f}",
-                     f"{p['tiny_fraction']:.3f}", study.fmt_pm(p["test_acc"], p["test_acc_std"]),
-                     study.fmt_pm(p["test_loss"], p["test_loss_std"]),
-                     f"{p['dead_hidden_units']:.1f}",
+                     f"{p['tiny_fraction']:.3f}", study.pm(p, "test_acc"),
+                     study.pm(p, "test_loss"), f"{p['dead_hidden_units']:.1f}",
                      f"{p['pixels_alive']:.1f}/{p['pixels_total']}",
                      f"{max(a['frontier']['sparsity']):.3f}"])  # fmt: skip
-    study.write_table(args.out, ["reg", "λ (≤1 pp acc loss)", "sparsity", "share of abs(w) < 1e-3",
-                                 "test acc", "test loss", "dead hidden units", "pixels alive",
-                                 "max sparsity (any λ)"], rows)  # fmt: skip
-    fig = figure(out, os.path.join(args.out, f"{NAME}.png"))
-    study.write_summary(args.out, dict(
+    columns = ["reg", "λ (≤1 pp acc loss)", "sparsity", "share of abs(w) < 1e-3", "test acc",
+               "test loss", "dead hidden units", "pixels alive",
+               "max sparsity (any λ)"]  # fmt: skip
+    summary = dict(
         operating_point={r: a["point"] for r, a in out.items()},
         max_sparsity={r: max(a["frontier"]["sparsity"]) for r, a in out.items()},
-        frontier={r: a["frontier"] for r, a in out.items()}, epochs=cfg["epochs"],
-        seeds=cfg["seeds"], figure=os.path.basename(fig),
-        command=study.command(NAME, argv)))  # fmt: skip
-    return out
+        frontier={r: a["frontier"] for r, a in out.items()},
+        epochs=run.config.epochs, seeds=run.config.seeds,
+    )  # fmt: skip
+    return study.finish(run, summary, columns, rows, figure(out), f"{NAME}.png")
 
 
 if __name__ == "__main__":

@@ -54,24 +54,20 @@ def get_config(smoke=False) -> dict:
     ranges = {"l1": (1e-7, 1e-1), "l2": (1e-6, 1.0), "wd": (1e-4, 1e2), "l1_prox": (1e-7, 1e-1)}
     n = 2 if smoke else 32
     grids = {r: (0.0, *np.geomspace(lo, hi, n).tolist()) for r, (lo, hi) in ranges.items()}
-    return dict(grids=grids, seeds=1 if smoke else 3, epochs=2 if smoke else 100, lr=1e-3,
-                batch_size=128, hidden=(64, 64), optimizer="adam")  # fmt: skip
+    return dict(grids=grids, seeds=1 if smoke else 3, epochs=2 if smoke else 100)
 
 
-def run(cfg: dict, ov: dict) -> dict:
+def sweeps(config, grids: dict) -> dict:
     """One sweep per regularizer → {reg: (strengths [S], {metric: [S, seeds]})}."""
     out = {}
-    for reg, grid in cfg["grids"].items():
-        res = wdjax.sweep(reg=reg, strengths=tuple(grid), lrs=(cfg["lr"],), seeds=cfg["seeds"],
-                          epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-                          hidden=cfg["hidden"], optimizer=cfg["optimizer"], **ov)  # fmt: skip
+    for reg, grid in grids.items():
+        res = wdjax.sweep(config, reg=reg, strengths=tuple(grid))
         out[reg] = (np.array(grid), {m: study.by_strength(res, m) for m in METRICS})
     return out
 
 
-def figure(curves: dict, best: dict, path: str) -> str:
-    import matplotlib.pyplot as plt
-
+def figure(curves: dict, best: dict):
+    plt = study.pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for reg, (lam, m) in curves.items():
         for ax, metric in zip(axes, ("test_acc", "test_loss", "weight_l2"), strict=True):
@@ -89,42 +85,37 @@ def figure(curves: dict, best: dict, path: str) -> str:
     axes[1].set_yscale("log")
     axes[0].legend()
     fig.suptitle("mean ± std over seeds; dotted: λ = 0, dashed: best λ by validation loss")
-    return study.save_figure(fig, path)
+    return fig
 
 
-def main(argv=None):
-    args, cfg, ov = study.setup(__doc__, NAME, get_config, argv)
-    curves = run(cfg, ov)
-    best, base, best_strength, rows = {}, {}, {}, []
+def main(argv=None) -> dict:
+    run = study.setup(__doc__, NAME, get_config, argv)
+    cfg = run.config
+    curves = sweeps(cfg, run.knobs["grids"])
+    best, base, rows = {}, {}, []
     for reg, (lam, m) in curves.items():
         val = np.nanmean(m["val_loss"], axis=1)
-        i = int(np.nanargmin(np.where(np.isnan(val), np.inf, val)))
-        stats = []
-        for j in (i, 0):
-            (ta, tas), (tl, tls) = (study.mean_std(m[k][j]) for k in ("test_acc", "test_loss"))
-            stats.append(dict(strength=float(lam[j]), val_loss=float(val[j]), test_acc=float(ta),
-                              test_acc_std=float(tas), test_loss=float(tl),
-                              test_loss_std=float(tls)))  # fmt: skip
-        best[reg], base[reg], best_strength[reg] = stats[0], stats[1], float(lam[i])
-        b, z = stats
-        rows.append([reg, f"{b['strength']:.3g}", study.fmt_pm(b["test_acc"], b["test_acc_std"]),
-                     study.fmt_pm(b["test_loss"], b["test_loss_std"]),
-                     study.fmt_pm(z["test_acc"], z["test_acc_std"]),
-                     study.fmt_pm(z["test_loss"], z["test_loss_std"]),
+        i = int(np.nanargmin(np.where(np.isnan(val), np.inf, val)))  # NaN-safe argmin
+        b, z = ({"strength": float(lam[j]), "val_loss": float(val[j]),
+                 **study.with_std(test_acc=m["test_acc"][j], test_loss=m["test_loss"][j])}
+                for j in (i, 0))  # fmt: skip
+        best[reg], base[reg] = b, z
+        rows.append([reg, f"{b['strength']:.3g}", study.pm(b, "test_acc"), study.pm(b, "test_loss"),
+                     study.pm(z, "test_acc"), study.pm(z, "test_loss"),
                      f"{b['test_loss'] - z['test_loss']:+.4f}"])  # fmt: skip
-    study.write_table(args.out, ["reg", "best λ (val loss)", "test acc at best λ",
-                                 "test loss at best λ", "test acc at λ=0", "test loss at λ=0",
-                                 "Δ test loss"], rows)  # fmt: skip
-    fig = figure(curves, best_strength, f"{args.out}/{NAME}.png")
-    study.write_summary(args.out, dict(
+    best_strength = {reg: b["strength"] for reg, b in best.items()}
+    summary = dict(
         best_strength=best_strength, selected_by="val_loss", best=best, baseline=base,
-        epochs=cfg["epochs"], seeds=cfg["seeds"], label_noise=ov.get("label_noise", 0.0),
-        train_size=ov.get("train_size"), dataset=ov["dataset"],
+        epochs=cfg.epochs, seeds=cfg.seeds, label_noise=cfg.label_noise,
+        train_size=cfg.train_size, dataset=cfg.dataset,
         strengths={r: c[0].tolist() for r, c in curves.items()},
         curves={r: {k: np.nanmean(v, axis=1).tolist() for k, v in c[1].items()}
                 for r, c in curves.items()},
-        figure=fig.rsplit("/", 1)[-1], command=study.command(NAME, argv)))  # fmt: skip
-    return curves
+    )  # fmt: skip
+    columns = ["reg", "best λ (val loss)", "test acc at best λ", "test loss at best λ",
+               "test acc at λ=0", "test loss at λ=0", "Δ test loss"]  # fmt: skip
+    fig = figure(curves, best_strength)
+    return study.finish(run, summary, columns, rows, fig, f"{NAME}.png")
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ Question: the tutorial asks whether adding weight decay (or L1) costs training t
 optimizer step of every strategy in ``wdjax.STRATEGIES`` (with Adam, the tutorial's optimizer)
 for one model (K = 1) and for a vmapped sweep of K = 32 members, relative to ``none``.
 
-Method: for each (strategy, K) a jitted ``lax.scan`` of 100 consecutive steps of
-``jax.vmap(wdjax.Engine.step)`` (the step the sweep's epoch scans; no evaluation) on fixed
-batches of 128 ``digits`` images, MLP 64-64. After compiling (and one warm-up call), each call
-is timed with ``block_until_ready`` from the same initial state; the repeats run round-robin over
-the strategies so that load changes on a shared machine hit all of them alike; per-step time =
-median over repeats / 100; the spread is the interquartile range. Compile time is reported too.
+Method: for each (strategy, K) the sweep's own epoch program, ``wdjax.Engine.train_epoch`` (a
+``lax.scan`` of ``jax.vmap(Engine.step)``, then the epoch's divergence check and weight
+statistics), run over 100 consecutive steps (the batches of 10 ``digits`` epochs of 128 images, in
+``Engine.batch_order``) with empty validation and test sets, so nothing is evaluated; MLP 64-64.
+After compiling (and one warm-up call), each call is timed with ``block_until_ready`` from the same
+initial state; the repeats run round-robin over the strategies so that load changes on a shared
+machine hit all of them alike; per-step time = median over repeats / 100; the spread is the
+interquartile range. Compile time is reported too.
 
 Command: ``python experiments/overhead.py`` (``--smoke``: seconds). Runtime ≈ 4 min on 2 (shared)
 CPU cores (16 compiles + 9 repeats × 16 timed calls). The table shows median ± half the IQR.
@@ -23,8 +25,8 @@ elementwise ops may show as a larger relative cost; the Newton iterations of
 
 summary.json: ``relative`` {"K=<k>": {strategy: median time / median time of none}},
 ``per_step_us`` {"K=<k>": {strategy: µs}}, ``iqr_us`` (same layout), ``compile_seconds``
-{"K=<k>": {strategy: s}}, ``steps_per_call``, ``repeats``, ``members``, ``backend``, ``method``,
-``figure``, ``command``, ``seconds``.
+{"K=<k>": {strategy: s}}, ``steps_per_call``, ``repeats``, ``members``, ``backend``, ``strength``
+(λ of every strategy but none), ``method``, ``figure``, ``command``, ``seconds``.
 
 Measured: (full run, 224 s on 2 CPU cores shared with other jobs; the IQR of a cell is 10–20 % of
 its median, so ratios within ≈ ±0.15 of 1 are noise) per-step time relative to none, K = 1 / K = 32:
@@ -37,12 +39,11 @@ iterations after Adam) is clearly slower, ≈ 1.6×. The K = 1 ratios below 1 ar
 speed-up. Compile times are 3–6 s for every strategy.
 """
 
-import os
+import dataclasses
 import time
 
 import jax
 import jax.numpy as jnp
-import matplotlib
 import numpy as np
 
 import wdjax
@@ -52,41 +53,39 @@ NAME = "overhead"
 
 
 def get_config(smoke=False) -> dict:
+    """``members``: the K values; ``steps`` per timed call; the strength is SweepConfig's."""
     return dict(
         strategies=("none", "wd") if smoke else wdjax.STRATEGIES,
-        members=(2,) if smoke else (1, 32),
-        steps=5 if smoke else 100, repeats=2 if smoke else 9, strength=1e-4, lr=1e-3,
-        optimizer="adam", batch_size=128, hidden=(64, 64),
+        members=(2,) if smoke else (1, 32), steps=5 if smoke else 100, repeats=2 if smoke else 9,
     )  # fmt: skip
 
 
-def make_runner(reg: str, k: int, cfg: dict, ds):
-    """(jitted run(states) → states, initial states, compile seconds) for one (strategy, K)."""
-    scfg = wdjax.SweepConfig(optimizer=cfg["optimizer"], reg=reg, hidden=cfg["hidden"],
-                             batch_size=cfg["batch_size"])  # fmt: skip
-    engine = wdjax.Engine.from_config(scfg, ds.num_classes)
-    strength = 0.0 if reg == "none" else cfg["strength"]
+def train_only(ds) -> wdjax.Data:
+    """``ds``' training split as :class:`wdjax.Data` with empty validation and test sets."""
+    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train, jnp.int32)
+    return wdjax.Data(x, y, jnp.arange(len(x), dtype=jnp.int32)[None],
+                      jnp.zeros((1, 0), jnp.int32), x[:0], y[:0])  # fmt: skip
+
+
+def make_runner(reg: str, k: int, config, steps: int, ds):
+    """(run() → (states, metrics), compile seconds) for one (strategy, K): ``steps`` steps of
+    ``Engine.train_epoch``, each call from the same initial states."""
+    cfg = dataclasses.replace(config, reg=reg)
+    engine = wdjax.Engine.from_config(cfg, ds.num_classes)
+    strength = 0.0 if reg == "none" else cfg.strengths[0]
     f32, i32 = jnp.float32, jnp.int32
-    hyper = wdjax.Hyper(jnp.full(k, strength, f32), jnp.full(k, cfg["lr"], f32),
+    hyper = wdjax.Hyper(jnp.full(k, strength, f32), jnp.full(k, cfg.lrs[0], f32),
                         jnp.arange(k, dtype=i32), jnp.zeros(k, i32))  # fmt: skip
-    n, bs, s = len(ds.x_train), cfg["batch_size"], cfg["steps"]
-    rows = jax.random.permutation(jax.random.key(0), n)[: (n // bs) * bs].reshape(-1, bs)
-    rows = jnp.tile(rows, (-(-s // rows.shape[0]), 1))[:s]  # [steps, batch]
-    x, y = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train, i32)
-
-    def run(states, hyper, x, y, rows):
-        def body(st, r):
-            st, (loss, _) = jax.vmap(engine.step, in_axes=(0, 0, None, None))(st, hyper, x[r], y[r])
-            return st, loss
-
-        return jax.lax.scan(body, states, rows)
-
-    states = jax.jit(engine.init_members)(hyper, x[:1])
+    data, n = train_only(ds), len(ds.x_train)
+    epochs = -(-steps // (n // cfg.batch_size))
+    order = jnp.concatenate([engine.batch_order(cfg.data_seed, e, n) for e in range(epochs)])
+    order = order[:steps]  # [steps, batch]
+    states = jax.jit(engine.init_members)(hyper, data.x_pool[:1])
     t = time.perf_counter()
-    compiled = jax.jit(run).lower(states, hyper, x, y, rows).compile()
+    compiled = jax.jit(engine.train_epoch).lower(states, hyper, data, order).compile()
     compile_s = time.perf_counter() - t
-    jax.block_until_ready(compiled(states, hyper, x, y, rows))  # warm-up
-    return (lambda: compiled(states, hyper, x, y, rows)), compile_s
+    jax.block_until_ready(compiled(states, hyper, data, order))  # warm-up
+    return (lambda: compiled(states, hyper, data, order)), compile_s
 
 
 def time_all(runners: dict, repeats: int) -> dict:
@@ -100,10 +99,8 @@ def time_all(runners: dict, repeats: int) -> dict:
     return out
 
 
-def plot(rel: dict, path: str) -> None:
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(rel: dict):
+    plt = study.pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.8))
     names = list(next(iter(rel.values())))
     x = np.arange(len(names))
@@ -114,44 +111,40 @@ def plot(rel: dict, path: str) -> None:
     ax.set_xticks(x, names, rotation=30, ha="right")
     ax.set(ylabel="step time / step time of none", title="per-step time relative to none (adam)")
     ax.legend()
-    study.save_figure(fig, path)
+    return fig
 
 
 def main(argv=None) -> dict:
-    args, cfg, over = study.setup(__doc__, NAME, get_config, argv)
-    ds = wdjax.load(args.dataset, data_dir=args.data_dir, train_size=over.get("train_size"))
-    t0, runners, comp = time.perf_counter(), {}, {}
-    for k in cfg["members"]:
-        for reg in cfg["strategies"]:
-            runners[(k, reg)], comp[(k, reg)] = make_runner(reg, k, cfg, ds)
-    times = {
-        key: np.asarray(v) / cfg["steps"] for key, v in time_all(runners, cfg["repeats"]).items()
-    }
+    run = study.setup(__doc__, NAME, get_config, argv)
+    ds, knobs = study.load_data(run.config), run.knobs
+    runners, comp = {}, {}
+    for k in knobs["members"]:
+        for reg in knobs["strategies"]:
+            key = (k, reg)
+            runners[key], comp[key] = make_runner(reg, k, run.config, knobs["steps"], ds)
+    times = time_all(runners, knobs["repeats"])
     per, iqr, rel, cs = {}, {}, {}, {}
     for (k, reg), v in times.items():
         kk = f"K={k}"
-        q25, med, q75 = np.percentile(v, [25, 50, 75])
+        q25, med, q75 = np.percentile(np.asarray(v) / knobs["steps"], [25, 50, 75])
         per.setdefault(kk, {})[reg], iqr.setdefault(kk, {})[reg] = med * 1e6, (q75 - q25) * 1e6
         cs.setdefault(kk, {})[reg] = comp[(k, reg)]
     for kk, d in per.items():
         rel[kk] = {reg: t / d["none"] for reg, t in d.items()}
-    plot(rel, os.path.join(args.out, "overhead.png"))
     cols = ["strategy"] + [
         c for kk in per for c in (f"µs/step {kk}", f"× none {kk}", f"compile s {kk}")
     ]
     rows = [[reg] + [c for kk in per for c in (f"{per[kk][reg]:.0f} ± {iqr[kk][reg] / 2:.0f}",
                                                f"{rel[kk][reg]:.3f}", f"{cs[kk][reg]:.1f}")]
-            for reg in cfg["strategies"]]  # fmt: skip
-    study.write_table(args.out, cols, rows)
+            for reg in knobs["strategies"]]  # fmt: skip
     summary = dict(
-        relative=rel, per_step_us=per, iqr_us=iqr, compile_seconds=cs, steps_per_call=cfg["steps"],
-        repeats=cfg["repeats"], members=list(cfg["members"]), backend=jax.default_backend(),
-        method="median over round-robin repeats of a jitted lax.scan of vmapped Engine.step",
-        figure="overhead.png", seconds=time.perf_counter() - t0,
-        command=study.command(NAME, argv),
+        relative=rel, per_step_us=per, iqr_us=iqr, compile_seconds=cs,
+        steps_per_call=knobs["steps"], repeats=knobs["repeats"], members=list(knobs["members"]),
+        backend=jax.default_backend(), strength=run.config.strengths[0],
+        method="median over round-robin repeats of Engine.train_epoch (a jitted lax.scan of "
+        "vmapped Engine.step), nothing evaluated",
     )  # fmt: skip
-    study.write_summary(args.out, summary)
-    return summary
+    return study.finish(run, summary, cols, rows, plot(rel), "overhead.png")
 
 
 if __name__ == "__main__":

@@ -35,77 +35,75 @@ when each seed decides alone, yet these choices cost only 0.0023 in test loss (h
 CV gives the stable choice the literature predicts; on this flat curve the stability buys little.
 """
 
-import os
-
 import numpy as np
 
 import wdjax
 from wdjax import study
 
 NAME = "select_lambda"
+NAMES = {"cv": "{f}-fold CV", "val_split": "one 10 % validation split",
+         "per_fold": "one CV fold alone (each)", "test_best": "best on test (oracle)",
+         "zero": "λ = 0"}  # fmt: skip
 
 
 def get_config(smoke=False) -> dict:
     grid = (0.0, *np.geomspace(1e-3, 1e1, 2 if smoke else 16).tolist())
-    return dict(reg="wd", strengths=grid, folds=2 if smoke else 5, seeds=1 if smoke else 3,
-                epochs=2 if smoke else 100, lr=1e-3, batch_size=128, hidden=(64, 64),
-                optimizer="adam")  # fmt: skip
+    return dict(strengths=grid, folds=2 if smoke else 5, seeds=1 if smoke else 3,
+                epochs=2 if smoke else 100)  # fmt: skip
 
 
 def argmin(x) -> int:
-    return int(np.nanargmin(np.where(np.isnan(x), np.inf, x)))
+    return int(np.nanargmin(np.where(np.isnan(x), np.inf, x)))  # NaN-safe
 
 
-def main(argv=None):
-    args, cfg, ov = study.setup(__doc__, NAME, get_config, argv)
-    kw = dict(reg=cfg["reg"], strengths=cfg["strengths"], lrs=(cfg["lr"],), seeds=cfg["seeds"],
-              epochs=cfg["epochs"], batch_size=cfg["batch_size"], hidden=cfg["hidden"],
-              optimizer=cfg["optimizer"], **ov)  # fmt: skip
-    lam = np.array(cfg["strengths"])
-    s, f = len(lam), cfg["folds"]
-    cv = wdjax.sweep(folds=f, **kw)
-    cv_val = study.by_strength(cv, "val_loss").reshape(s, cfg["seeds"], f)
-    one = wdjax.sweep(**kw)
+def scores(m: dict, pick: dict, per_fold: list) -> dict:
+    """``test_loss``/``test_acc`` of each choice (mean ± std over seeds; per_fold: over folds'
+    choices) on the single-split models, and each method's ``regret`` against the oracle."""
+    out = {}
+    for metric in ("test_loss", "test_acc"):
+        d = {}
+        for k, i in pick.items():
+            d.update(study.with_std(**{k: m[metric][i]}))
+        # each fold's choice, mean over seeds; then mean ± std over folds
+        d.update(study.with_std(per_fold=m[metric][per_fold].mean(axis=1)))
+        out[metric] = d
+    tl = out["test_loss"]
+    out["regret"] = {k: tl[k] - tl["test_best"] for k in ("cv", "val_split", "per_fold")}
+    return out
+
+
+def main(argv=None) -> dict:
+    run = study.setup(__doc__, NAME, get_config, argv)
+    cfg = run.config
+    lam = np.array(cfg.strengths)
+    s, f = len(lam), cfg.folds
+    cv = wdjax.sweep(cfg)
+    cv_val = study.by_strength(cv, "val_loss").reshape(s, cfg.seeds, f)
+    one = wdjax.sweep(cfg, folds=1)
     m = {k: study.by_strength(one, k) for k in ("val_loss", "test_loss", "test_acc")}  # [S, seeds]
     pick = dict(cv=argmin(cv_val.mean(axis=(1, 2))), val_split=argmin(m["val_loss"].mean(1)),
                 test_best=argmin(m["test_loss"].mean(1)), zero=0)  # fmt: skip
     per_fold = [argmin(cv_val[:, :, j].mean(1)) for j in range(f)]
-    per_seed = [argmin(m["val_loss"][:, j]) for j in range(cfg["seeds"])]
+    per_seed = [argmin(m["val_loss"][:, j]) for j in range(cfg.seeds)]
     chosen = {k: float(lam[i]) for k, i in pick.items() if k != "zero"}
     chosen.update(per_fold=lam[per_fold].tolist(), val_split_per_seed=lam[per_seed].tolist())
-    summary = {"lambda": chosen}
-    for metric in ("test_loss", "test_acc"):
-        d = {}
-        for k, i in pick.items():
-            d[k], d[k + "_std"] = (float(x) for x in study.mean_std(m[metric][i]))
-        folds_mean = m[metric][per_fold].mean(axis=1)  # each fold's choice, mean over seeds
-        d["per_fold"], d["per_fold_std"] = (float(x) for x in study.mean_std(folds_mean))
-        summary[metric] = d
-    tl = summary["test_loss"]
-    summary["regret"] = {k: tl[k] - tl["test_best"] for k in ("cv", "val_split", "per_fold")}
-    names = {"cv": f"{f}-fold CV", "val_split": "one 10 % validation split",
-             "per_fold": "one CV fold alone (each)", "test_best": "best on test (oracle)",
-             "zero": "λ = 0"}  # fmt: skip
+    summary = {"lambda": chosen, **scores(m, pick, per_fold)}
+    tl, ta, regret = summary["test_loss"], summary["test_acc"], summary["regret"]
     rows = []
-    for k, label in names.items():
+    for k, label in NAMES.items():
         lam_txt = (", ".join(f"{x:.3g}" for x in chosen["per_fold"]) if k == "per_fold"
                    else f"{lam[pick[k]]:.3g}")  # fmt: skip
-        rows.append([label, lam_txt, study.fmt_pm(tl[k], tl[k + "_std"]),
-                     study.fmt_pm(summary["test_acc"][k], summary["test_acc"][k + "_std"]),
-                     f"{summary['regret'][k]:+.4f}" if k in summary["regret"] else ""])  # fmt: skip
-    study.write_table(args.out, ["selection", "λ", "test loss", "test acc",
-                                 "regret (test loss)"], rows)  # fmt: skip
-    fig = figure(lam, cv_val, m, pick, os.path.join(args.out, f"{NAME}.png"))
-    summary.update(reg=cfg["reg"], folds=f, selected_by="val_loss", epochs=cfg["epochs"],
-                   seeds=cfg["seeds"], figure=os.path.basename(fig),
-                   command=study.command(NAME, argv))  # fmt: skip
-    study.write_summary(args.out, summary)
-    return summary
+        rows.append([label.format(f=f), lam_txt, study.pm(tl, k), study.pm(ta, k),
+                     f"{regret[k]:+.4f}" if k in regret else ""])  # fmt: skip
+    summary.update(reg=cfg.reg, folds=f, selected_by="val_loss", epochs=cfg.epochs,
+                   seeds=cfg.seeds)  # fmt: skip
+    columns = ["selection", "λ", "test loss", "test acc", "regret (test loss)"]
+    fig = figure(lam, cv_val, m, pick)
+    return study.finish(run, summary, columns, rows, fig, f"{NAME}.png")
 
 
-def figure(lam, cv_val, m, pick, path: str) -> str:
-    import matplotlib.pyplot as plt
-
+def figure(lam, cv_val, m, pick):
+    plt = study.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     x = lam[1:]
     ax = axes[0]
@@ -129,7 +127,7 @@ def figure(lam, cv_val, m, pick, path: str) -> str:
         a.grid(alpha=0.3)
         a.legend(fontsize=8)
     fig.suptitle("choosing λ: k-fold CV vs one validation split vs the test-set oracle")
-    return study.save_figure(fig, path)
+    return fig
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ epochs), as expected; the cost of l1(0.01) is far larger than expected: a collap
 loss of accuracy.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -52,67 +53,75 @@ REGS = ("none", "l1", "l2", "wd", "l1_prox")
 KERAS = {"none": "—", "l1": "l1({})", "l2": "l2({})", "wd": "AdamW(weight_decay={})",
          "l1_prox": "prox of l1({})"}  # fmt: skip
 METRICS = ("train_acc", "test_acc", "train_loss", "test_loss", "sparsity", "weight_l2")
+SHOWN = ("train_acc", "test_acc", "gap", "test_loss", "sparsity", "weight_l2")
 
 
 def get_config(smoke=False) -> dict:
+    """``epochs`` is the long training (study 2's); ``tutorial_epochs`` the tutorial's."""
     return dict(nominal=0.01, seeds=1 if smoke else 5, tutorial_epochs=1 if smoke else 10,
-                long_epochs=2 if smoke else 100, lr=1e-3, batch_size=128, hidden=(64, 64),
-                optimizer="adam")  # fmt: skip
+                epochs=2 if smoke else 100)  # fmt: skip
 
 
 def keras(reg: str, lam: float) -> str:
     return KERAS[reg].format(f"{lam / 2 if reg == 'l2' else lam:.3g}")
 
 
-def main(argv=None):
-    args, cfg, ov = study.setup(__doc__, NAME, get_config, argv)
-    source = os.path.join(os.path.dirname(os.path.normpath(args.out)), "lambda_curve")
+def read_best(run) -> tuple[dict | None, str]:
+    """lambda_curve's summary beside this study's ``--out`` (None if absent or of another
+    dataset) and where it was looked for."""
+    source = os.path.join(os.path.dirname(os.path.normpath(run.out)), "lambda_curve")
     lc = study.read_summary(source)
-    if lc is not None and lc.get("dataset", "digits") != args.dataset:
+    if lc is not None and lc.get("dataset", "digits") != run.config.dataset:
         lc = None  # best λ of another dataset does not apply
-    best = lc["best_strength"] if lc else None
-    if lc and not args.smoke:
-        cfg["long_epochs"] = max(lc["epochs"], cfg["tutorial_epochs"])
-    runs, curves = [], {}
-    for reg in REGS:
-        which = {"nominal": 0.0} if reg == "none" else {"nominal": cfg["nominal"]}
-        if best and reg != "none":
-            which["best"] = best[reg]
-        res = wdjax.sweep(reg=reg, strengths=tuple(which.values()), lrs=(cfg["lr"],),
-                          seeds=cfg["seeds"], epochs=cfg["long_epochs"],
-                          batch_size=cfg["batch_size"], hidden=cfg["hidden"],
-                          optimizer=cfg["optimizer"], **ov)  # fmt: skip
-        for i, (w, lam) in enumerate(which.items()):
-            label = "none" if reg == "none" else f"{reg} {w} λ={lam:.3g}"
-            curves[label] = {m: res.history[m].reshape(len(which), cfg["seeds"], -1)[i]
-                             for m in ("test_loss", "test_acc")}  # fmt: skip
-            for epochs in (cfg["tutorial_epochs"], cfg["long_epochs"]):
-                r = dict(reg=reg, which=w, strength=lam, keras=keras(reg, lam), epochs=epochs)
-                vals = {m: study.by_strength(res, m, epochs - 1)[i] for m in METRICS}
-                vals["gap"] = vals["train_acc"] - vals["test_acc"]
-                for m, v in vals.items():
-                    r[m], r[m + "_std"] = (float(x) for x in study.mean_std(v))
-                runs.append(r)
-    rows = [[r["reg"], r["which"], f"{r['strength']:.3g}", r["keras"], r["epochs"]]
-            + [study.fmt_pm(r[m], r[m + "_std"], 3) for m in
-               ("train_acc", "test_acc", "gap", "test_loss", "sparsity", "weight_l2")]
-            for r in sorted(runs, key=lambda r: r["epochs"])]  # fmt: skip
-    study.write_table(args.out, ["reg", "λ", "value", "Keras equivalent", "epochs", "train acc",
-                                 "test acc", "gap (acc)", "test loss", "sparsity", "‖W‖₂"],
-                      rows)  # fmt: skip
-    fig = figure(curves, cfg["tutorial_epochs"], f"{args.out}/{NAME}.png")
-    study.write_summary(args.out, dict(
-        runs=runs, best_strength=best, best_strength_source=source if lc else None,
-        note=None if lc else "no lambda_curve summary found: nominal λ only",
-        tutorial_epochs=cfg["tutorial_epochs"], long_epochs=cfg["long_epochs"],
-        seeds=cfg["seeds"], figure=os.path.basename(fig),
-        command=study.command(NAME, argv)))  # fmt: skip
+    return lc, source
+
+
+def reg_runs(res, reg, which: dict, config, tutorial_epochs: int) -> list[dict]:
+    """One row per (which, epochs) of one regularizer's sweep over ``which``'s strengths."""
+    runs = []
+    for i, (w, lam) in enumerate(which.items()):
+        for epochs in (tutorial_epochs, config.epochs):
+            r = dict(reg=reg, which=w, strength=lam, keras=keras(reg, lam), epochs=epochs)
+            vals = {m: study.by_strength(res, m, epochs - 1)[i] for m in METRICS}
+            vals["gap"] = vals["train_acc"] - vals["test_acc"]
+            runs.append(dict(r, **study.with_std(**vals)))
     return runs
 
 
-def figure(curves: dict, tutorial_epochs: int, path: str) -> str:
-    import matplotlib.pyplot as plt
+def main(argv=None) -> dict:
+    run = study.setup(__doc__, NAME, get_config, argv)
+    lc, source = read_best(run)
+    best = lc["best_strength"] if lc else None
+    config, k = run.config, run.knobs
+    if lc and not run.smoke:
+        config = dataclasses.replace(config, epochs=max(lc["epochs"], k["tutorial_epochs"]))
+    runs, curves = [], {}
+    for reg in REGS:
+        which = {"nominal": 0.0} if reg == "none" else {"nominal": k["nominal"]}
+        if best and reg != "none":
+            which["best"] = best[reg]
+        res = wdjax.sweep(config, reg=reg, strengths=tuple(which.values()))
+        for i, (w, lam) in enumerate(which.items()):
+            label = "none" if reg == "none" else f"{reg} {w} λ={lam:.3g}"
+            curves[label] = {m: res.history[m].reshape(len(which), config.seeds, -1)[i]
+                             for m in ("test_loss", "test_acc")}  # fmt: skip
+        runs += reg_runs(res, reg, which, config, k["tutorial_epochs"])
+    rows = [[r["reg"], r["which"], f"{r['strength']:.3g}", r["keras"], r["epochs"]]
+            + [study.pm(r, m, 3) for m in SHOWN]
+            for r in sorted(runs, key=lambda r: r["epochs"])]  # fmt: skip
+    columns = ["reg", "λ", "value", "Keras equivalent", "epochs", "train acc", "test acc",
+               "gap (acc)", "test loss", "sparsity", "‖W‖₂"]  # fmt: skip
+    summary = dict(
+        runs=runs, best_strength=best, best_strength_source=source if lc else None,
+        note=None if lc else "no lambda_curve summary found: nominal λ only",
+        tutorial_epochs=k["tutorial_epochs"], long_epochs=config.epochs, seeds=config.seeds,
+    )  # fmt: skip
+    fig = figure(curves, k["tutorial_epochs"])
+    return study.finish(run, summary, columns, rows, fig, f"{NAME}.png")
 
+
+def figure(curves: dict, tutorial_epochs: int):
+    plt = study.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     for label, c in curves.items():
         for ax, m in zip(axes, ("test_loss", "test_acc"), strict=True):
@@ -129,7 +138,7 @@ def figure(curves: dict, tutorial_epochs: int, path: str) -> str:
     axes[1].set_ylim(0.0, 1.0)
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle("tutorial MLP 64-64, Adam 1e-3, batch 128: mean ± std over seeds")
-    return study.save_figure(fig, path)
+    return fig
 
 
 if __name__ == "__main__":

@@ -43,10 +43,6 @@ negative because its training numbers are in training mode. This does not match 
 each regularizer lowers the test loss: on clean ``digits`` at this budget only BatchNorm does.
 """
 
-import os
-import time
-
-import matplotlib
 import numpy as np
 
 import wdjax
@@ -61,7 +57,6 @@ def get_config(smoke=False) -> dict:
         pairs=[(0.3, True)] if smoke else [(d, bn) for bn in (False, True) for d in (0.0, 0.3)],
         strengths=(0.0, 0.1) if smoke else (0.0, *np.geomspace(3e-3, 3.0, 7).tolist()),
         seeds=1 if smoke else 5, epochs=2 if smoke else 100,
-        optimizer="adam", lr=1e-3, batch_size=128, hidden=(64, 64),
     )  # fmt: skip
 
 
@@ -96,10 +91,8 @@ def curve(res, i: int) -> np.ndarray:
     return res.history["test_loss"][rows].mean(0)
 
 
-def plot(setups: dict, curves: dict, path: str) -> None:
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot(setups: dict, curves: dict):
+    plt = study.pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     for name, c in curves.items():
         a.plot(np.arange(1, len(c) + 1), c, label=name, ls="--" if "wd" in name else "-")
@@ -115,39 +108,31 @@ def plot(setups: dict, curves: dict, path: str) -> None:
         b.bar(x + 0.4 * k - 0.2, vals, 0.4, yerr=errs, label=label)
     b.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
     b.legend()
-    study.save_figure(fig, path)
+    return fig
 
 
 def main(argv=None) -> dict:
-    args, cfg, over = study.setup(__doc__, NAME, get_config, argv)
-    t0, setups, curves = time.perf_counter(), {}, {}
-    for dropout, bn in cfg["pairs"]:
-        res = wdjax.sweep(
-            reg="wd", strengths=cfg["strengths"], lrs=(cfg["lr"],), optimizer=cfg["optimizer"],
-            dropout=dropout, batchnorm=bn, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
-            hidden=cfg["hidden"], **{"seeds": cfg["seeds"], **over},
-        )  # fmt: skip
+    run = study.setup(__doc__, NAME, get_config, argv)
+    setups, curves = {}, {}
+    for dropout, bn in run.knobs["pairs"]:
+        res = wdjax.sweep(run.config, dropout=dropout, batchnorm=bn)
         strengths, val = final_by_strength(res, "val_loss")
         best = 1 + int(np.argmin(np.nanmean(val[1:], axis=1)))  # among λ > 0
         base = "+".join(["dropout"] * (dropout > 0) + ["bn"] * bn) or "none"
         for i, name in ((0, base), (best, "wd" if base == "none" else base + "+wd")):
             setups[name] = dict(strength=float(strengths[i]), **setup_stats(res, i))
             curves[name] = curve(res, i)
-    plot(setups, curves, os.path.join(args.out, "comparison.png"))
     cols = ["setup", "λ", "train loss", "test loss", "test − train loss", "train acc",
             "test acc", "train − test acc", "‖w‖₂"]  # fmt: skip
     keys = ("train_loss", "test_loss", "loss_gap", "train_acc", "test_acc", "acc_gap", "weight_l2")
-    rows = [[n, f"{s['strength']:.3g}", *(study.fmt_pm(s[k], s[k + "_std"]) for k in keys)]
+    rows = [[n, f"{s['strength']:.3g}", *(study.pm(s, k) for k in keys)]
             for n, s in setups.items()]  # fmt: skip
-    study.write_table(args.out, cols, rows)
     summary = dict(
         setups=setups, best=min(setups, key=lambda n: setups[n]["test_loss"]),
-        epochs=cfg["epochs"], seeds=res.config.seeds, dropout=max(d for d, _ in cfg["pairs"]),
-        figure="comparison.png", seconds=time.perf_counter() - t0,
-        command=study.command(NAME, argv),
+        epochs=run.config.epochs, seeds=run.config.seeds,
+        dropout=max(d for d, _ in run.knobs["pairs"]),
     )  # fmt: skip
-    study.write_summary(args.out, summary)
-    return summary
+    return study.finish(run, summary, cols, rows, plot(setups, curves), "comparison.png")
 
 
 if __name__ == "__main__":

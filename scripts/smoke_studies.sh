@@ -3,7 +3,9 @@
 #
 # Usage: scripts/smoke_studies.sh [OUT_DIR]    (default: a fresh mktemp -d; PYTHON overrides the
 # interpreter, default .venv/bin/python). lambda_curve runs before tutorial_mlp, which reads its
-# best λ from the sibling directory. Exits 1 if any study failed; prints one line per study.
+# best λ from the sibling directory. A study passes when it exits 0 and wrote what every study
+# writes (wdjax.study.finish): summary.json with figure and command, table.md, table.csv and the
+# figure. Exits 1 if any study failed; prints one line per study.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-.venv/bin/python}"
@@ -18,11 +20,16 @@ for f in experiments/*.py; do  # any other study, alphabetically
   n="$(basename "$f" .py)"
   case " $ORDER " in *" $n "*) ;; *) names="$names $n" ;; esac
 done
+CHECK='import json, os, sys
+d = sys.argv[1]
+s = json.load(open(os.path.join(d, "summary.json")))
+files = ["table.md", "table.csv", s["figure"]]
+sys.exit(not (s["command"] and all(os.path.getsize(os.path.join(d, f)) for f in files)))'
 failed=0
 for n in $names; do
   start=$SECONDS
   if "$PY" "experiments/$n.py" --smoke --out "$OUT/$n" >"$OUT/$n.log" 2>&1 \
-      && [ -f "$OUT/$n/summary.json" ]; then
+      && "$PY" -c "$CHECK" "$OUT/$n" >>"$OUT/$n.log" 2>&1; then
     echo "ok    $n ($((SECONDS - start)) s)"
   else
     echo "FAIL  $n ($((SECONDS - start)) s): see $OUT/$n.log"

@@ -108,3 +108,16 @@ def child_xla_flags(devices=None) -> str:
 def tree_zero_pattern(tree):
     """Boolean pytree: where the leaves are exactly zero."""
     return jax.tree.map(lambda x: np.asarray(jnp.asarray(x) == 0), tree)
+
+
+def load_script(path: str):
+    """Import a file outside the package (``experiments/<name>.py``, ``scripts/<name>.py``) by
+    its path from the repository root, as a fresh module each call."""
+    import importlib.util
+    import pathlib
+
+    file = pathlib.Path(__file__).resolve().parents[1] / path
+    spec = importlib.util.spec_from_file_location(f"{file.parent.name}_{file.stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -1,29 +1,50 @@
-"""Host-side helpers shared by the studies in ``experiments/`` (argument parsing, outputs).
+"""Host side of the studies in ``experiments/``: command line, configuration, the shared ending.
 
-A study module defines ``get_config(smoke=False) -> dict`` and ``main(argv=None)``; ``main``
-calls :func:`parse_args`, runs sweeps, and writes into its results directory::
+A study module defines ``get_config(smoke=False) -> dict`` and ``main(argv=None) -> dict``. The
+dict holds what the study changes from :class:`wdjax.SweepConfig`'s defaults (keys that are its
+fields) and the study's own knobs (any other key). ``main`` starts with :func:`setup`, runs its
+sweeps from ``run.config`` (overriding only the fields it varies), and ends with :func:`finish`,
+which writes into the study's results directory::
 
-    summary.json   headline numbers under the names the study's docstring lists
+    summary.json   headline numbers under the names the study's docstring lists, plus
+                   ``figure``, ``command`` (the shell command that reproduces the run), ``seconds``
     table.md       the table README shows (markdown), table.csv the same as CSV
-    *.png          figures (the first one listed in summary["figure"] goes to README)
+    <figure>.png   the figure README shows (``summary["figure"]``)
 
 Everything is written atomically (:mod:`wdjax.results`).
 """
 
 import argparse
 import csv
+import dataclasses
 import io
 import os
 import sys
+import time
+from typing import NamedTuple
 
 import numpy as np
 
 from wdjax import results
+from wdjax.config import SweepConfig
+from wdjax.data import load
+
+
+class Run(NamedTuple):
+    """One invocation of a study: what it runs and where it writes."""
+
+    name: str  # the study's module name, experiments/<name>.py
+    out: str  # results directory (exists)
+    smoke: bool  # --smoke: the tiny version
+    config: SweepConfig  # SweepConfig defaults <- the study's get_config <- the command line
+    knobs: dict  # the study's own settings: the keys of get_config that are not SweepConfig fields
+    argv: list | None  # as passed to main (None: sys.argv[1:])
+    t0: float  # time.perf_counter() at setup
 
 
 def parse_args(doc: str, name: str, argv=None) -> argparse.Namespace:
     """``--smoke``, ``--out`` (default ``results/studies/<name>``), ``--dataset``, ``--data-dir``,
-    ``--seeds`` (override), ``--label-noise``, ``--train-size``."""
+    ``--seeds``, ``--label-noise``, ``--train-size`` (each replaces the study's value)."""
     p = argparse.ArgumentParser(description=doc.strip().split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny version (seconds) for tests")
     p.add_argument("--out", default=os.path.join("results", "studies", name))
@@ -35,20 +56,6 @@ def parse_args(doc: str, name: str, argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def setup(doc: str, name: str, get_config, argv=None):
-    """A study's command line → ``(args, config, overrides)``; creates ``args.out``.
-
-    ``config = get_config(args.smoke)``; ``overrides`` are the :class:`wdjax.SweepConfig` fields the
-    command line sets, except ``--seeds``, which replaces ``config["seeds"]``.
-    """
-    args = parse_args(doc, name, argv)
-    cfg, over = get_config(args.smoke), overrides(args)
-    if "seeds" in over:
-        cfg["seeds"] = over.pop("seeds")
-    os.makedirs(args.out, exist_ok=True)
-    return args, cfg, over
-
-
 def overrides(args: argparse.Namespace) -> dict:
     """The :class:`wdjax.SweepConfig` fields a study's command line sets."""
     out = {"dataset": args.dataset, "data_dir": args.data_dir}
@@ -58,14 +65,72 @@ def overrides(args: argparse.Namespace) -> dict:
     return out
 
 
+def setup(doc: str, name: str, get_config, argv=None) -> Run:
+    """A study's command line → :class:`Run`; creates its results directory.
+
+    ``get_config(smoke)`` is split into SweepConfig fields, applied over the defaults, and the
+    study's knobs; the command line's settings (:func:`overrides`) replace the study's.
+    """
+    args = parse_args(doc, name, argv)
+    cfg = get_config(args.smoke)
+    fields = {f.name for f in dataclasses.fields(SweepConfig)}
+    config = SweepConfig(**{**{k: v for k, v in cfg.items() if k in fields}, **overrides(args)})
+    knobs = {k: v for k, v in cfg.items() if k not in fields}
+    os.makedirs(args.out, exist_ok=True)
+    return Run(name, args.out, args.smoke, config, knobs, argv, time.perf_counter())
+
+
+def load_data(config: SweepConfig):
+    """The :class:`wdjax.Dataset` a sweep of ``config`` trains on (its data fields applied)."""
+    return load(config.dataset, data_dir=config.data_dir, raw_dir=config.raw_dir,
+                val_size=config.val_size, train_size=config.train_size,
+                label_noise=config.label_noise, seed=config.data_seed,
+                standardize=config.standardize)  # fmt: skip
+
+
+def finish(run: Run, summary: dict, columns: list[str], rows: list[list], fig, figure: str):
+    """The end of every study: ``table.md``/``table.csv`` from ``columns`` and ``rows``, the
+    matplotlib ``fig`` saved as ``<out>/<figure>``, and ``summary.json``: ``summary`` plus
+    ``figure``, ``command`` and ``seconds`` (since :func:`setup`). Returns the summary written."""
+    write_table(run.out, columns, rows)
+    save_figure(fig, os.path.join(run.out, figure))
+    summary = dict(summary, figure=figure, command=command(run.name, run.argv),
+                   seconds=time.perf_counter() - run.t0)  # fmt: skip
+    results.write_json(os.path.join(run.out, "summary.json"), summary)
+    return summary
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (figures go to files only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def mean_std(x, axis=0):
     """(mean, std) ignoring NaNs (std is the population std over seeds, ddof=0)."""
     x = np.asarray(x, float)
     return np.nanmean(x, axis=axis), np.nanstd(x, axis=axis)
 
 
+def with_std(**samples) -> dict:
+    """``{name: mean, name_std: std}`` (:func:`mean_std`, as floats) of each named sample."""
+    out = {}
+    for name, x in samples.items():
+        out[name], out[name + "_std"] = (float(v) for v in mean_std(x))
+    return out
+
+
 def fmt_pm(mean, std, digits=4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def pm(d: dict, key: str, digits=4) -> str:
+    """``d[key] ± d[key_std]`` (a dict made by :func:`with_std`)."""
+    return fmt_pm(d[key], d[key + "_std"], digits)
 
 
 def write_table(out: str, columns: list[str], rows: list[list]) -> None:
@@ -78,10 +143,6 @@ def write_table(out: str, columns: list[str], rows: list[list]) -> None:
     w.writerow(columns)
     w.writerows(rows)
     results.atomic_write_bytes(os.path.join(out, "table.csv"), buf.getvalue().encode())
-
-
-def write_summary(out: str, summary: dict) -> None:
-    results.write_json(os.path.join(out, "summary.json"), summary)
 
 
 def save_figure(fig, path: str) -> str:

@@ -1,0 +1,347 @@
+"""Every study in experiments/ end to end in smoke mode, and checks of the studies' own helpers.
+
+Each study runs once per module (the ``smoke`` fixture) into one temporary results folder, so
+``tutorial_mlp`` finds ``lambda_curve``'s summary beside its own ``--out``, as it does in
+``results/studies/``. The studies share static configs (model, batch size) and, under the suite's
+4 fake devices, chunk shapes, so most sweeps reuse programs compiled by an earlier study.
+"""
+
+import csv
+import dataclasses
+import json
+import math
+import pathlib
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import adam_drift, assert_trees_close_to_scale, gamma, load_script
+
+import wdjax
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
+NEEDS = {"tutorial_mlp": "lambda_curve"}  # reads lambda_curve/summary.json beside its --out
+KEYS = {  # the headline keys each study's docstring lists for summary.json
+    "batchnorm_equilibrium": {"equilibrium", "steps", "window", "batch_size"},
+    "decoupling": {"slopes", "slopes_seed_std", "slopes_basin_edge", "lambda_edge", "lambda_star",
+                   "edge", "best", "lrs", "strengths", "selected_by", "epochs"},
+    "l1_sparsity": {"operating_point", "max_sparsity", "frontier", "epochs", "seeds"},
+    "lambda_curve": {"best_strength", "selected_by", "best", "baseline", "strengths", "curves",
+                     "epochs", "seeds", "label_noise", "train_size", "dataset"},
+    "overhead": {"relative", "per_step_us", "iqr_us", "compile_seconds", "steps_per_call",
+                 "repeats", "members", "backend", "strength", "method"},
+    "select_lambda": {"lambda", "test_loss", "test_acc", "regret", "reg", "folds", "selected_by",
+                      "epochs", "seeds"},
+    "tutorial_mlp": {"runs", "best_strength", "best_strength_source", "tutorial_epochs",
+                     "long_epochs", "seeds"},
+    "versus_dropout_batchnorm": {"setups", "best", "epochs", "seeds", "dropout"},
+}  # fmt: skip
+
+
+def study(name):
+    return load_script(f"experiments/{name}.py")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """``smoke(name)`` → (results directory, what ``main`` returned), running each study once."""
+    root, done = tmp_path_factory.mktemp("studies"), {}
+
+    def run(name):
+        if name in NEEDS:
+            run(NEEDS[name])
+        if name not in done:
+            out = root / name
+            done[name] = out, study(name).main(["--smoke", "--out", str(out)])
+        return done[name]
+
+    return run
+
+
+def summary(smoke, name) -> dict:
+    return json.loads((smoke(name)[0] / "summary.json").read_text())
+
+
+# --- every study ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_study_writes_summary_table_and_figure(smoke, name):
+    assert name in KEYS, f"list experiments/{name}.py's summary.json keys in KEYS"
+    out, returned = smoke(name)
+    saved = json.loads((out / "summary.json").read_text())
+    assert KEYS[name] | {"figure", "command", "seconds"} <= set(saved)
+    assert set(returned) == set(saved)  # main returns the summary it wrote
+    assert saved["command"] == f"python experiments/{name}.py --smoke --out {out}"
+    assert (out / saved["figure"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    md = (out / "table.md").read_text().splitlines()
+    with open(out / "table.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert len(md) == len(rows) + 1 >= 3  # markdown: header, rule, ≥ 1 row; CSV: header, rows
+    assert md[0] == "| " + " | ".join(rows[0]) + " |"
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_get_config_overrides_only_what_the_study_changes(name):
+    defaults = {f.name: f.default for f in dataclasses.fields(wdjax.SweepConfig)}
+    full, small = study(name).get_config(), study(name).get_config(smoke=True)
+    restated = sorted(k for k, v in full.items() if k in defaults and v == defaults[k])
+    assert not restated, f"{name} restates SweepConfig defaults: {restated}"
+    assert set(small) == set(full)
+    wdjax.SweepConfig(**{k: v for k, v in small.items() if k in defaults})  # valid field types
+    assert small.get("seeds", 1) == 1 and small.get("epochs", 1) <= 2
+
+
+# --- 1, 2: tutorial_mlp, lambda_curve -------------------------------------------------------
+
+
+def test_lambda_curve(smoke):
+    curve = summary(smoke, "lambda_curve")
+    regs = {"l1", "l2", "wd", "l1_prox"}
+    assert set(curve["best_strength"]) == regs and curve["selected_by"] == "val_loss"
+    assert len(study("lambda_curve").get_config()["grids"]["wd"]) >= 33  # 0 + 32 log-spaced
+    for reg in regs:
+        best, base = curve["best"][reg], curve["baseline"][reg]
+        assert curve["best_strength"][reg] in curve["strengths"][reg]
+        assert base["strength"] == 0.0
+        assert best["val_loss"] <= base["val_loss"]  # the argmin over a grid that contains λ = 0
+        assert 0.0 <= best["test_acc"] <= 1.0 and best["test_loss"] > 0
+
+
+def test_tutorial_reads_best_strength(smoke):
+    curve, s = summary(smoke, "lambda_curve"), summary(smoke, "tutorial_mlp")
+    assert s["best_strength"] == curve["best_strength"]
+    runs = {(r["reg"], r["which"], r["epochs"]): r for r in s["runs"]}
+    for reg, lam in curve["best_strength"].items():
+        assert runs[(reg, "best", s["long_epochs"])]["strength"] == lam
+        assert runs[(reg, "nominal", s["tutorial_epochs"])]["strength"] == 0.01
+    assert runs[("none", "nominal", 1)]["strength"] == 0.0
+    assert runs[("l2", "nominal", 1)]["keras"] == "l2(0.005)"  # l2 adds λ·w: Keras l2(λ/2)
+    for r in s["runs"]:
+        assert r["gap"] == pytest.approx(r["train_acc"] - r["test_acc"], abs=1e-6)
+
+
+def test_tutorial_without_lambda_curve(tmp_path):
+    s = study("tutorial_mlp").main(["--smoke", "--out", str(tmp_path / "tutorial_mlp")])
+    assert s["best_strength"] is None and "nominal λ only" in s["note"]
+    assert {r["which"] for r in s["runs"]} == {"nominal"}
+
+
+# --- 3: l1_sparsity -------------------------------------------------------------------------
+
+
+def test_l1_sparsity(smoke):
+    s = summary(smoke, "l1_sparsity")
+    for reg, p in s["operating_point"].items():
+        # The engine's metric counts exact zeros of the kernels: recount them in the parameters.
+        assert p["sparsity"] == pytest.approx(p["sparsity_from_params"], abs=1e-6), reg
+        assert 0 <= p["pixels_alive"] <= p["pixels_total"] == 64
+    # λ = 0.1 for 2 epochs: the prox zeroes weights exactly, the subgradient (almost) never does.
+    assert s["max_sparsity"]["l1_prox"] > 0.1
+    assert s["max_sparsity"]["l1"] < 0.01
+
+
+# --- 4: decoupling --------------------------------------------------------------------------
+
+
+def test_decoupling(smoke):
+    s = summary(smoke, "decoupling")
+    assert set(s["slopes"]) == {"adam+wd_paper+bn"}
+    assert math.isfinite(s["slopes"]["adam+wd_paper+bn"])
+    best = s["best"]["adam+wd_paper+bn"]
+    assert best["lr"] in s["lrs"]["adam+wd_paper+bn"]
+    assert 0.0 <= best["test_acc"] <= 1.0 and best["test_loss"] > 0
+
+
+@pytest.mark.parametrize("slope", [-1.0, 0.0, 1.0, -0.5])
+def test_best_strength_and_slope_recover_a_known_slope(slope):
+    mod = study("decoupling")
+    lrs = np.geomspace(1e-3, 1e-1, 5)
+    lams = np.geomspace(1e-6, 1.0, 13)
+    star = 1e-3 * (lrs / 1e-2) ** slope * 1.37  # off the grid points
+    loss = (np.log(lams)[:, None] - np.log(star)[None, :]) ** 2 + 0.5  # [λ, lr], quadratic in log λ
+    got, edge = mod.best_strength(lams, loss)
+    np.testing.assert_allclose(got, star, rtol=1e-6)
+    assert not edge.any()
+    assert mod.fit_slope(lrs, got) == pytest.approx(slope, abs=1e-6)
+
+
+def test_best_strength_flags_edges_and_ignores_diverged():
+    mod = study("decoupling")
+    lams = np.array([1e-3, 1e-2, 1e-1])
+    loss = np.array([[1.0, np.nan], [2.0, 0.5], [3.0, np.inf]])  # col 0: edge; col 1: NaN is +inf
+    got, edge = mod.best_strength(lams, loss)
+    assert edge.tolist() == [True, False]
+    assert got[0] == pytest.approx(1e-3) and got[1] == pytest.approx(1e-2)
+
+
+@pytest.mark.parametrize("slope", [-1.0, 0.0])
+def test_basin_edge_recovers_a_known_edge_slope(slope):
+    mod = study("decoupling")
+    lrs = np.geomspace(1e-3, 1e-1, 5)
+    lams = np.geomspace(1e-6, 1.0, 13)
+    edge = 1e-3 * (lrs / 1e-2) ** slope * 1.37
+    # Minimum 1.0 at the smallest λ, then linear in log λ, reaching 1.1 exactly at the edge.
+    x = np.log(lams)[:, None] - np.log(lams[0])
+    loss = 1.0 + 0.1 * x / (np.log(edge) - np.log(lams[0]))[None, :]
+    got = mod.basin_edge(lams, loss, rise=0.1)
+    np.testing.assert_allclose(got, edge, rtol=1e-6)
+    assert mod.fit_slope(lrs, got) == pytest.approx(slope, abs=1e-6)
+    assert np.isnan(mod.basin_edge(lams, np.ones((13, 1)))[0])  # never exceeds: NaN
+
+
+# --- 5: versus_dropout_batchnorm ------------------------------------------------------------
+
+
+def test_versus_dropout_batchnorm(smoke):
+    s = summary(smoke, "versus_dropout_batchnorm")
+    assert set(s["setups"]) == {"dropout+bn", "dropout+bn+wd"}
+    assert s["setups"]["dropout+bn"]["strength"] == 0.0
+    assert s["setups"]["dropout+bn+wd"]["strength"] > 0.0
+    for row in s["setups"].values():
+        assert row["loss_gap"] == pytest.approx(row["test_loss"] - row["train_loss"], rel=1e-6)
+        assert row["acc_gap"] == pytest.approx(row["train_acc"] - row["test_acc"], abs=1e-6)
+
+
+def test_final_by_strength_groups_by_member_labels():
+    mod = study("versus_dropout_batchnorm")
+
+    class Fake:
+        members = [dict(member=m, strength=s, seed=d) for m, (s, d) in
+                   enumerate([(0.1, 1), (0.0, 0), (0.1, 0), (0.0, 1)])]  # fmt: skip
+        history = {"x": np.array([[9, 101], [9, 0], [9, 100], [9, 1]], float)}
+
+    strengths, v = mod.final_by_strength(Fake, "x")
+    assert strengths.tolist() == [0.0, 0.1]
+    np.testing.assert_array_equal(v, [[0, 1], [100, 101]])  # [strength, seed], final epoch
+
+
+# --- 6: batchnorm_equilibrium ---------------------------------------------------------------
+
+
+def test_batchnorm_equilibrium(smoke):
+    e = summary(smoke, "batchnorm_equilibrium")["equilibrium"]["adam+wd"]
+    assert e["predicted"] == pytest.approx(math.sqrt(2e-3 * 0.1 / 1.9))
+    assert 0 < e["measured"] < 0.5
+    assert set(e["per_layer"]) == {"dense_0", "dense_1"}  # the BatchNorm-preceded kernels only
+
+
+def test_predicted_equilibria_by_hand():
+    p = study("batchnorm_equilibrium").predicted
+    assert p("adam", "wd", 1e-3, 1.0, b1=0.9) == pytest.approx(math.sqrt(2e-4 / 1.9))
+    assert p("momentum", "l2", 1e-2, 0.1, momentum=0.9) == pytest.approx(math.sqrt(2e-3 / 1.9))
+    assert p("momentum", "wd", 1e-2, 0.1, momentum=0.8) == pytest.approx(
+        math.sqrt(2e-3 * 0.2 / 1.8)
+    )
+    with pytest.raises(ValueError, match="no prediction"):
+        p("sgd", "l1", 1e-2, 0.1)
+
+
+def test_equilibrium_pools_rms_over_window_and_layers():
+    eq = study("batchnorm_equilibrium").equilibrium
+    steps = np.arange(10.0)[:, None] * np.ones((1, 3))  # early steps must be ignored
+    rec = {"angle/a": np.where(steps >= 6, 3.0, 99.0), "angle/b": np.where(steps >= 6, 4.0, 99.0),
+           "norm/a": np.full((10, 3), 7.0)}  # fmt: skip
+    pooled, per_layer = eq(rec, 4, np.array([0, 2]))
+    np.testing.assert_allclose(pooled, [math.sqrt(12.5)] * 2)
+    assert per_layer["a"].tolist() == [3.0, 3.0]
+
+
+@pytest.mark.numerics
+def test_trace_steps_records_the_kernels_it_returns():
+    mod = study("batchnorm_equilibrium")
+    cfg = wdjax.SweepConfig(
+        optimizer="momentum", reg="wd", batchnorm=True, hidden=(4,), batch_size=16
+    )
+    engine = wdjax.Engine.from_config(cfg, 3)
+    x = jax.random.normal(jax.random.key(1), (16, 2, 2, 1))
+    y = jnp.arange(16, dtype=jnp.int32) % 3
+    hyper = wdjax.Hyper(jnp.full(2, 0.1), jnp.full(2, 0.1), jnp.arange(2), jnp.zeros(2, jnp.int32))
+    init = engine.init_members(hyper, x[:1])
+    w0 = np.asarray(init.params["dense_0"]["kernel"])
+    states, rec = mod.trace_steps(engine, init, hyper, x, y, 2)
+    assert rec["angle/dense_0"].shape == (2, 2)  # 2 epochs × 1 step, 2 members
+    w = np.asarray(states.params["dense_0"]["kernel"], np.float64)
+    # float32 sums of 16 squares (no cancellation) and a square root, against float64: within
+    # γ_18 relative to each norm (2·γ_18 leaves room for the mean's division).
+    tol = 2 * gamma(18)
+    np.testing.assert_allclose(rec["norm/dense_0"][-1], np.linalg.norm(w, axis=(1, 2)), rtol=tol)
+    unit = np.sqrt(np.mean(np.sum(w**2, axis=1), axis=-1))
+    np.testing.assert_allclose(rec["unit_norm/dense_0"][-1], unit, rtol=tol)
+    assert np.all(rec["angle/dense_0"] > 0) and np.all(np.isfinite(rec["angle/dense_0"]))
+    # The first recorded RMS angle is the angle between w0 and w after one step (float64 arccos).
+    one, rec_one = mod.trace_steps(engine, init, hyper, x, y, 1)  # its own w1 (another program)
+    w1 = np.asarray(one.params["dense_0"]["kernel"], np.float64)
+    cos = np.sum(w0 * w1, 1) / np.linalg.norm(w0, axis=1) / np.linalg.norm(w1, axis=1)
+    rms = np.sqrt(np.mean(np.arccos(np.clip(cos, -1, 1)) ** 2, axis=-1))
+    # The float32 angle 2·atan2(‖ŵ − ŵ'‖, ‖ŵ + ŵ'‖), fan-in 4: each unit-vector element is off
+    # by ≤ γ_12 (4 squares, 3 adds, a root, a division, the subtraction, with room for the atan2
+    # and the RMS), so ‖ŵ − ŵ'‖ and θ by ≤ √4·2·γ_12 absolute: 4·γ_12/θ relative to θ (the
+    # float64 arccos reference is exact by comparison).
+    np.testing.assert_allclose(rec_one["angle/dense_0"][0], rms, rtol=4 * gamma(12) / rms.min())
+
+
+@pytest.mark.numerics
+def test_trace_steps_trains_as_the_sweeps_epoch_does():
+    mod = study("batchnorm_equilibrium")
+    with jax.enable_x64(True):
+        cfg = wdjax.SweepConfig(reg="wd", batchnorm=True, hidden=(4,), batch_size=8,
+                                dtype="float64")  # fmt: skip
+        engine = wdjax.Engine.from_config(cfg, 3)
+        x = jax.random.normal(jax.random.key(1), (20, 2, 2, 1), jnp.float64)
+        y = jnp.arange(20, dtype=jnp.int32) % 3
+        i32 = jnp.int32
+        hyper = wdjax.Hyper(jnp.full(2, 0.1), jnp.full(2, 1e-2), jnp.arange(2, dtype=i32),
+                            jnp.zeros(2, i32))  # fmt: skip
+        init = engine.init_members(hyper, x[:1])
+        traced, rec = mod.trace_steps(engine, init, hyper, x, y, 2, data_seed=3)
+        data = wdjax.Data(x, y, jnp.arange(20, dtype=i32)[None], jnp.zeros((1, 0), i32), x[:0],
+                          y[:0])  # fmt: skip
+        states, epoch = init, jax.jit(engine.epoch)
+        for e in range(2):
+            states, _ = epoch(states, hyper, data, 3, e)
+    assert rec["angle/dense_0"].shape == (4, 2)  # 2 epochs × 2 steps (20 // 8), 2 members
+    np.testing.assert_array_equal(traced.step, states.step)
+    # The same 4 Adam steps on the same batches (Engine.batch_order) in another program, float64:
+    # gradients are sums over ≤ 8 examples, so the trajectories differ by ≤ adam_drift(4, 1e-2, 8)
+    # (≈ 7e-9 of the scale); another batch order would move the parameters by ~lr = 1e-2.
+    assert_trees_close_to_scale(traced.params, states.params, adam_drift(4, 1e-2, 8))
+
+
+# --- 7: select_lambda -----------------------------------------------------------------------
+
+
+def test_select_lambda(smoke):
+    s = summary(smoke, "select_lambda")
+    lam = s["lambda"]
+    assert len(lam["per_fold"]) == s["folds"] == 2
+    assert len(lam["val_split_per_seed"]) == s["seeds"] == 1
+    grid = study("select_lambda").get_config(smoke=True)["strengths"]
+    assert {lam["cv"], lam["val_split"], lam["test_best"], *lam["per_fold"]} <= set(grid)
+    for k, regret in s["regret"].items():  # test_best minimizes mean test loss on the same models
+        assert regret >= -1e-7, k
+    assert np.isfinite(s["test_loss"]["zero"])
+
+
+# --- 8: overhead ----------------------------------------------------------------------------
+
+
+def test_overhead(smoke):
+    s = summary(smoke, "overhead")
+    assert s["relative"]["K=2"]["none"] == 1.0
+    assert set(s["relative"]["K=2"]) == {"none", "wd"}
+    assert all(v > 0 for v in s["per_step_us"]["K=2"].values())
+
+
+def test_overhead_timer_and_runner_do_the_work_they_claim():
+    mod = study("overhead")
+    times = mod.time_all({"fast": lambda: None, "slow": lambda: time.sleep(0.01)}, repeats=3)
+    assert len(times["fast"]) == 3 and min(times["slow"]) > max(times["fast"])
+    fn, compile_s = mod.make_runner("wd", 2, wdjax.SweepConfig(), 13, wdjax.load("digits"))
+    states, metrics = fn()
+    assert metrics["train_loss"].shape == (2,) and compile_s > 0
+    np.testing.assert_array_equal(np.asarray(states.step), [13, 13])  # 13 steps (> 1 epoch)
+    assert np.isnan(metrics["val_loss"]).all() and np.isnan(metrics["test_loss"]).all()
