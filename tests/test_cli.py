@@ -1,27 +1,21 @@
 """The `python -m wdjax` command end to end, and its error paths."""
 
+import dataclasses
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+from helpers import child_xla_flags
 from test_idx import tiny_arrays, write_set
 
 from wdjax import cli, idx
-from wdjax.config import ConfigError, parse_grid
-
-
-def test_parse_grid_lists_and_log_ranges():
-    assert parse_grid("0,1e-3", "--strength") == (0.0, 1e-3)
-    g = parse_grid("1e-6:1e-1:6", "--strength")
-    assert len(g) == 6 and g[0] == pytest.approx(1e-6) and g[-1] == pytest.approx(1e-1)
-    assert g[1] / g[0] == pytest.approx(10.0)
-    assert parse_grid("0, 1e-2:1e-1:2", "--strength") == pytest.approx((0.0, 1e-2, 1e-1))
-    for bad in ("", "a", "1e-6:1e-1", "0:1:3", "1e-3:1e-1:0"):
-        with pytest.raises(ConfigError, match="--strength"):
-            parse_grid(bad, "--strength")
+from wdjax.config import RunOptions, SweepConfig, flag_of
 
 
 def test_cli_sweep_end_to_end(tmp_path, capsys):
@@ -48,6 +42,15 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
         (["--batch-size", "100000"], "--batch-size"),
         (["--coordinator", "127.0.0.1:1"], "--num-processes"),
         (["--cpu-devices", "0"], "--cpu-devices"),
+        (["--lr", "-1e-3"], "--lr"),  # a negative value parses, and is refused by its check
+        (["--strength", "-1e-3"], "--strength"),
+        (["--val-size", "1.5"], "--val-size"),
+        (["--seeds", "two"], "--seeds"),
+        (["--epochs", "0"], "--epochs"),
+        (["--dropout", "1"], "--dropout"),
+        (["--checkpoint-every", "0"], "--checkpoint-every"),
+        (["--no-such-flag"], "--no-such-flag"),
+        (["--lr"], "--lr"),
     ],
 )
 def test_cli_bad_flags_exit_2_with_one_line(tmp_path, capsys, flags, needle):
@@ -114,3 +117,69 @@ def test_cli_bad_idx_file_exits_2_naming_it(tmp_path, capsys, tiny_fashion):
     err = capsys.readouterr().err
     assert err.startswith("error:") and str(tiny_fashion["y_test"]) in err and "truncated" in err
     assert not (tmp_path / "r").exists() and not (tmp_path / "data" / "wdjax_cache").exists()
+
+
+def test_every_setting_has_a_flag_and_parses_into_its_field():
+    argv = ["sweep", "--standardize", "--hidden", "32,16", "--val-size", "500", "--train-size",
+            "none", "--strength", "0,1e-3", "--lr", "3e-3", "--dtype", "float64",
+            "--checkpoint-every", "5", "--no-batchnorm", "-v"]  # fmt: skip
+    cfg, opts = cli.parse(argv)
+    assert cfg == SweepConfig(standardize=True, hidden=(32, 16), val_size=500, train_size=None,
+                              strengths=(0.0, 1e-3), lrs=(3e-3,), dtype="float64")  # fmt: skip
+    assert opts == RunOptions(checkpoint_every="5", verbose=True)
+    assert (
+        isinstance(cfg.val_size, int)
+        and cli.parse(["sweep", "--val-size", "0.25"])[0].val_size == 0.25
+    )
+    flags = cli.build_parser()._subparsers._group_actions[0].choices["sweep"].format_help()
+    for cls in (SweepConfig, RunOptions):
+        for f in dataclasses.fields(cls):
+            assert flag_of(f) in flags, f.name
+
+
+def test_out_naming_a_file_is_one_line_exit_2(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert cli.main(["sweep", "--out", str(tmp_path / "file"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: --out:") and "is a file" in err
+
+
+def test_no_validation_set_selects_by_training_loss_and_says_so(tmp_path, capsys):
+    argv = ["sweep", "--val-size", "0", "--strength", "0,1e-2", "--epochs", "1", "--batch-size",
+            "64", "--out", str(tmp_path / "r"), "--quiet"]  # fmt: skip
+    assert cli.main(argv) == 0
+    assert "best by train_loss" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["selected_by"] == "train_loss"
+
+
+def _child_env():
+    return dict(os.environ, XLA_FLAGS=child_xla_flags(devices=None), WDJAX_OFFLINE="1")
+
+
+SIGINT_FLAGS = ["sweep", "--strength", "1e-4,1e-2", "--epochs", "20", "--batch-size", "32",
+                "--lr", "1e-2", "--cpu-devices", "1", "--checkpoint-every", "1000s"]  # fmt: skip
+
+
+def test_ctrl_c_saves_and_prints_the_command_that_resumes_bit_identically(tmp_path):
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    run = [sys.executable, "-m", "wdjax"]
+    subprocess.run([*run, *SIGINT_FLAGS, "--out", str(full), "--quiet"], env=_child_env(),
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    proc = subprocess.Popen([*run, *SIGINT_FLAGS, "--out", str(cut)], env=_child_env(),
+                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    for line in proc.stderr:  # one log line per epoch when stderr is not a terminal
+        if "epoch 3/20" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, err
+    last = err.strip().splitlines()[-1]
+    assert "stopped after chunk 1/1, epoch" in last and "Traceback" not in err
+    command = last.split("continue with: ")[1]
+    assert command.endswith("--resume") and f"--out {cut}" in command
+    argv = shlex.split(command.replace("python", sys.executable, 1))
+    subprocess.run(argv, env=_child_env(), check=True, capture_output=True, timeout=300)
+    assert (cut / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
+    a, b = np.load(cut / "params.npz"), np.load(full / "params.npz")
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    assert not (cut / "checkpoints").exists()

@@ -14,11 +14,12 @@ Public API (explicit re-exports; the modules are the implementation):
 
 from wdjax.config import ConfigError, SweepConfig, parse_grid
 from wdjax.data import DATASETS, Dataset, DatasetError, kfold_indices, load
+from wdjax.devices import use_cpu_devices
 from wdjax.metrics import accuracy, cross_entropy, unit_angular_update, weight_stats
 from wdjax.models import MODELS, make_model, param_count
 from wdjax.optim import OPTIMIZERS, STRATEGIES, make_optimizer
 from wdjax.penalties import decay_mask, group_lasso_penalty, l1_penalty, l2_penalty
-from wdjax.runner import SweepResult, load_result, sweep, use_cpu_devices
+from wdjax.runner import SweepResult, load_result, sweep
 from wdjax.train import Data, Engine, Hyper, MemberState
 from wdjax.transforms import (
     adam_prox,

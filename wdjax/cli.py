@@ -5,161 +5,143 @@ embedded ``digits`` dataset, in one compiled call per epoch::
 
     python -m wdjax sweep --reg wd --strength 1e-6:1e-1:32 --seeds 3
 
-User errors (bad flags, a dataset that is not prepared offline) print one ``error:`` line and exit
-with status 2, before any compilation.
+The flags are generated from :class:`wdjax.SweepConfig` and :class:`wdjax.config.RunOptions`
+(one declaration per setting: help, default, parser, check). Bad input prints one ``error:`` line
+naming the flag and exits with status 2, before any compilation. Ctrl-C stops at the next epoch
+boundary, saves a checkpoint and prints the command that continues the run (exit 130); a second
+Ctrl-C stops at once.
 """
 
 import argparse
+import dataclasses
 import datetime
+import logging
 import os
+import shlex
 import sys
 
-from wdjax.config import ConfigError, SweepConfig, parse_grid
+from wdjax.config import ConfigError, RunOptions, SweepConfig, check_fields, flag_of
+
+log = logging.getLogger("wdjax")
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own errors: one line, exit 2, no usage dump
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _add(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
+    help_text = field.metadata["help"]
+    if isinstance(field.default, bool):
+        action = argparse.BooleanOptionalAction
+        parser.add_argument(flag_of(field), dest=field.name, action=action, default=None,
+                            help=f"{help_text} (default: {field.default})")  # fmt: skip
+        return
+    shown = ",".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
+    parser.add_argument(flag_of(field), dest=field.name, default=None, metavar="VALUE",
+                        help=f"{help_text} (default: {shown})")  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = SweepConfig()
-    p = argparse.ArgumentParser(prog="wdjax", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser(
-        "sweep",
-        help="train a grid of regularization strengths in one program",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    a = s.add_argument
-    a(
-        "--dataset",
-        default=d.dataset,
-        help="digits (embedded, offline), fashion_mnist / mnist / kmnist (idx files, e.g. apt-get "
-        "install dataset-fashion-mnist) or a TFDS name",
-    )
-    a("--data-dir", default=os.environ.get("TFDS_DATA_DIR"), help="TFDS data_dir")
-    a(
-        "--raw-dir",
-        default=None,
-        help="mnist, fashion_mnist, kmnist: a folder holding the 4 original idx files (.gz or "
-        "not); default $WDJAX_RAW_DIR",
-    )
-    a("--model", default=d.model, help="mlp, cnn or resnet")
-    a("--hidden", type=_ints, default=d.hidden, help="MLP hidden widths, e.g. 64,64")
-    a("--optimizer", default=d.optimizer, help="sgd, momentum or adam")
-    a("--momentum", type=float, default=d.momentum, help="momentum coefficient μ")
-    a(
-        "--reg",
-        default=d.reg,
-        help="none, l1, l2, wd, wd_paper, l1_prox, elastic_net_prox, group_lasso_prox",
-    )
-    a("--strength", default="1e-4", help="λ grid: 0,1e-4,1e-3 or a log range 1e-6:1e-1:32")
-    a("--lr", default="1e-3", help="learning-rate grid (same syntax)")
-    a("--seeds", type=int, default=d.seeds, help="number of seeds (0..N-1)")
-    a("--folds", type=int, default=d.folds, help="k-fold cross-validation (members per point)")
-    a("--l1-ratio", type=float, default=d.l1_ratio, help="elastic net: l1 = λ·ρ, l2 = λ·(1−ρ)")
-    a("--epochs", type=int, default=d.epochs)
-    a("--batch-size", type=int, default=d.batch_size)
-    a("--dropout", type=float, default=d.dropout)
-    a("--batchnorm", action="store_true")
-    a("--train-size", type=int, default=None, help="subset of the training pool")
-    a("--val-size", type=float, default=d.val_size, help="validation: a fraction or a count")
-    a(
-        "--label-noise",
-        type=float,
-        default=d.label_noise,
-        help="fraction of training labels flipped",
-    )
-    a("--data-seed", type=int, default=d.data_seed, help="batch order, splits, noise")
-    a(
-        "--dtype",
-        default=d.dtype,
-        help="float32, or float64 (turns on jax_enable_x64 for this process: exact comparisons)",
-    )
-    a("--chunk-size", type=int, default=None, help="members per compiled call (memory)")
-    a(
-        "--cpu-devices",
-        type=int,
-        default=None,
-        help="on CPU, run members as this many concurrent programs (default: 2 per core, at most "
-        "8; 1: one program); ignored on accelerators and in multi-process runs",
-    )
-    a("--out", default=None, help="run directory (default results/<timestamp>)")
-    a("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    a("--coordinator", default=None, help="HOST:PORT of process 0 (multi-process runs)")
-    a("--num-processes", type=int, default=None)
-    a("--process-id", type=int, default=None)
-    a("--quiet", action="store_true", help="no progress bar")
+    p = _Parser(prog="wdjax", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    s = sub.add_parser("sweep", help="train a grid of regularization strengths in one program")
+    s.add_argument("-v", dest="verbose", action="store_const", const=True, default=None,
+                   help="same as --verbose")  # fmt: skip
+    for cls in (SweepConfig, RunOptions):
+        for field in dataclasses.fields(cls):
+            _add(s, field)
     return p
 
 
-def config_from_args(args) -> SweepConfig:
-    val = args.val_size
-    return SweepConfig(
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        raw_dir=args.raw_dir,
-        model=args.model,
-        hidden=tuple(args.hidden),
-        dropout=args.dropout,
-        batchnorm=args.batchnorm,
-        optimizer=args.optimizer,
-        reg=args.reg,
-        strengths=parse_grid(args.strength, "--strength"),
-        lrs=parse_grid(args.lr, "--lr"),
-        seeds=args.seeds,
-        folds=args.folds,
-        l1_ratio=args.l1_ratio,
-        momentum=args.momentum,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        train_size=args.train_size,
-        val_size=int(val) if val >= 1 else val,
-        label_noise=args.label_noise,
-        data_seed=args.data_seed,
-        chunk_size=args.chunk_size,
-        dtype=args.dtype,
-    )
+def _parse_value(field: dataclasses.Field, value):
+    """A flag's text (or a BooleanOptionalAction's bool) -> the field's value."""
+    if isinstance(value, bool):
+        return value
+    parse = field.metadata.get("parse") or type(field.default)
+    try:
+        return parse(value)
+    except ValueError as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"{flag_of(field)}: cannot read {value!r} ({e})") from None
 
 
-def _distributed(args) -> None:
-    given = [
-        args.coordinator is not None,
-        args.num_processes is not None,
-        args.process_id is not None,
-    ]
-    if not any(given):
-        return
-    if not all(given):
-        raise ConfigError(
-            "--coordinator, --num-processes and --process-id go together: "
-            "give all three (or none for a single process)"
-        )
+def _from_args(cls, args: argparse.Namespace):
+    given = {f.name: _parse_value(f, getattr(args, f.name)) for f in dataclasses.fields(cls)
+             if getattr(args, f.name) is not None}  # fmt: skip
+    return cls(**given)
+
+
+def _join_values(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``--lr -1e-3`` -> ``--lr=-1e-3``: argparse takes a value starting with '-' for a flag."""
+    takes_value = {o for a in parser._actions for o in a.option_strings if a.nargs is None}
+    takes_value |= {o for a in _sweep(parser)._actions for o in a.option_strings
+                    if a.nargs is None and a.const is None}  # fmt: skip
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] in takes_value and i + 1 < len(argv) and argv[i + 1].startswith("-"):
+            out.append(f"{argv[i]}={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
+def _sweep(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    return parser._subparsers._group_actions[0].choices["sweep"]
+
+
+def parse(argv: list[str]) -> tuple[SweepConfig, RunOptions]:
+    """Command line -> (config, options), both checked field by field (ConfigError otherwise)."""
+    parser = build_parser()
+    args = parser.parse_args(_join_values(list(argv), parser))
+    cfg, opts = _from_args(SweepConfig, args), _from_args(RunOptions, args)
+    check_fields(opts)
+    check_fields(cfg)
+    return cfg, opts
+
+
+def resume_command(argv: list[str], out: str) -> str:
+    """The command that continues this run: the same flags, ``--out`` and ``--resume``."""
+    argv = list(argv)
+    if "--out" not in argv and not any(a.startswith("--out=") for a in argv):
+        argv += ["--out", out]
+    if "--resume" not in argv:
+        argv.append("--resume")
+    return "python -m wdjax " + shlex.join(argv)
+
+
+def _setup(cfg: SweepConfig, opts: RunOptions) -> None:
+    """Process-wide settings, before JAX starts: logging, float64, CPU split, processes."""
+    level = logging.WARNING if opts.quiet else logging.DEBUG if opts.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
     import jax
 
-    # CPU processes need a collectives implementation (GPU/TPU ignore it). Asking for the backend
-    # here would initialise XLA before jax.distributed may.
-    jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    if cfg.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    given = [opts.coordinator is not None, opts.num_processes is not None,
+             opts.process_id is not None]  # fmt: skip
+    if any(given) and not all(given):
+        raise ConfigError(
+            "--coordinator: --coordinator, --num-processes and --process-id go together: "
+            "give all three (or none for a single process)"
+        )
+    if all(given):
+        # CPU processes need a collectives implementation (GPU/TPU ignore it). Asking for the
+        # backend here would initialise XLA before jax.distributed may.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(opts.coordinator, opts.num_processes, opts.process_id)
+    elif opts.cpu_devices is not None or min(cfg.chunk_size or cfg.num_members,
+                                             cfg.num_members) >= 2:  # fmt: skip
+        from wdjax.devices import use_cpu_devices
 
-
-def _cpu_devices(args, cfg: SweepConfig) -> None:
-    from wdjax.runner import use_cpu_devices
-
-    if args.num_processes is not None:
-        return
-    if args.cpu_devices is None and min(cfg.chunk_size or cfg.num_members, cfg.num_members) < 2:
-        return  # one member runs on one device, and a split CPU runs that ~20 % slower
-    try:
-        use_cpu_devices(args.cpu_devices)
-    except ConfigError:
-        if args.cpu_devices is not None:  # asked for explicitly: say why it cannot be done
-            raise  # (the default is best effort: JAX may already run in this process)
+        try:  # one member runs on one device (a split CPU runs that ~20 % slower)
+            use_cpu_devices(opts.cpu_devices)
+        except ConfigError:
+            if opts.cpu_devices is not None:  # asked for explicitly: say why it cannot be done
+                raise
 
 
 def dataset_line(d: dict) -> str:
@@ -175,39 +157,48 @@ def dataset_line(d: dict) -> str:
     )
 
 
+def _report(result, out: str) -> None:
+    s = result.summary
+    if "dataset" in result.meta:  # runs made before meta recorded it have none
+        print(dataset_line(result.meta["dataset"]))
+    print(f"{result.config.num_members} members, {result.meta['run_seconds']:.1f}s "
+          f"(compile {result.meta['compile_seconds']:.1f}s) -> {out}")  # fmt: skip
+    best = s["members"][s["best_member"]]
+    print(f"best by {s['selected_by']}: member {best['member']} (λ={best['strength']:.3g}, "
+          f"lr={best['lr']:.3g}, seed {best['seed']}): test acc {best['final']['test_acc']:.4f}, "
+          f"test loss {best['final']['test_loss']:.4f}")  # fmt: skip
+    if s["diverged"]:
+        print(f"diverged members (frozen at the start of their diverging epoch): {s['diverged']}")
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     from wdjax.data import DatasetError
-    from wdjax.runner import sweep
+    from wdjax.runner import Interrupted, sweep
 
+    out = None
     try:
-        cfg = config_from_args(args)
-        if cfg.dtype == "float64":
-            import jax
-
-            jax.config.update("jax_enable_x64", True)
-        _cpu_devices(args, cfg)
-        _distributed(args)
-        out = args.out or os.path.join("results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        result = sweep(cfg, out=out, resume=args.resume, progress=not args.quiet)
+        try:
+            cfg, opts = parse(argv)
+        except SystemExit as e:  # argparse: --help (0) or its own one-line error (2)
+            return e.code
+        _setup(cfg, opts)
+        out = opts.out or os.path.join("results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+        result = sweep(cfg, out=out, resume=opts.resume, progress=not opts.quiet,
+                       checkpoint_every=opts.checkpoint_every)  # fmt: skip
     except (ConfigError, DatasetError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    s = result.summary
-    best = s["members"][s["best_member"]]
-    if "dataset" in result.meta:  # runs made before meta recorded it have none
-        print(dataset_line(result.meta["dataset"]))
-    print(
-        f"{cfg.num_members} members, {result.meta['run_seconds']:.1f}s "
-        f"(compile {result.meta['compile_seconds']:.1f}s) -> {out}"
-    )
-    print(
-        f"best by {s['selected_by']}: member {best['member']} (λ={best['strength']:.3g}, "
-        f"lr={best['lr']:.3g}, seed {best['seed']}): test acc {best['final']['test_acc']:.4f}, "
-        f"test loss {best['final']['test_loss']:.4f}"
-    )
-    if s["diverged"]:
-        print(f"diverged members (frozen at the start of their diverging epoch): {s['diverged']}")
+    except Interrupted as e:
+        print(f"\n{e}; continue with: {resume_command(argv, out)}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        resumable = out and os.path.exists(os.path.join(out, "config.json"))
+        again = f"continue with: {resume_command(argv, out)}" if resumable else "run it again"
+        print(f"\ninterrupted before the next checkpoint (any earlier one is kept); {again}",
+              file=sys.stderr)  # fmt: skip
+        return 130
+    _report(result, out)
     return 0
 
 

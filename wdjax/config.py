@@ -1,51 +1,207 @@
-"""Sweep configuration: one frozen dataclass, grid parsing, and validation before any work.
+"""Sweep configuration: each setting's type, default, help, flag and check in one place.
 
 A sweep's *members* are the Cartesian product strengths × learning rates × seeds (× folds), in that
 order, so member ``m`` has ``strength = strengths[m // (L·S·F)]`` and so on. Everything that varies
 across members is data (traced arrays in the compiled step); everything else is static and decides
 the compiled program.
+
+Every field is declared with :func:`setting`: its default, help text, command-line flag, a parser
+from the flag's text and, where no library function already guards it, a check. The CLI
+(:mod:`wdjax.cli`) is generated from these declarations, and :func:`validate` runs the checks and
+then the guarded code itself (model construction, ``make_optimizer``, the data loader's argument
+checks), so a new field is one declaration plus its use. :class:`SweepConfig` is what a run's
+results depend on (``config.json``, compared on resume); :class:`RunOptions` is how one run is
+executed (output folder, checkpoints, devices, logging) and may change between resumes.
 """
 
 import dataclasses
 import itertools
 import math
-from collections.abc import Sequence
+import re
+from collections.abc import Callable
 
 import numpy as np
 
 
 class ConfigError(ValueError):
-    """A sweep setting is invalid; the message names the setting (and its CLI flag) and the fix."""
+    """A bad setting; the message starts with its flag and says how to fix it (one line)."""
+
+
+def setting(default, help: str, *, flag: str | None = None, parse: Callable | None = None,
+            check: Callable | None = None):  # fmt: skip
+    """A config field: ``default``; ``help``; ``flag`` (default ``--field-name``); ``parse``
+    (text -> value, raising ValueError; default from the default's type); ``check`` (value ->
+    None, or a message saying what the value must be)."""
+    meta = {"help": help, "flag": flag, "parse": parse, "check": check}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flag_of(field: dataclasses.Field) -> str:
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+# --- parsers (text -> value) and checks (value -> message or None) -------------------------------
+
+
+def parse_grid(text: str, flag: str = "--strength") -> tuple[float, ...]:
+    """Parse ``"1e-3,1e-2"`` (a list) or ``"1e-6:1e-1:32"`` (32 log-spaced values, ends included).
+
+    ``"0,1e-4:1e-1:8"`` mixes both (comma-separated items, each a value or a log range).
+    """
+    values = []
+    for item in filter(None, (i.strip() for i in str(text).split(","))):
+        parts = item.split(":")
+        try:
+            if len(parts) == 1:
+                values.append(float(parts[0]))
+                continue
+            if len(parts) != 3:
+                raise ValueError
+            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
+        except ValueError:
+            raise ConfigError(
+                f"{flag}: cannot parse {item!r}; give numbers separated by commas or a log range "
+                "LOW:HIGH:COUNT such as 1e-6:1e-1:32"
+            ) from None
+        if not (lo > 0 and hi > 0 and n >= 1):
+            raise ConfigError(
+                f"{flag}: log range {item!r} needs LOW > 0, HIGH > 0 and COUNT ≥ 1 "
+                "(use a plain 0 item, e.g. '0,1e-6:1e-1:32', to include λ = 0)"
+            )
+        values.extend(np.geomspace(lo, hi, n).tolist() if n > 1 else [lo])
+    if not values:
+        raise ConfigError(f"{flag}: the grid is empty; give at least one value")
+    return tuple(values)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(t) for t in text.split(",") if t.strip())
+
+
+def _optional_int(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
+
+
+def _count_or_fraction(text: str) -> int | float:
+    v = float(text)
+    if v >= 1 and v != int(v):
+        raise ValueError(f"{text!r} is neither a fraction in [0, 1) nor a whole count")
+    return int(v) if v >= 1 else v
+
+
+def _at_least(low: int, optional: bool = False) -> Callable:
+    def check(v):
+        if optional and v is None:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
+            return f"must be an integer ≥ {low}"
+        return None
+
+    return check
+
+
+def _finite_grid(positive: bool) -> Callable:
+    def check(values):
+        if len(values) == 0:
+            return "is empty: give at least one value"
+        for v in values:
+            if not isinstance(v, int | float | np.floating | np.integer) or not math.isfinite(v):
+                return f"has {v!r}: every value must be a finite number"
+            if v < 0 or (positive and v == 0):
+                return f"has {v!r}: every value must be {'> 0' if positive else '≥ 0'}"
+        return None
+
+    return check
+
+
+def _one_of(*choices: str) -> Callable:
+    return lambda v: None if v in choices else f"choose one of {choices}"
+
+
+def _known_dataset(name) -> str | None:
+    from wdjax.sources import DATASETS
+
+    if name in DATASETS or str(name).startswith("emnist/"):
+        return None
+    return f"is unknown; choose one of {DATASETS} (or emnist/<config>)"
+
+
+def _every(text) -> str | None:
+    if not re.fullmatch(r"\d+(\.\d+)?[sm]|\d+", str(text)) or float(str(text).rstrip("sm")) <= 0:
+        return "give a count of epochs (e.g. 5) or a time (e.g. 60s, 10m) greater than 0"
+    return None
+
+
+# --- the two configs ----------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class SweepConfig:
-    """Everything that defines a sweep. Defaults reproduce the tutorial's MLP on ``digits``."""
+    """Everything a sweep's results depend on. Defaults: the tutorial's MLP on ``digits``."""
 
-    dataset: str = "digits"
-    data_dir: str | None = None
-    raw_dir: str | None = None  # mnist / fashion_mnist / kmnist idx files (see wdjax.idx)
-    model: str = "mlp"
-    hidden: tuple[int, ...] = (64, 64)
-    dropout: float = 0.0
-    batchnorm: bool = False
-    optimizer: str = "adam"
-    reg: str = "wd"
-    strengths: tuple[float, ...] = (1e-4,)
-    lrs: tuple[float, ...] = (1e-3,)
-    seeds: int = 1
-    folds: int = 1
-    l1_ratio: float = 0.5
-    momentum: float = 0.9
-    epochs: int = 10
-    batch_size: int = 128
-    train_size: int | None = None
-    val_size: float = 0.1
-    label_noise: float = 0.0
-    data_seed: int = 0
-    standardize: bool = False
-    chunk_size: int | None = None
-    dtype: str = "float32"
+    dataset: str = setting(
+        "digits",
+        "digits (embedded, offline), fashion_mnist / mnist / kmnist (idx files, e.g. apt-get "
+        "install dataset-fashion-mnist) or a TFDS name",
+        check=_known_dataset,
+    )
+    data_dir: str | None = setting(
+        None, "TFDS data_dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)", parse=str
+    )
+    raw_dir: str | None = setting(
+        None,
+        "mnist, fashion_mnist, kmnist: a folder holding the 4 original idx files (.gz or not); "
+        "default $WDJAX_RAW_DIR",
+        parse=str,
+    )
+    model: str = setting("mlp", "mlp, cnn or resnet")
+    hidden: tuple[int, ...] = setting((64, 64), "MLP hidden widths, e.g. 64,64", parse=_ints)
+    dropout: float = setting(0.0, "dropout rate in [0, 1)")
+    batchnorm: bool = setting(False, "BatchNorm after each hidden layer")
+    optimizer: str = setting("adam", "sgd, momentum or adam")
+    reg: str = setting(
+        "wd", "none, l1, l2, wd, wd_paper, l1_prox, elastic_net_prox or group_lasso_prox"
+    )
+    strengths: tuple[float, ...] = setting(
+        (1e-4,),
+        "λ grid: 0,1e-4,1e-3 or a log range 1e-6:1e-1:32",
+        flag="--strength",
+        parse=lambda t: parse_grid(t, "--strength"),
+        check=_finite_grid(positive=False),
+    )
+    lrs: tuple[float, ...] = setting(
+        (1e-3,),
+        "learning-rate grid (same syntax)",
+        flag="--lr",
+        parse=lambda t: parse_grid(t, "--lr"),
+        check=_finite_grid(positive=True),
+    )
+    seeds: int = setting(1, "number of seeds (0..N-1)", check=_at_least(1))
+    folds: int = setting(1, "k-fold cross-validation (members per point)", check=_at_least(1))
+    l1_ratio: float = setting(0.5, "elastic net: l1 = λ·ρ, l2 = λ·(1−ρ)")
+    momentum: float = setting(0.9, "momentum coefficient μ (optimizer momentum)")
+    epochs: int = setting(10, "epochs", check=_at_least(1))
+    batch_size: int = setting(128, "batch size", check=_at_least(1))
+    train_size: int | None = setting(
+        None, "subset of the training pool (default: all)", parse=_optional_int
+    )
+    val_size: float = setting(
+        0.1,
+        "validation: a fraction in [0, 1) of the training pool or a whole count; 0: no "
+        "validation set (the best setting is then chosen by training loss)",
+        parse=_count_or_fraction,
+    )
+    label_noise: float = setting(0.0, "fraction of training labels flipped")
+    data_seed: int = setting(0, "batch order, splits, noise")
+    standardize: bool = setting(False, "standardize pixels by the training split's statistics")
+    chunk_size: int | None = setting(
+        None, "members per compiled call (memory)", parse=_optional_int, check=_at_least(1, True)
+    )
+    dtype: str = setting(
+        "float32",
+        "float32, or float64 (turns on jax_enable_x64 for the process: exact comparisons)",
+        check=_one_of("float32", "float64"),
+    )
 
     @property
     def num_members(self) -> int:
@@ -73,113 +229,101 @@ class SweepConfig:
 
     @classmethod
     def from_json(cls, d: dict) -> "SweepConfig":
-        d = dict(d)
-        for k in ("hidden", "strengths", "lrs"):
-            if k in d and d[k] is not None:
-                d[k] = tuple(d[k])
-        return cls(**d)
+        """From ``to_json``'s dict (lists back to tuples, by the fields' declared types)."""
+        tuples = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, tuple)}
+        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in d.items()})
 
 
-def parse_grid(text: str, flag: str) -> tuple[float, ...]:
-    """Parse ``"1e-3,1e-2"`` (a list) or ``"1e-6:1e-1:32"`` (32 log-spaced values, ends included).
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How one run executes: where it writes, checkpoints, devices, logging (not results)."""
 
-    ``"0,1e-4:1e-1:8"`` mixes both (comma-separated items, each a value or a log range).
-    """
-    values = []
-    for item in str(text).split(","):
-        item = item.strip()
-        if not item:
-            continue
-        parts = item.split(":")
-        try:
-            if len(parts) == 1:
-                values.append(float(parts[0]))
-                continue
-            if len(parts) != 3:
-                raise ValueError
-            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-        except ValueError:
-            raise ConfigError(
-                f"{flag}: cannot parse {item!r}; give numbers separated by commas or a log range "
-                "LOW:HIGH:COUNT such as 1e-6:1e-1:32"
-            ) from None
-        if not (lo > 0 and hi > 0 and n >= 1):
-            raise ConfigError(
-                f"{flag}: log range {item!r} needs LOW > 0, HIGH > 0 and COUNT ≥ 1 "
-                "(use a plain 0 item, e.g. '0,1e-6:1e-1:32', to include λ = 0)"
-            )
-        values.extend(np.geomspace(lo, hi, n).tolist() if n > 1 else [lo])
-    if not values:
-        raise ConfigError(f"{flag}: the grid is empty; give at least one value")
-    return tuple(values)
+    out: str | None = setting(None, "run directory (default results/<timestamp>)", parse=str)
+    resume: bool = setting(False, "continue the run in --out from its checkpoint")
+    checkpoint_every: str = setting(
+        "60s",
+        "save a checkpoint every N epochs (e.g. 5) or every T seconds/minutes (60s, 10m); one "
+        "is also saved when the run is interrupted",
+        parse=str,
+        check=_every,
+    )
+    cpu_devices: int | None = setting(
+        None,
+        "on CPU, run members as this many concurrent programs (default: 2 per core, at most 8; "
+        "1: one program); ignored on accelerators and in multi-process runs",
+        parse=_optional_int,
+        check=_at_least(1, True),
+    )
+    coordinator: str | None = setting(None, "HOST:PORT of process 0 (multi-process)", parse=str)
+    num_processes: int | None = setting(None, "process count", parse=_optional_int)
+    process_id: int | None = setting(None, "this process's index", parse=_optional_int)
+    quiet: bool = setting(False, "no progress bar; warnings and errors only")
+    verbose: bool = setting(False, "debug messages (compile, cache, checkpoints)")
 
 
-def _check_values(values: Sequence[float], name: str, flag: str, positive: bool) -> None:
-    if len(values) == 0:
-        raise ConfigError(f"{name} ({flag}) is empty: give at least one value")
-    for v in values:
-        if not isinstance(v, int | float | np.floating | np.integer) or not math.isfinite(v):
-            raise ConfigError(f"{name} ({flag}) has {v!r}: every value must be a finite number")
-        if v < 0 or (positive and v == 0):
-            need = "> 0" if positive else "≥ 0"
-            raise ConfigError(f"{name} ({flag}) has {v!r}: every value must be {need}")
+# --- validation ---------------------------------------------------------------------------------
+
+# Argument names of the guarded library functions -> the config field they come from.
+_MODEL_ARGS = {"model": "model", "hidden": "hidden", "dropout": "dropout", "batchnorm": "batchnorm"}
+_OPTIM_ARGS = {"optimizer": "optimizer", "reg": "reg", "learning_rate": "lrs",
+               "strength": "strengths", "momentum": "momentum", "l1_ratio": "l1_ratio"}  # fmt: skip
+_DATA_ARGS = {"name": "dataset", "val_size": "val_size", "train_size": "train_size",
+              "label_noise": "label_noise", "seed": "data_seed"}  # fmt: skip
+
+
+def check_fields(obj) -> None:
+    """Run each field's own ``check``; raise ConfigError naming the flag of the first bad one."""
+    for f in dataclasses.fields(obj):
+        check = f.metadata.get("check")
+        value = getattr(obj, f.name)
+        message = check(value) if check else None
+        if message:
+            raise ConfigError(f"{flag_of(f)}: {f.name} is {value!r}: {message}")
+
+
+def _guarded(call: Callable, args: dict[str, str]) -> None:
+    """Run a library function's own checks; its error names an argument: say which flag."""
+    try:
+        call()
+    except (ValueError, TypeError) as e:
+        text = str(e)
+        hits = [
+            (m.start(), f) for a, f in args.items() for m in [re.search(rf"\b{a}\b", text)] if m
+        ]
+        field = min(hits)[1] if hits else next(iter(args.values()))
+        flag = flag_of(next(f for f in dataclasses.fields(SweepConfig) if f.name == field))
+        raise ConfigError(f"{flag}: {text}") from None
 
 
 def validate(cfg: SweepConfig) -> None:
     """Raise :class:`ConfigError` naming the first bad setting; no data loaded, nothing compiled."""
     from wdjax import data, models, optim  # local: keep config importable on its own
 
-    if cfg.model not in models.MODELS:
-        raise ConfigError(
-            f"model (--model) {cfg.model!r} is unknown; choose one of {models.MODELS}"
-        )
-    if cfg.optimizer not in optim.OPTIMIZERS:
-        raise ConfigError(
-            f"optimizer (--optimizer) {cfg.optimizer!r} is unknown; "
-            f"choose one of {optim.OPTIMIZERS}"
-        )
-    if cfg.reg not in optim.STRATEGIES:
-        raise ConfigError(f"reg (--reg) {cfg.reg!r} is unknown; choose one of {optim.STRATEGIES}")
-    name = cfg.dataset
-    if name not in data.DATASETS and not name.startswith("emnist/"):
-        raise ConfigError(f"dataset (--dataset) {name!r} is unknown; choose one of {data.DATASETS}")
-    _check_values(cfg.strengths, "strengths", "--strength", positive=False)
-    _check_values(cfg.lrs, "lrs", "--lr", positive=True)
-    if cfg.reg == "none" and any(s != 0 for s in cfg.strengths):
-        raise ConfigError(
-            "strengths (--strength) must be 0 with reg (--reg) 'none': members would be labelled "
-            "with a λ they do not use; pass --strength 0 or choose a regularizer"
-        )
-    ints = dict(
-        seeds=("--seeds", 1),
-        epochs=("--epochs", 1),
-        batch_size=("--batch-size", 1),
-        folds=("--folds", 1),
-    )
-    for field, (flag, low) in ints.items():
-        v = getattr(cfg, field)
-        if not isinstance(v, int | np.integer) or isinstance(v, bool) or v < low:
-            raise ConfigError(f"{field} ({flag}) is {v!r}: it must be an integer ≥ {low}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ConfigError(f"dropout (--dropout) is {cfg.dropout!r}: it must be in [0, 1)")
-    if not 0.0 <= cfg.label_noise <= 1.0:
-        raise ConfigError(
-            f"label_noise (--label-noise) is {cfg.label_noise!r}: it must be in [0, 1]"
-        )
-    if not 0.0 <= cfg.l1_ratio <= 1.0:
-        raise ConfigError(f"l1_ratio (--l1-ratio) is {cfg.l1_ratio!r}: it must be in [0, 1]")
-    if cfg.train_size is not None and cfg.train_size < 1:
-        raise ConfigError(f"train_size (--train-size) is {cfg.train_size!r}: give a positive count")
-    if cfg.chunk_size is not None and cfg.chunk_size < 1:
-        raise ConfigError(f"chunk_size (--chunk-size) is {cfg.chunk_size!r}: give a positive count")
-    if cfg.dtype not in ("float32", "float64"):
-        raise ConfigError(f"dtype is {cfg.dtype!r}: choose 'float32' or 'float64'")
+    check_fields(cfg)
     if cfg.dtype == "float64":
         import jax
 
         if not jax.config.jax_enable_x64:
             raise ConfigError(
-                "dtype='float64' needs jax_enable_x64: run under jax.enable_x64(True)"
+                "--dtype: float64 needs jax_enable_x64: run under jax.enable_x64(True) "
+                "(the CLI turns it on)"
             )
-    if any(h < 1 for h in cfg.hidden):
-        raise ConfigError(f"hidden (--hidden) is {cfg.hidden!r}: every width must be ≥ 1")
+    _guarded(
+        lambda: models.make_model(
+            cfg.model, 10, hidden=cfg.hidden, dropout=cfg.dropout, batchnorm=cfg.batchnorm
+        ),  # fmt: skip
+        _MODEL_ARGS,
+    )
+    for strength, lr in itertools.product(cfg.strengths, cfg.lrs):
+        _guarded(
+            lambda s=strength, lr=lr: optim.make_optimizer(
+                cfg.optimizer, lr, cfg.reg, s, **cfg.optimizer_hyper()
+            ),
+            _OPTIM_ARGS,
+        )
+    _guarded(
+        lambda: data.check_args(
+            cfg.dataset, cfg.val_size, cfg.train_size, cfg.label_noise, cfg.data_seed
+        ),  # fmt: skip
+        _DATA_ARGS,
+    )

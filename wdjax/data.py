@@ -30,7 +30,7 @@ import numpy as np
 from wdjax import idx, sources
 from wdjax.sources import DATASETS, DatasetError
 
-__all__ = ["DATASETS", "Dataset", "DatasetError", "describe", "kfold_indices", "load"]
+__all__ = ["DATASETS", "Dataset", "DatasetError", "check_args", "describe", "kfold_indices", "load"]
 
 
 class Dataset(NamedTuple):
@@ -62,7 +62,8 @@ def _is_real(x) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, bool)
 
 
-def _check_args(name, val_size, train_size, label_noise, seed) -> None:
+def check_args(name, val_size, train_size, label_noise, seed) -> None:
+    """:func:`load`'s argument checks (before any data is read); raises DatasetError."""
     if not isinstance(name, str) or not name:
         raise DatasetError(
             f"name must be a dataset name such as {', '.join(DATASETS)}; got {name!r}"
@@ -195,7 +196,7 @@ def load(
         that is not prepared and cannot be downloaded (raised within seconds, listing the ways
         out).
     """
-    _check_args(name, val_size, train_size, label_noise, seed)
+    check_args(name, val_size, train_size, label_noise, seed)
     raw_dir = _resolve_raw_dir(name, raw_dir)
     if offline is None:
         offline = os.environ.get("WDJAX_OFFLINE", "0") == "1"

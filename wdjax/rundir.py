@@ -1,0 +1,144 @@
+"""A sweep's run directory: start or resume it, describe the run, write and reload results.
+
+::
+
+    config.json     the SweepConfig (a resumed run must match it)
+    metrics.csv     long format: one row per member and epoch
+    summary.json    per member: final metrics, best epoch; diverged members; the best setting
+    meta.json       versions, backend, devices, dataset, compile/run/checkpoint seconds, steps/s
+    params.npz      final parameters, leading member axis
+    checkpoints/    the last checkpoint while the run is unfinished (wdjax.checkpoints)
+    *.png           figures (wdjax.plots)
+
+Files are written atomically (:func:`wdjax.results.atomic_write_bytes`).
+"""
+
+import dataclasses
+import importlib.metadata
+import os
+import platform
+import sys
+
+import jax
+import numpy as np
+
+from wdjax import data as D
+from wdjax import programs, results
+from wdjax.config import ConfigError, SweepConfig
+
+__all__ = ["load", "meta", "prepare", "summarize", "write", "write_config"]
+
+
+def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
+    """Check ``out`` before any work; True if it already holds this finished run (resume).
+
+    A new run needs a folder that holds no run; ``resume`` needs the same config. Temporary
+    files left by a killed write (``.tmp-*``) are removed.
+    """
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ConfigError(f"--out: {out!r} is a file; name a folder (new, or a run to --resume)")
+    config_path = os.path.join(out, "config.json")
+    if not resume:
+        if os.path.exists(config_path):
+            raise ConfigError(f"--out: {out!r} already holds a run: pass --resume (resume=True) "
+                              "to continue it, or choose a new folder")  # fmt: skip
+        return False
+    if not os.path.exists(config_path):
+        raise ConfigError(f"--resume: {out!r} holds no run (no config.json); drop --resume to "
+                          "start one")  # fmt: skip
+    saved = SweepConfig.from_json(results.read_json(config_path))
+    diff = [
+        f.name for f in dataclasses.fields(cfg) if getattr(saved, f.name) != getattr(cfg, f.name)
+    ]
+    if diff:
+        raise ConfigError(f"--resume: the run in {out!r} was made with different settings "
+                          f"({', '.join(diff)}); use the same flags or a new --out")  # fmt: skip
+    for name in os.listdir(out):
+        if name.startswith(".tmp-"):
+            os.unlink(os.path.join(out, name))
+    finished = os.path.exists(os.path.join(out, "summary.json"))
+    return finished and not os.path.isdir(os.path.join(out, "checkpoints"))
+
+
+def write_config(out: str, cfg: SweepConfig) -> None:
+    results.write_json(os.path.join(out, "config.json"), cfg.to_json())
+
+
+def meta(cfg: SweepConfig, mesh, progs: programs.Programs, run_s: float, steps: int, ds) -> dict:
+    """What ran where: versions, devices, chunking, seconds, the epoch program's memory, data."""
+    import flax
+    import optax
+
+    return {
+        "versions": {
+            "python": platform.python_version(), "jax": jax.__version__,
+            "jaxlib": importlib.metadata.version("jaxlib"), "flax": flax.__version__,
+            "optax": optax.__version__, "numpy": np.__version__,
+        },
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in mesh.devices.flat],
+        "process_count": jax.process_count(),
+        "members": cfg.num_members,
+        "chunk_size": progs.chunk,
+        "chunks": -(-cfg.num_members // progs.chunk),
+        "compile_seconds": progs.seconds,
+        "run_seconds": run_s,
+        "member_steps_per_second": steps / run_s if run_s > 0 else None,
+        "epoch_program_bytes": programs.program_bytes(progs.epoch),  # per device
+        "epoch_memory": programs.memory_breakdown(progs.epoch),
+        "dataset": D.describe(ds),  # name, sizes, source path, files' sha256, cache entry
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }  # fmt: skip
+
+
+def summarize(members: list[dict], history: dict) -> dict:
+    """Per member: final metrics and best epoch (by validation accuracy, else training loss)."""
+    val = history["val_acc"]
+    has_val = not np.all(np.isnan(val))
+    per = []
+    for m, info in enumerate(members):
+        score = val[m] if has_val else -history["train_loss"][m]
+        best = int(np.nanargmax(np.where(np.isnan(score), -np.inf, score)))
+        final = {k: v[m, -1].item() for k, v in history.items() if "/" not in k}
+        per.append(dict(info, final=final, best_epoch=best + 1,
+                        best_val_acc=float(val[m, best]) if has_val else None))  # fmt: skip
+    diverged = [p["member"] for p in per if p["final"]["diverged"]]
+    finals = np.array([p["final"]["val_acc"] if has_val else -p["final"]["train_loss"]
+                       for p in per], float)  # fmt: skip
+    best_member = int(np.nanargmax(np.where(np.isnan(finals), -np.inf, finals)))
+    return {"members": per, "diverged": diverged, "best_member": best_member,
+            "selected_by": "val_acc" if has_val else "train_loss"}  # fmt: skip
+
+
+def write(out: str, members, history, summary, meta_: dict, params) -> None:
+    """The finished run's files (process 0)."""
+    from wdjax import plots
+
+    results.write_csv(os.path.join(out, "metrics.csv"), results.metric_rows(members, history))
+    results.write_json(os.path.join(out, "summary.json"), summary)
+    results.write_json(os.path.join(out, "meta.json"), meta_)
+    if params is not None:
+        results.save_params(os.path.join(out, "params.npz"), params)
+    plots.sweep_figures(out)
+
+
+def load(out: str) -> tuple:
+    """A finished run directory: ``(config, members, history, summary, meta, params)``, the
+    history rebuilt from metrics.csv."""
+    cfg = SweepConfig.from_json(results.read_json(os.path.join(out, "config.json")))
+    rows = results.read_csv(os.path.join(out, "metrics.csv"))
+    members = cfg.members()
+    epochs = max(r["epoch"] for r in rows)
+    skip = {"member", "strength", "lr", "seed", "fold", "epoch"}
+    names = [k for k in rows[0] if k not in skip]
+    history = {n: np.zeros((len(members), epochs), bool if isinstance(rows[0][n], bool) else float)
+               for n in names}  # fmt: skip
+    for r in rows:
+        for n in names:
+            history[n][r["member"], r["epoch"] - 1] = r[n]
+    params_path = os.path.join(out, "params.npz")
+    params = results.load_params(params_path) if os.path.exists(params_path) else None
+    summary = results.read_json(os.path.join(out, "summary.json"))
+    meta_ = results.read_json(os.path.join(out, "meta.json"))
+    return cfg, members, history, summary, meta_, params
