@@ -1,0 +1,112 @@
+"""Checkpoints: the schedule, a save/restore round trip, and nothing left behind by a kill."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from helpers import child_xla_flags
+
+from wdjax import runner as S
+from wdjax.checkpoints import Checkpoints, parse_every
+from wdjax.config import SweepConfig
+
+BASE = SweepConfig(epochs=3, batch_size=64, strengths=(1e-4, 1e-2), lrs=(1e-2,))
+
+
+def test_every_parses_epochs_seconds_and_minutes():
+    assert parse_every("5") == (5, None)
+    assert parse_every("60s") == (None, 60.0)
+    assert parse_every("1.5m") == (None, 90.0)
+
+
+def test_due_by_epochs_and_by_time(tmp_path, monkeypatch):
+    by_epochs = Checkpoints(str(tmp_path), "2")
+    assert [by_epochs.due(s) for s in range(1, 6)] == [False, True, False, True, False]
+    assert by_epochs.due(3, asked=True)
+    clock = [100.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    by_time = Checkpoints(str(tmp_path), "30s")
+    clock[0] = 129.0
+    assert not by_time.due(1)
+    clock[0] = 130.0
+    assert by_time.due(2)
+
+
+def test_save_restore_round_trip_keeps_the_last_only(tmp_path):
+    ck = Checkpoints(str(tmp_path), "1")
+    states = {"w": np.arange(6.0, dtype=np.float32).reshape(2, 3), "n": np.array([1, 2], np.int32)}
+    hist = {"val_loss": np.ones((2, 1))}
+    ck.save(1, (0, 1), states, hist, None, None)
+    states2 = jax.tree.map(lambda x: x + 1, states)
+    ck.save(2, (0, 2), states2, hist, {"val_loss": np.zeros((2, 3))}, {"k": np.ones(2)})
+    ck.close()
+    assert os.listdir(ck.path) == ["2"]  # max_to_keep=1
+    again = Checkpoints(str(tmp_path), "1")
+    chunk, epoch, got, h, done, params = again.restore(states)
+    assert (chunk, epoch) == (0, 2)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(states2), strict=True):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert np.array_equal(done["val_loss"], np.zeros((2, 3))) and np.array_equal(params["k"], np.ones(2))
+    again.delete()
+    assert not os.path.exists(ck.path)
+
+
+def test_resume_removes_what_a_killed_write_left(tmp_path):
+    # A kill during a save leaves Orbax's temporary folder (renamed into place only when
+    # complete) and, during a results write, a .tmp- file: both go when the run resumes.
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        S.sweep(BASE, out=str(out), progress=_interrupt_after(2), checkpoint_every="1",
+                devices=jax.devices()[:1])  # fmt: skip
+    ckpts = out / "checkpoints"
+    (ckpts / "7.orbax-checkpoint-tmp-1234").mkdir()
+    (ckpts / "7.orbax-checkpoint-tmp-1234" / "half").write_bytes(b"x" * 100)
+    (out / ".tmp-abcmetrics.csv").write_text("half")
+    S.sweep(BASE, out=str(out), resume=True, devices=jax.devices()[:1])
+    left = [p for p in out.rglob("*") if "tmp" in p.name]
+    assert left == [] and not ckpts.exists()
+
+
+def _interrupt_after(n):
+    seen = []
+
+    def cb(info):
+        seen.append(info)
+        if len(seen) == n:
+            raise KeyboardInterrupt
+
+    return cb
+
+
+def test_kill_9_then_resume_ends_as_an_uninterrupted_run(tmp_path):
+    flags = ["sweep", "--strength", "1e-4,1e-2", "--epochs", "12", "--batch-size", "32",
+             "--lr", "1e-2", "--cpu-devices", "1", "--checkpoint-every", "1"]  # fmt: skip
+    env = dict(os.environ, XLA_FLAGS=child_xla_flags(devices=None), WDJAX_OFFLINE="1")
+    run = [sys.executable, "-m", "wdjax", *flags]
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    subprocess.run([*run, "--out", str(full), "--quiet"], env=env, check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    proc = subprocess.Popen([*run, "--out", str(cut)], env=env, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+    for line in proc.stderr:  # saving every epoch: a kill now often lands inside a save
+        if "epoch 5/12" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    subprocess.run([*run, "--out", str(cut), "--resume", "--quiet"], env=env, check=True,
+                   capture_output=True, timeout=300)  # fmt: skip
+    assert [p for p in cut.rglob("*") if "tmp" in p.name] == []
+    assert (cut / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
+
+
+def test_dataclass_default_checkpoint_cadence_is_time_based():
+    from wdjax.config import RunOptions
+
+    every = {f.name: f.default for f in dataclasses.fields(RunOptions)}["checkpoint_every"]
+    assert parse_every(every)[1] is not None  # a time: short runs never wait on a save
