@@ -52,7 +52,8 @@ def test_save_restore_round_trip_keeps_the_last_only(tmp_path):
     assert (chunk, epoch) == (0, 2)
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(states2), strict=True):
         assert a.dtype == b.dtype and np.array_equal(a, b)
-    assert np.array_equal(done["val_loss"], np.zeros((2, 3))) and np.array_equal(params["k"], np.ones(2))
+    assert np.array_equal(done["val_loss"], np.zeros((2, 3)))
+    assert np.array_equal(params["k"], np.ones(2))
     again.delete()
     assert not os.path.exists(ck.path)
 

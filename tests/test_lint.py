@@ -19,3 +19,12 @@ def _ruff():
 def test_ruff_check_passes():
     out = subprocess.run([_ruff(), "check", str(ROOT)], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_sweep_orchestration_stays_short():
+    """``runner.sweep`` reads top to bottom: at most 60 lines, docstring included."""
+    import inspect
+
+    from wdjax import runner
+
+    assert len(inspect.getsource(runner.sweep).splitlines()) <= 60
