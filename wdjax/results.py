@@ -1,16 +1,26 @@
-"""Host side: run directories, atomic writes, checkpoints for resume, metric tables.
+"""Host side: run directories, atomic writes, checkpoints for resume, tables of results.
 
 A run directory holds::
 
     config.json     the SweepConfig (a resumed run must match it)
     metrics.csv     long format: one row per member and epoch
-    summary.json    per member: final metrics, best epoch; diverged members; best member
+    summary.json    per member: final metrics, best epochs; diverged members; selected setting
+    table.csv       per (strength, lr) setting: mean, std, n and 95 % interval of final metrics
+    table.md        the same, formatted for people, with how the setting was selected
     meta.json       versions, backend, devices, compile/run seconds, steps/s
-    checkpoint.npz  member states + metrics so far (removed when the run completes)
+    params.npz      final parameters (:func:`save_params`)
+    checkpoints/    the last checkpoint of an unfinished run (wdjax.checkpoints)
     *.png           figures (wdjax.plots)
 
 Every file is written to a temporary name in the same directory and moved into place with
-``os.replace``, so a kill leaves either the old or the new file, never half of one.
+``os.replace``, so a kill leaves either the old or the new file, never half of one; files get
+the mode a plain ``open`` would give them (0o666 & ~umask: 0644 under the usual umask 022).
+
+**Selection.** A setting is one (strength, lr) pair; its replicates are its seeds × folds. The
+selected setting minimizes the mean over replicates of the final validation loss (the final
+training loss when there is no validation set, ``val_size = 0``); the test set is never used.
+A member that diverged (flagged at any epoch) has no final values: its values count as NaN, so
+its setting's means are NaN and it cannot be selected.
 """
 
 import csv
@@ -22,34 +32,32 @@ import tempfile
 import jax
 import numpy as np
 
+from wdjax import stats
+
+# fmt: off
 CSV_FIRST = (
-    "member",
-    "strength",
-    "lr",
-    "seed",
-    "fold",
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "test_loss",
-    "test_acc",
-    "weight_l2",
-    "weight_l1",
-    "sparsity",
-    "dead_units",
-    "diverged",
+    "member", "strength", "lr", "seed", "fold", "epoch",
+    "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc",
+    "weight_l2", "weight_l1", "sparsity", "dead_units", "diverged",
 )
+# fmt: on
+# Final-epoch metrics aggregated per setting (those a history holds), and those table.md shows.
+TABLE_METRICS = CSV_FIRST[6:-1]
+MD_METRICS = ("val_loss", "val_acc", "test_loss", "test_acc", "train_loss", "weight_l2", "sparsity")
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory + os.replace)."""
+    """Write ``data`` to ``path`` atomically (temp file in the same directory + os.replace).
+
+    The file gets mode 0o666 & ~umask, as ``open(path, "wb")`` would (mkstemp's is 0o600); on
+    any error the temporary file is removed and an existing ``path`` is left as it was.
+    """
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-", suffix=os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -58,6 +66,17 @@ def atomic_write_bytes(path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without setting it where Linux allows (no race with threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(x.split()[1], 8) for x in f if x.startswith("Umask:"))
+    except (OSError, StopIteration):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 def write_json(path, obj) -> None:
@@ -91,10 +110,13 @@ def metric_rows(members: list[dict], history: dict[str, np.ndarray]) -> list[dic
     return rows
 
 
-def write_csv(path, rows: list[dict]) -> None:
-    """Write rows as CSV with the standard columns first (then the rest, sorted)."""
+def write_csv(path, rows: list[dict], columns: list[str] | None = None) -> None:
+    """Write rows as CSV: ``columns`` in order, else the standard columns first, then the rest
+    sorted. Floats are written with ``repr`` (read back exactly, NaN as ``nan``)."""
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    cols = [c for c in CSV_FIRST if c in keys] + sorted(k for k in keys if k not in CSV_FIRST)
+    cols = columns or [c for c in CSV_FIRST if c in keys] + sorted(
+        k for k in keys if k not in CSV_FIRST
+    )
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
@@ -104,28 +126,199 @@ def write_csv(path, rows: list[dict]) -> None:
 
 
 def read_csv(path) -> list[dict]:
-    """Read a metrics.csv back, converting numeric fields."""
+    """Read a CSV written by :func:`write_csv` back, converting bools, ints and floats."""
     with open(path) as f:
-        rows = list(csv.DictReader(f))
-    out = []
+        return [{k: _parse(v) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def _parse(v: str):
+    if v in ("True", "False"):
+        return v == "True"
+    for kind in (int, float):
+        try:
+            return kind(v)
+        except ValueError:
+            pass
+    return v
+
+
+# --- tables ---------------------------------------------------------------------------------------
+
+
+def settings(members: list[dict]) -> list[tuple[tuple[float, float], list[int]]]:
+    """``[((strength, lr), [member indices]), ...]`` in grid order (first appearance)."""
+    groups: dict = {}
+    for m, info in enumerate(members):
+        groups.setdefault((info["strength"], info["lr"]), []).append(m)
+    return list(groups.items())
+
+
+def diverged_members(history: dict) -> np.ndarray:
+    """``[K]`` bool: the member was flagged ``diverged`` at any epoch (False without the flag)."""
+    flag = history.get("diverged")
+    k = next(iter(history.values())).shape[0]
+    return np.zeros(k, bool) if flag is None else np.asarray(flag, bool).any(axis=1)
+
+
+def final_values(history: dict, name: str) -> np.ndarray:
+    """``[K]`` float: ``history[name]`` at the last epoch, NaN for members that diverged."""
+    return np.where(diverged_members(history), np.nan, np.asarray(history[name], float)[:, -1])
+
+
+def table_rows(members, history, metrics=None, confidence: float = 0.95) -> list[dict]:
+    """One row per setting: ``strength, lr, n, diverged`` and, per final-epoch metric ``x``,
+    ``x_mean, x_std, x_lo, x_hi`` over the setting's n = seeds × folds members.
+
+    std has ddof = 1; [lo, hi] is the Student-t interval x̄ ± t_{(1+c)/2, n−1}·s/√n
+    (:func:`wdjax.stats.describe`), NaN when n = 1. ``diverged`` counts the setting's diverged
+    members; with one or more, every mean of the row is NaN (see the module docstring).
+    """
+    names = [x for x in (metrics or TABLE_METRICS) if x in history]
+    finals = {x: final_values(history, x) for x in names}
+    bad = diverged_members(history)
+    rows = []
+    for (strength, lr), idx in settings(members):
+        row = dict(strength=strength, lr=lr, n=len(idx), diverged=int(bad[idx].sum()))
+        for x in names:
+            s = stats.describe(finals[x][idx], confidence=confidence)
+            row.update({f"{x}_{k}": float(getattr(s, k)) for k in ("mean", "std", "lo", "hi")})
+        rows.append(row)
+    return rows
+
+
+def markdown_table(rows: list[dict], summary: dict | None = None, metrics=MD_METRICS) -> str:
+    """``rows`` (:func:`table_rows`) as a markdown table, cells ``mean ± std [lo, hi]``, then
+    notes on n, the interval, divergence and (given ``summary``) the selected setting."""
+    names = [x for x in metrics if rows and f"{x}_mean" in rows[0]]
+    marks = _marks(summary)
+    head = ["λ", "lr", "n", "diverged", *(x.replace("_", " ") for x in names)]
+    lines = ["| " + " | ".join(head + ["selected"] * bool(marks)) + " |"]
+    lines.append("|" + "---:|" * len(head) + "---|" * bool(marks))
     for r in rows:
-        conv = {}
-        for k, v in r.items():
-            if v in ("True", "False"):
-                conv[k] = v == "True"
-            else:
-                try:
-                    conv[k] = int(v)
-                except ValueError:
-                    try:
-                        conv[k] = float(v)
-                    except ValueError:
-                        conv[k] = v
-        out.append(conv)
-    return out
+        cells = [f"{r['strength']:.3g}", f"{r['lr']:.3g}", str(r["n"]), str(r["diverged"])]
+        cells += [_cell(r, x) for x in names]
+        cells += [marks.get((r["strength"], r["lr"]), "")] * bool(marks)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines + [""] + _notes(summary)) + "\n"
 
 
-# --- checkpoints ----------------------------------------------------------------------------------
+def _cell(row: dict, x: str) -> str:
+    mean, std, lo, hi = (row[f"{x}_{k}"] for k in ("mean", "std", "lo", "hi"))
+    if np.isnan(mean):
+        return "—"
+    if np.isnan(std):
+        return f"{mean:.4g}"
+    return f"{mean:.4g} ± {std:.2g} [{lo:.4g}, {hi:.4g}]"
+
+
+def _marks(summary: dict | None) -> dict:
+    if not summary:
+        return {}
+    marks = {(t["strength"], t["lr"]): "tie" for t in summary.get("ties", [])}
+    best = summary.get("best_setting")
+    if best:
+        marks[(best["strength"], best["lr"])] = "best"
+    return marks
+
+
+def _notes(summary: dict | None) -> list[str]:
+    notes = [
+        "Final epoch; n = seeds × folds members per setting; mean ± std (ddof = 1) "
+        "[95 % Student-t interval, mean ± t(0.975, n−1)·std/√n]. With n = 1 there is no std or "
+        "interval: the mean alone is shown. — : no value (a diverged member, or no such data).",
+        "A setting with a diverged member has no means (—) and cannot be selected.",
+    ]
+    if summary is None:
+        return notes
+    best, by = summary.get("best_setting"), summary.get("selected_by")
+    how = "mean final validation loss" if by == "val_loss" else "mean final training loss"
+    if by == "train_loss":
+        how += " (no validation set: val_size = 0)"
+    if best is None:
+        return notes + [f"Selected by lowest {how}: no setting is selectable (all diverged)."]
+    notes.append(
+        f"Selected by lowest {how}: λ = {best['strength']:.3g}, lr = {best['lr']:.3g} "
+        f"(mean {best['mean']:.6g} over n = {best['n']}); the test set is never used to select."
+    )
+    if len(summary.get("ties", [])) > 1:
+        notes.append(f"{len(summary['ties'])} settings tie at that mean (marked tie); the first "
+                     "in grid order is reported as best.")  # fmt: skip
+    return notes
+
+
+def write_table(run_dir: str, rows: list[dict], summary: dict | None = None) -> list[str]:
+    """Write ``table.csv`` (every column of ``rows``) and ``table.md`` into ``run_dir``."""
+    csv_path, md_path = os.path.join(run_dir, "table.csv"), os.path.join(run_dir, "table.md")
+    write_csv(csv_path, rows, columns=list(rows[0]) if rows else ["strength", "lr", "n"])
+    atomic_write_bytes(md_path, markdown_table(rows, summary).encode())
+    return [csv_path, md_path]
+
+
+# --- summary --------------------------------------------------------------------------------------
+
+
+def summarize(members: list[dict], history: dict, *, tie_rtol: float = 0.0) -> dict:
+    """What summary.json holds: per member results, and the selected setting (module docstring).
+
+    Returns a dict with
+
+    * ``members``: per member its info plus ``final`` (last-epoch metrics), ``best_epoch`` and
+      ``best_val_acc`` (1-based epoch of the highest validation accuracy; without a validation
+      set, of the lowest training loss, and ``best_val_acc`` None), ``best_val_loss_epoch`` and
+      ``best_val_loss`` (epoch of the lowest validation loss and that loss; None without one);
+    * ``diverged``: ids of the members flagged diverged;
+    * ``selected_by``: ``"val_loss"``, or ``"train_loss"`` when every val_loss is NaN;
+    * ``best_setting``: ``{strength, lr, mean, n, members}``, the setting with the lowest mean
+      over its n members of the final ``selected_by`` loss, or None when no setting has a finite
+      mean (every one diverged);
+    * ``ties``: ``[{strength, lr, mean}]``, every setting whose mean is within ``tie_rtol``
+      (relative; 0: equal as floats) of the lowest, in grid order; the first is ``best_setting``;
+    * ``excluded``: ``[{strength, lr, diverged}]``, settings with no finite mean;
+    * ``best_member``: the member of ``best_setting`` with the lowest final ``selected_by`` loss
+      (lowest id among equals), None with no best setting.
+    """
+    has_val = not np.all(np.isnan(np.asarray(history["val_loss"], float)))
+    by = "val_loss" if has_val else "train_loss"
+    per = [_member_summary(info, history, m, has_val) for m, info in enumerate(members)]
+    groups, rows = settings(members), table_rows(members, history, metrics=(by,))
+    means = [r[f"{by}_mean"] for r in rows]
+    tied = stats.minima(means, rtol=tie_rtol)
+    best_setting = best_member = None
+    if tied:
+        (strength, lr), idx = groups[tied[0]]
+        best_setting = dict(strength=strength, lr=lr, mean=means[tied[0]], n=len(idx), members=idx)
+        best_member = idx[stats.argmin(final_values(history, by)[idx])]
+    return {
+        "members": per,
+        "diverged": np.flatnonzero(diverged_members(history)).tolist(),
+        "best_member": best_member,
+        "selected_by": by,
+        "best_setting": best_setting,
+        "ties": [dict(strength=rows[i]["strength"], lr=rows[i]["lr"], mean=means[i]) for i in tied],
+        "excluded": [
+            dict(strength=r["strength"], lr=r["lr"], diverged=r["diverged"])
+            for r in rows
+            if not np.isfinite(r[f"{by}_mean"])
+        ],
+    }
+
+
+def _member_summary(info: dict, history: dict, m: int, has_val: bool) -> dict:
+    """One member's entry of :func:`summarize` (epochs 1-based; None when all values are NaN)."""
+    val_acc, val_loss = history["val_acc"][m], history["val_loss"][m]
+    acc = stats.argmax(val_acc if has_val else -np.asarray(history["train_loss"][m], float))
+    loss = stats.argmin(val_loss) if has_val else None
+    return dict(
+        info,
+        final={k: v[m, -1].item() for k, v in history.items() if "/" not in k},
+        best_epoch=None if acc is None else acc + 1,
+        best_val_acc=float(val_acc[acc]) if has_val and acc is not None else None,
+        best_val_loss_epoch=None if loss is None else loss + 1,
+        best_val_loss=None if loss is None else float(val_loss[loss]),
+    )
+
+
+# --- checkpoints (the single-file format; runs now use wdjax.checkpoints) -------------------------
 
 
 def save_checkpoint(path, *, chunk, epoch, states, history, done, done_params) -> None:
@@ -171,7 +364,7 @@ def save_params(path, params) -> None:
     """Save a parameter pytree (nested dicts of arrays) as ``.npz`` with ``/``-joined keys."""
     flat = {}
     for p, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        flat["/".join(str(getattr(k, "key", k)) for k in p)] = np.asarray(leaf)
+        flat[jax.tree_util.keystr(p, simple=True, separator="/")] = np.asarray(leaf)
     buf = io.BytesIO()
     np.savez(buf, **flat)
     atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,98 @@
+"""wdjax.stats: Student-t quantiles and intervals, paired differences, NaN-safe arg-extrema."""
+
+import math
+
+import numpy as np
+import pytest
+
+from wdjax import stats
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    "p, dof, expected",
+    [(0.975, 4, 2.776445), (0.975, 9, 2.262157), (0.975, 2, 4.302653), (0.975, 10**7, 1.959964)],
+)
+def test_t_quantile_matches_tables(p, dof, expected):
+    assert stats.t_quantile(p, dof) == pytest.approx(expected, abs=1e-6)
+
+
+def test_describe_by_hand():
+    # [1, 2, 3]: mean 2, s² = (1 + 0 + 1)/2 = 1, half width t_{0.975,2}·1/√3 = 2.484138.
+    s = stats.describe([1.0, 2.0, 3.0])
+    assert (s.mean, s.std, s.n) == (2.0, 1.0, 3)
+    assert s.lo == pytest.approx(2 - 2.484138, abs=1e-6)
+    assert s.hi == pytest.approx(2 + 2.484138, abs=1e-6)
+    assert stats.half_width(1.0, 3) == pytest.approx(2.484138, abs=1e-6)
+
+
+def test_one_replicate_has_no_interval():
+    s = stats.describe([0.7])
+    assert s.mean == 0.7 and s.n == 1
+    assert math.isnan(s.std) and math.isnan(s.lo) and math.isnan(s.hi)
+    assert math.isnan(stats.describe([]).mean) and stats.describe([]).n == 0
+
+
+def test_nan_propagates():
+    s = stats.describe([1.0, NAN, 3.0])
+    assert math.isnan(s.mean) and math.isnan(s.lo) and s.n == 3
+
+
+def test_describe_along_an_axis_equals_each_slice():
+    x = np.array([[1.0, 2.0, 4.0, 8.0], [0.5, 0.5, 1.5, 2.0], [3.0, 1.0, 2.0, 0.0]])
+    s = stats.describe(x, axis=1)
+    for i, row in enumerate(x):
+        one = stats.describe(row)
+        for got, want in zip(s, one, strict=True):
+            np.testing.assert_allclose(got if np.ndim(got) == 0 else got[i], want, rtol=1e-15)
+
+
+def test_paired_differences_by_hand():
+    # d = x − b = [0.5, 1, 2]: mean 7/6, s_d = √(7/12) = 0.763763, half = 4.302653·s_d/√3.
+    s = stats.paired_differences([1.0, 2.0, 4.0], [0.5, 1.0, 2.0])
+    assert s.mean == pytest.approx(7 / 6, abs=1e-12)
+    assert s.std == pytest.approx(math.sqrt(7 / 12), abs=1e-12)
+    assert s.n == 3
+    assert s.lo == pytest.approx(7 / 6 - 1.897291, abs=1e-6)
+    assert s.hi == pytest.approx(7 / 6 + 1.897291, abs=1e-6)
+
+
+def test_paired_differences_broadcast_a_baseline_and_check_shapes():
+    x = np.array([[1.0, 2.0, 4.0], [2.0, 2.0, 2.0]])
+    s = stats.paired_differences(x, [0.5, 1.0, 2.0], axis=1)
+    np.testing.assert_allclose(s.mean, [7 / 6, 5 / 6])
+    with pytest.raises(ValueError, match="pair"):
+        stats.paired_differences([1.0, 2.0], [1.0, 2.0, 3.0])
+
+
+def test_pairing_removes_the_seed_effect():
+    # Each seed shifts both arms alike: the paired interval is far narrower than either arm's.
+    seed_effect = np.array([0.0, 1.0, -1.0, 0.5, -0.5])
+    base = 1.0 + seed_effect
+    x = 1.2 + seed_effect + np.array([0.01, -0.01, 0.0, 0.02, -0.02])
+    paired, unpaired = stats.paired_differences(x, base), stats.describe(x)
+    assert paired.lo > 0  # the +0.2 is resolved
+    assert paired.hi - paired.lo < (unpaired.hi - unpaired.lo) / 10
+
+
+def test_interval_covers_the_mean_95_percent_at_n5():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=(4000, 5))
+    s = stats.describe(x, axis=1)
+    coverage = np.mean((s.lo <= 3.0) & (3.0 <= s.hi))
+    assert 0.94 <= coverage <= 0.96  # binomial sd 0.0034; z = 1.96 or ddof = 0 give ≈ 0.88–0.93
+
+
+def test_argmin_argmax_ignore_nan():
+    assert stats.argmin([NAN, 3.0, 1.0, 1.0]) == 2  # the first of equal minima
+    assert stats.argmax([NAN, 2.0, 5.0, -math.inf]) == 2
+    assert stats.argmin([NAN, NAN]) is None and stats.argmax([NAN]) is None
+    assert stats.argmin([math.inf, 2.0]) == 1
+
+
+def test_minima_lists_ties_and_skips_non_finite():
+    assert stats.minima([NAN, 3.0, 1.0, 1.0, math.inf, -math.inf]) == [2, 3]
+    assert stats.minima([1.0, 1.0 + 1e-9, 2.0]) == [0]
+    assert stats.minima([1.0, 1.0 + 1e-9, 2.0], rtol=1e-6) == [0, 1]
+    assert stats.minima([NAN, math.inf]) == []

@@ -1,0 +1,109 @@
+"""Replicates, intervals, paired differences: the statistics every table and study rests on.
+
+Pure numpy (plus ``scipy.stats.t`` for the Student-t quantile). A *sample* is the values of one
+setting over its replicates (seeds × folds); nothing here drops NaNs silently: a NaN in a sample
+makes its mean, std and interval NaN, and callers decide (and say) what a NaN means.
+
+For a sample x_1..x_n:
+
+* mean  x̄ = (1/n)·Σ x_i
+* std   s = √( Σ (x_i − x̄)² / (n − 1) )                  (ddof = 1; undefined for n = 1)
+* 95 % interval  x̄ ± t_{0.975, n−1} · s / √n          (Student t, n − 1 degrees of freedom)
+
+The interval covers the true mean with probability 0.95 when the x_i are independent draws from
+a normal distribution; for n = 1 there is no interval (NaN), never a zero-width one.
+"""
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats as _scipy_stats
+
+
+class Summary(NamedTuple):
+    """Mean, std (ddof=1), count and interval of a sample (arrays when reduced along an axis)."""
+
+    mean: float  # x̄
+    std: float  # s (ddof=1); NaN for n < 2
+    n: int  # number of replicates
+    lo: float  # x̄ − t·s/√n; NaN for n < 2
+    hi: float  # x̄ + t·s/√n; NaN for n < 2
+
+
+def t_quantile(p: float, dof: int) -> float:
+    """The ``p`` quantile of Student's t with ``dof`` degrees of freedom: t_{0.975,4} = 2.776445."""
+    return float(_scipy_stats.t.ppf(p, dof))
+
+
+def half_width(std, n: int, confidence: float = 0.95):
+    """Half width of the two-sided Student-t interval: t_{(1+c)/2, n−1} · s / √n (NaN if n < 2)."""
+    if n < 2:
+        return np.full(np.shape(std), np.nan)[()]
+    return t_quantile((1 + confidence) / 2, n - 1) * np.asarray(std, float) / math.sqrt(n)
+
+
+def describe(x, axis: int | None = None, confidence: float = 0.95) -> Summary:
+    """:class:`Summary` of the sample ``x`` (all of it, or each slice along ``axis``).
+
+    Example: ``describe([1.0, 2.0, 3.0])`` has mean 2, std 1, n 3 and interval
+    2 ± t_{0.975,2}/√3 = [−0.484, 4.484].
+    """
+    x = np.asarray(x, float)
+    if axis is None:
+        x, axis = x.ravel(), 0
+    n = x.shape[axis]
+    shape = np.delete(np.array(x.shape), axis)
+    if n == 0:
+        nan = np.full(shape, np.nan)[()]
+        return Summary(nan, nan, 0, nan, nan)
+    with np.errstate(invalid="ignore"):  # ±inf in a sample: mean ±inf, std NaN (inf − inf)
+        mean = np.mean(x, axis=axis)[()]
+        std = np.std(x, axis=axis, ddof=1)[()] if n > 1 else np.full(shape, np.nan)[()]
+    half = half_width(std, n, confidence)
+    return Summary(mean, std, n, mean - half, mean + half)
+
+
+def paired_differences(x, baseline, axis: int | None = None, confidence: float = 0.95) -> Summary:
+    """:class:`Summary` of d_i = x_i − baseline_i, replicates paired by index (same seed/fold).
+
+    The interval is d̄ ± t_{(1+c)/2, n−1} · s_d / √n with s_d the std (ddof=1) of the differences:
+    pairing removes the between-seed variation that an unpaired comparison would carry.
+    ``baseline`` broadcasts against ``x`` (e.g. one baseline row against many settings).
+    """
+    x, b = np.asarray(x, float), np.asarray(baseline, float)
+    try:
+        pairs = np.broadcast_shapes(x.shape, b.shape) == x.shape
+    except ValueError:
+        pairs = False
+    if not pairs:
+        raise ValueError(f"baseline of shape {b.shape} does not pair with x of shape {x.shape}")
+    return describe(x - b, axis=axis, confidence=confidence)
+
+
+def argmin(x) -> int | None:
+    """Index of the smallest value of a 1-D array, NaN ignored; None if every value is NaN.
+
+    Among equal minima the first index wins; use :func:`minima` to see them all.
+    """
+    x = np.asarray(x, float).ravel()
+    ok = ~np.isnan(x)
+    return int(np.flatnonzero(ok)[np.argmin(x[ok])]) if ok.any() else None
+
+
+def argmax(x) -> int | None:
+    """Index of the largest value of a 1-D array, NaN ignored; None if every value is NaN."""
+    return argmin(-np.asarray(x, float))
+
+
+def minima(x, rtol: float = 0.0) -> list[int]:
+    """Indices of every finite value v with v ≤ m + rtol·|m|, m the smallest finite value.
+
+    ``rtol = 0`` keeps exact ties only (equal as floats). NaN and ±inf are never minima.
+    """
+    x = np.asarray(x, float).ravel()
+    finite = np.isfinite(x)
+    if not finite.any():
+        return []
+    m = np.min(x[finite])
+    return np.flatnonzero(finite & (x <= m + rtol * abs(m))).tolist()
