@@ -44,7 +44,7 @@ loss and 0.4 pp in accuracy of λ = 0; a fair small-data test needs more epochs.
 import numpy as np
 
 import wdjax
-from wdjax import study
+from wdjax import stats, study
 
 NAME = "lambda_curve"
 METRICS = ("val_loss", "test_acc", "test_loss", "weight_l2")
@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
     best, base, rows = {}, {}, []
     for reg, (lam, m) in curves.items():
         val = np.nanmean(m["val_loss"], axis=1)
-        i = int(np.nanargmin(np.where(np.isnan(val), np.inf, val)))  # NaN-safe argmin
+        i = stats.argmin(val)  # ignores NaN (diverged) entries
         b, z = ({"strength": float(lam[j]), "val_loss": float(val[j]),
                  **study.with_std(test_acc=m["test_acc"][j], test_loss=m["test_loss"][j])}
                 for j in (i, 0))  # fmt: skip

@@ -38,7 +38,7 @@ CV gives the stable choice the literature predicts; on this flat curve the stabi
 import numpy as np
 
 import wdjax
-from wdjax import study
+from wdjax import stats, study
 
 NAME = "select_lambda"
 NAMES = {"cv": "{f}-fold CV", "val_split": "one 10 % validation split",
@@ -50,10 +50,6 @@ def get_config(smoke=False) -> dict:
     grid = (0.0, *np.geomspace(1e-3, 1e1, 2 if smoke else 16).tolist())
     return dict(strengths=grid, folds=2 if smoke else 5, seeds=1 if smoke else 3,
                 epochs=2 if smoke else 100)  # fmt: skip
-
-
-def argmin(x) -> int:
-    return int(np.nanargmin(np.where(np.isnan(x), np.inf, x)))  # NaN-safe
 
 
 def scores(m: dict, pick: dict, per_fold: list) -> dict:
@@ -81,10 +77,11 @@ def main(argv=None) -> dict:
     cv_val = study.by_strength(cv, "val_loss").reshape(s, cfg.seeds, f)
     one = wdjax.sweep(cfg, folds=1)
     m = {k: study.by_strength(one, k) for k in ("val_loss", "test_loss", "test_acc")}  # [S, seeds]
-    pick = dict(cv=argmin(cv_val.mean(axis=(1, 2))), val_split=argmin(m["val_loss"].mean(1)),
-                test_best=argmin(m["test_loss"].mean(1)), zero=0)  # fmt: skip
-    per_fold = [argmin(cv_val[:, :, j].mean(1)) for j in range(f)]
-    per_seed = [argmin(m["val_loss"][:, j]) for j in range(cfg.seeds)]
+    pick = dict(cv=stats.argmin(cv_val.mean(axis=(1, 2))),
+                val_split=stats.argmin(m["val_loss"].mean(1)),
+                test_best=stats.argmin(m["test_loss"].mean(1)), zero=0)  # fmt: skip
+    per_fold = [stats.argmin(cv_val[:, :, j].mean(1)) for j in range(f)]
+    per_seed = [stats.argmin(m["val_loss"][:, j]) for j in range(cfg.seeds)]
     chosen = {k: float(lam[i]) for k, i in pick.items() if k != "zero"}
     chosen.update(per_fold=lam[per_fold].tolist(), val_split_per_seed=lam[per_seed].tolist())
     summary = {"lambda": chosen, **scores(m, pick, per_fold)}

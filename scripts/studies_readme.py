@@ -21,6 +21,8 @@ import re
 import shutil
 import sys
 
+from wdjax import results
+
 STUDIES = (
     ("tutorial_mlp", "1. The tutorial's MLP, measured"),
     ("lambda_curve", "2. Test accuracy and loss against λ"),
@@ -140,10 +142,7 @@ def main(argv=None) -> int:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.copyfile(src, dst)
     if new != old:
-        tmp = args.readme + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(new)
-        os.replace(tmp, args.readme)
+        results.atomic_write_bytes(args.readme, new.encode("utf-8"))
     print(f"updated {len(bodies)} study sections in {args.readme}", file=sys.stderr)
     return 0
 

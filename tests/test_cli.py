@@ -24,9 +24,10 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
             "64", "--lr", "1e-2", "--out", str(out), "--quiet"]  # fmt: skip
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
-    assert "4 members" in printed and "best by val_acc" in printed
+    assert "4 members" in printed and "best setting by mean final val_loss over 2 members" in printed
+    assert "| 0.01 |" in printed or "0.01" in printed.split("best setting")[0]  # the table
     for f in ("config.json", "metrics.csv", "summary.json", "meta.json", "params.npz",
-              "accuracy_vs_strength.png", "curves.png"):  # fmt: skip
+              "accuracy_vs_strength.png", "curves.png", "table.csv", "table.md"):  # fmt: skip
         assert (out / f).exists(), f
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["strengths"] == [0.0, 0.01] and cfg["seeds"] == 2 and cfg["dataset"] == "digits"
@@ -148,7 +149,7 @@ def test_no_validation_set_selects_by_training_loss_and_says_so(tmp_path, capsys
     argv = ["sweep", "--val-size", "0", "--strength", "0,1e-2", "--epochs", "1", "--batch-size",
             "64", "--out", str(tmp_path / "r"), "--quiet"]  # fmt: skip
     assert cli.main(argv) == 0
-    assert "best by train_loss" in capsys.readouterr().out
+    assert "best setting by mean final train_loss" in capsys.readouterr().out
     assert json.loads((tmp_path / "r" / "summary.json").read_text())["selected_by"] == "train_loss"
 
 

@@ -115,8 +115,11 @@ def resume_command(argv: list[str], out: str) -> str:
 
 def _setup(cfg: SweepConfig, opts: RunOptions) -> None:
     """Process-wide settings, before JAX starts: logging, float64, CPU split, processes."""
-    level = logging.WARNING if opts.quiet else logging.DEBUG if opts.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr, force=True)
+    handler = logging.StreamHandler(sys.stderr)  # wdjax's own messages (not JAX's)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.WARNING if opts.quiet else logging.DEBUG if opts.verbose else logging.INFO)
     import jax
 
     if cfg.dtype == "float64":
@@ -158,15 +161,23 @@ def dataset_line(d: dict) -> str:
 
 
 def _report(result, out: str) -> None:
+    from wdjax import results
+
     s = result.summary
     if "dataset" in result.meta:  # runs made before meta recorded it have none
         print(dataset_line(result.meta["dataset"]))
     print(f"{result.config.num_members} members, {result.meta['run_seconds']:.1f}s "
           f"(compile {result.meta['compile_seconds']:.1f}s) -> {out}")  # fmt: skip
-    best = s["members"][s["best_member"]]
-    print(f"best by {s['selected_by']}: member {best['member']} (λ={best['strength']:.3g}, "
-          f"lr={best['lr']:.3g}, seed {best['seed']}): test acc {best['final']['test_acc']:.4f}, "
-          f"test loss {best['final']['test_loss']:.4f}")  # fmt: skip
+    print(results.markdown_table(results.table_rows(result.members, result.history), s))
+    if s["best_member"] is None:
+        print("no setting can be selected: every setting has a diverged member")
+    else:
+        best, setting = s["members"][s["best_member"]], s["best_setting"]
+        ties = f" ({len(s['ties'])} settings tie)" if len(s["ties"]) > 1 else ""
+        print(f"best setting by mean final {s['selected_by']} over {setting['n']} members"
+              f"{ties}: λ={setting['strength']:.3g}, lr={setting['lr']:.3g}; its best member "
+              f"{best['member']} (seed {best['seed']}): test acc {best['final']['test_acc']:.4f}, "
+              f"test loss {best['final']['test_loss']:.4f}")  # fmt: skip
     if s["diverged"]:
         print(f"diverged members (frozen at the start of their diverging epoch): {s['diverged']}")
 

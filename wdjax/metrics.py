@@ -27,9 +27,14 @@ def accuracy(logits_BxC, labels_B):
     return jnp.mean(jnp.argmax(logits_BxC, axis=-1) == labels_B)
 
 
+def key_name(key) -> str:
+    """One key of a pytree path as text: a dict key, an attribute name, or the index."""
+    return str(getattr(key, "key", getattr(key, "name", key)))
+
+
 def layer_name(path):
     """``('params', 'Dense_0', 'kernel')`` → ``'Dense_0'`` (the path without params/kernel)."""
-    keys = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+    keys = [key_name(k) for k in path]
     keys = [k for k in keys if k not in ("params", "kernel")]
     return "/".join(keys) or "kernel"
 
@@ -38,8 +43,7 @@ def kernels(params):
     """``{layer_name: kernel}`` for every leaf named ``kernel`` (the decayed weights)."""
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        last = path[-1]
-        if str(getattr(last, "key", getattr(last, "name", last))) == "kernel":
+        if key_name(path[-1]) == "kernel":
             out[layer_name(path)] = leaf
     return out
 

@@ -1,6 +1,6 @@
-"""Host side: run directories, atomic writes, checkpoints for resume, tables of results.
+"""Host side: file formats of a run directory (atomic writes, CSV, JSON, params), tables.
 
-A run directory holds::
+A run directory (:mod:`wdjax.rundir` starts, resumes and writes it) holds::
 
     config.json     the SweepConfig (a resumed run must match it)
     metrics.csv     long format: one row per member and epoch
@@ -318,46 +318,7 @@ def _member_summary(info: dict, history: dict, m: int, has_val: bool) -> dict:
     )
 
 
-# --- checkpoints (the single-file format; runs now use wdjax.checkpoints) -------------------------
-
-
-def save_checkpoint(path, *, chunk, epoch, states, history, done, done_params) -> None:
-    """Save the current chunk's states (host arrays) and everything recorded so far.
-
-    ``history`` holds the current chunk's ``[K_chunk, epoch]`` arrays; ``done`` the finished chunks'
-    ``[K_done, E]`` arrays and ``done_params`` their final parameters (concatenated along members,
-    ``None`` before the first chunk finishes).
-    """
-    arrays = {f"state/{i:04d}": np.asarray(x) for i, x in enumerate(jax.tree.leaves(states))}
-    if done_params is not None:
-        leaves = jax.tree.leaves(done_params)
-        arrays.update({f"done_params/{i:04d}": np.asarray(x) for i, x in enumerate(leaves)})
-    arrays.update({f"history/{k}": np.asarray(v) for k, v in history.items()})
-    arrays.update({f"done/{k}": np.asarray(v) for k, v in (done or {}).items()})
-    arrays["chunk"] = np.asarray(chunk)
-    arrays["epoch"] = np.asarray(epoch)
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path, states_like):
-    """Inverse of :func:`save_checkpoint`; ``states_like`` gives the tree structure.
-
-    Returns ``(chunk, epoch, states, history, done, done_params)``.
-    """
-    tree = jax.tree.structure(states_like)
-    params_tree = jax.tree.structure(states_like.params)
-    with np.load(path) as z:
-        states = jax.tree.unflatten(tree, [z[f"state/{i:04d}"] for i in range(tree.num_leaves)])
-        done_params = None
-        if "done_params/0000" in z.files:
-            leaves = [z[f"done_params/{i:04d}"] for i in range(params_tree.num_leaves)]
-            done_params = jax.tree.unflatten(params_tree, leaves)
-        history = {k[len("history/") :]: z[k] for k in z.files if k.startswith("history/")}
-        done = {k[len("done/") :]: z[k] for k in z.files if k.startswith("done/")} or None
-        chunk, epoch = int(z["chunk"]), int(z["epoch"])
-    return chunk, epoch, states, history, done, done_params
+# --- parameters ---------------------------------------------------------------------------------
 
 
 def save_params(path, params) -> None:

@@ -4,7 +4,9 @@
 
     config.json     the SweepConfig (a resumed run must match it)
     metrics.csv     long format: one row per member and epoch
-    summary.json    per member: final metrics, best epoch; diverged members; the best setting
+    summary.json    per member: final metrics, best epochs; diverged members; the best setting
+                    (lowest mean validation loss over seeds and folds) and its ties
+    table.csv/.md   per (strength, lr): mean, std, n and 95 % t interval over seeds and folds
     meta.json       versions, backend, devices, dataset, compile/run/checkpoint seconds, steps/s
     params.npz      final parameters, leading member axis
     checkpoints/    the last checkpoint while the run is unfinished (wdjax.checkpoints)
@@ -26,7 +28,7 @@ from wdjax import data as D
 from wdjax import programs, results
 from wdjax.config import ConfigError, SweepConfig
 
-__all__ = ["load", "meta", "prepare", "summarize", "write", "write_config"]
+__all__ = ["load", "meta", "prepare", "write", "write_config"]
 
 
 def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
@@ -92,31 +94,13 @@ def meta(cfg: SweepConfig, mesh, progs: programs.Programs, run_s: float, steps: 
     }  # fmt: skip
 
 
-def summarize(members: list[dict], history: dict) -> dict:
-    """Per member: final metrics and best epoch (by validation accuracy, else training loss)."""
-    val = history["val_acc"]
-    has_val = not np.all(np.isnan(val))
-    per = []
-    for m, info in enumerate(members):
-        score = val[m] if has_val else -history["train_loss"][m]
-        best = int(np.nanargmax(np.where(np.isnan(score), -np.inf, score)))
-        final = {k: v[m, -1].item() for k, v in history.items() if "/" not in k}
-        per.append(dict(info, final=final, best_epoch=best + 1,
-                        best_val_acc=float(val[m, best]) if has_val else None))  # fmt: skip
-    diverged = [p["member"] for p in per if p["final"]["diverged"]]
-    finals = np.array([p["final"]["val_acc"] if has_val else -p["final"]["train_loss"]
-                       for p in per], float)  # fmt: skip
-    best_member = int(np.nanargmax(np.where(np.isnan(finals), -np.inf, finals)))
-    return {"members": per, "diverged": diverged, "best_member": best_member,
-            "selected_by": "val_acc" if has_val else "train_loss"}  # fmt: skip
-
-
 def write(out: str, members, history, summary, meta_: dict, params) -> None:
     """The finished run's files (process 0)."""
     from wdjax import plots
 
     results.write_csv(os.path.join(out, "metrics.csv"), results.metric_rows(members, history))
     results.write_json(os.path.join(out, "summary.json"), summary)
+    results.write_table(out, results.table_rows(members, history), summary)
     results.write_json(os.path.join(out, "meta.json"), meta_)
     if params is not None:
         results.save_params(os.path.join(out, "params.npz"), params)

@@ -32,7 +32,7 @@ import numpy as np
 
 from wdjax import data as D
 from wdjax import devices as dev
-from wdjax import programs, rundir
+from wdjax import programs, results, rundir
 from wdjax.checkpoints import Checkpoints
 from wdjax.config import ConfigError, RunOptions, SweepConfig, check_fields, validate
 from wdjax.progress import Bar, epoch_info
@@ -103,7 +103,7 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
         meta["checkpoint_seconds"] = ckpt.save_seconds
     history = {name: v[:k] for name, v in history.items()}
     params = jax.tree.map(lambda x: x[:k], params)
-    summary = rundir.summarize(members, history)
+    summary = results.summarize(members, history)
     if writer:
         rundir.write(out, members, history, summary, meta, params)
         ckpt.delete()

@@ -13,11 +13,11 @@ where they came from; :mod:`wdjax.data` turns them into train / validation / tes
 
 import importlib.metadata
 import importlib.util
+import io
 import json
 import os
 import pathlib
 import socket
-import tempfile
 import threading
 import urllib.parse
 import warnings
@@ -25,6 +25,8 @@ import zipfile
 from typing import NamedTuple
 
 import numpy as np
+
+from wdjax import results
 
 DATASETS = (
     "digits",
@@ -118,11 +120,9 @@ def cache_write(root: pathlib.Path, name: str, raw: RawData) -> None:
     path = cache_path(root, name, raw.version)
     folder = path.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".tmp", delete=False) as f:
-            np.savez(f, **{**raw._asdict(), "sha256": json.dumps(raw.sha256, sort_keys=True)})
-        os.chmod(f.name, 0o644)  # NamedTemporaryFile makes 0600; the cache may be shared
-        os.replace(f.name, path)
+        buf = io.BytesIO()
+        np.savez(buf, **{**raw._asdict(), "sha256": json.dumps(raw.sha256, sort_keys=True)})
+        results.atomic_write_bytes(path, buf.getvalue())  # 0644 (umask): the cache may be shared
     except OSError as e:
         warnings.warn(f"wdjax: could not cache {name!r} under {folder}: {e}", stacklevel=3)
 
