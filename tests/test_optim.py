@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 from helpers import (
     U32,
     U64,
@@ -16,9 +17,11 @@ from helpers import (
     gamma,
 )
 
+import wdjax
 import wdjax.optim
 import wdjax.penalties
 from wdjax.optim import OPTIMIZERS, STRATEGIES, check_hyperparameter, make_optimizer
+from wdjax.transforms import prox_l1
 
 pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
 
@@ -452,6 +455,93 @@ def test_errors_name_the_argument():
         with pytest.raises(ValueError, match="mask"):
             make_optimizer("adam", 0.1, reg, 0.1).init({"w": jnp.ones(3)})  # no kernel leaf
     assert check_hyperparameter("strength", 0.5) == 0.5
+
+
+def test_default_mask_agrees_with_prox_l1_and_leaves_biases_alone():
+    """make_optimizer's default and prox_l1's default are the same leaves (kernels only)."""
+    params = _flax_params()
+    grads = _quadratic_grad(params)
+    ours = make_optimizer("sgd", 0.1, "l1_prox", 2.0)
+    chained = optax.chain(optax.sgd(0.1), prox_l1(2.0, 0.1))
+    got = ours.update(grads, ours.init(params), params)[0]
+    assert_trees_all_equal(got, chained.update(grads, chained.init(params), params)[0])
+    plain = optax.sgd(0.1).update(grads, optax.sgd(0.1).init(params), params)[0]
+    for layer, leaf in [("Dense_0", "bias"), ("BatchNorm_0", "scale"), ("BatchNorm_0", "bias")]:
+        assert_trees_all_equal(got[layer][leaf], plain[layer][leaf])
+    assert_trees_all_equal(got["Dense_1"]["bias"], plain["Dense_1"]["bias"])
+    assert not np.allclose(got["Dense_0"]["kernel"], plain["Dense_0"]["kernel"])
+
+
+class _NnxNet(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.dense_0 = nnx.Linear(3, 4, rngs=rngs)
+        self.bn_0 = nnx.BatchNorm(4, rngs=rngs)
+        self.head = nnx.Linear(4, 2, rngs=rngs)
+
+
+class _Custom(nnx.Module):
+    def __init__(self):
+        self.w = nnx.Param(jnp.ones((3, 2)))
+
+
+@pytest.mark.parametrize("reg", STRATEGIES[1:])
+def test_nnx_states_and_empty_selections(reg):
+    state = nnx.state(_NnxNet(nnx.Rngs(0)), nnx.Param)
+    pure = nnx.to_pure_dict(state)
+    grads = jax.tree.map(lambda p: 0.5 * p + 0.1, state)
+    for optimizer in ("adam", "sgd"):  # NNX state == pure dict (Linen layout), for each
+        tx = make_optimizer(optimizer, 0.05, reg, 0.5)
+        got = nnx.to_pure_dict(tx.update(grads, tx.init(state), state)[0])
+        assert_trees_all_equal(got, tx.update(nnx.to_pure_dict(grads), tx.init(pure), pure)[0])
+    base = optax.sgd(0.05)
+    plain = nnx.to_pure_dict(base.update(grads, base.init(state), state)[0])
+    assert_trees_all_equal(got["bn_0"], plain["bn_0"])
+    assert_trees_all_equal(got["head"]["bias"], plain["head"]["bias"])
+    assert not np.allclose(got["head"]["kernel"], plain["head"]["kernel"])
+    custom = nnx.state(_Custom(), nnx.Param)
+    with pytest.raises(ValueError, match="mask"):
+        make_optimizer("adam", 0.05, reg, 0.5).init(custom)
+    with pytest.raises(ValueError, match="mask"):
+        make_optimizer("adam", 0.05, reg, 0.5, mask="hidden").init(
+            {"head": {"kernel": custom["w"]}}
+        )
+    make_optimizer("adam", 0.05, reg, 0.5, mask="w$").init(custom)
+
+
+def test_hidden_spec_leaves_the_output_layer_alone():
+    model = wdjax.make_model("mlp", 10, hidden=(4, 3))
+    params = model.init(jax.random.key(0), jnp.ones((1, 2, 2, 1)), False)["params"]
+    grads = jax.tree.map(jnp.zeros_like, params)
+    tx = make_optimizer("sgd", 0.1, "wd", 0.5, mask="hidden")
+    got = tx.update(grads, tx.init(params), params)[0]
+    assert_trees_all_equal(got["head"], jax.tree.map(jnp.zeros_like, params["head"]))
+    for layer in ("dense_0", "dense_1"):
+        assert_trees_close_to_scale(got[layer]["kernel"], -0.05 * params[layer]["kernel"], U32)
+
+
+def test_inject_hyperparams_builds_updates_and_sets_strength():
+    """optax.inject_hyperparams sees every numeric argument (not a **hyper dict)."""
+    params = _small_params()
+    grads = _quadratic_grad(params)
+    inject = optax.inject_hyperparams(make_optimizer, static_args=("optimizer", "reg"))
+    tx = inject("adam", learning_rate=1e-3, reg="wd", strength=1e-4)
+    state = tx.init(params)
+    assert set(state.hyperparams) == {"learning_rate", "strength"}
+    state.hyperparams["strength"] = jnp.asarray(0.5)
+    got, state = jax.jit(tx.update)(grads, state, params)
+    ref = make_optimizer("adam", 1e-3, "wd", 0.5)
+    want = ref.update(grads, ref.init(params), params)[0]
+    # jit vs eager, one Adam step of ≤ ~10 elementwise roundings.
+    assert_trees_close_to_scale(got, want, adam_drift(1, 1e-3, 10, u=U32))
+    tx = inject("momentum", learning_rate=0.1, reg="l1_prox", strength=0.2, momentum=0.9)
+    state = tx.init(params)
+    state.hyperparams["momentum"] = jnp.asarray(0.5)
+    got = tx.update(grads, state, params)[0]
+    ref = make_optimizer("momentum", 0.1, "l1_prox", 0.2, momentum=0.5)
+    # Injected float32 arrays vs Python floats (products such as lr·λ/(1 − μ) rounded in float64
+    # first): ≤ 8 elementwise roundings on either side; a threshold may cancel: to the scale.
+    want = ref.update(grads, ref.init(params), params)[0]
+    assert_trees_close_to_scale(got, want, 2 * gamma(8))
 
 
 def test_doctests():

@@ -8,7 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
+from helpers import gamma
 
+import wdjax
 import wdjax.penalties
 from wdjax.penalties import (
     decay_mask,
@@ -16,6 +19,8 @@ from wdjax.penalties import (
     group_norms,
     l1_penalty,
     l2_penalty,
+    mask_from_spec,
+    param_path,
     resolve_mask,
 )
 
@@ -129,6 +134,161 @@ def test_group_norms_and_penalty_use_output_units():
     p = {"Dense_0": {"kernel": dense, "bias": jnp.ones(2)}, "Conv_0": {"kernel": conv}}
     expected = np.sqrt(2) * 6.0 + np.sqrt(18) * 3 * np.sqrt(18)
     assert float(group_lasso_penalty(p)) == pytest.approx(expected, rel=1e-6)
+
+
+# --- Flax NNX states, Linen params, member stacks: one rule ---------------------------------
+
+
+class _NnxMLP(nnx.Module):
+    """Linear -> BatchNorm -> Linear -> Linear head (NNX), the layout of _LinenMLP."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.dense_0 = nnx.Linear(4, 5, rngs=rngs)
+        self.bn_0 = nnx.BatchNorm(5, rngs=rngs)
+        self.dense_1 = nnx.Linear(5, 3, rngs=rngs)
+        self.head = nnx.Linear(3, 2, rngs=rngs)
+
+
+class _LinenMLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        x = nn.BatchNorm(use_running_average=True, name="bn_0")(nn.Dense(5, name="dense_0")(x))
+        return nn.Dense(2, name="head")(nn.Dense(3, name="dense_1")(x))
+
+
+def _nnx_and_linen(seed=0):
+    """An NNX MLP (random nonzero biases/scales too) and Linen variables holding its arrays."""
+    net = _NnxMLP(nnx.Rngs(seed))
+    for i, (_, var) in enumerate(nnx.iter_graph(net)):
+        if isinstance(var, nnx.Param) and var[...].ndim == 1:  # biases, BatchNorm scale/bias
+            var.set_value(jax.random.normal(jax.random.key(100 + i), var[...].shape))
+    pure = nnx.to_pure_dict(nnx.state(net, nnx.Param))
+    linen = jax.eval_shape(_LinenMLP().init, jax.random.key(0), jnp.ones((1, 4)))["params"]
+    assert jax.tree.map(jnp.shape, linen) == jax.tree.map(jnp.shape, pure)
+    return net, {"params": pure}
+
+
+def test_nnx_state_paths_drop_the_variable_value():
+    net, _ = _nnx_and_linen()
+    leaves = jax.tree_util.tree_flatten_with_path(nnx.state(net, nnx.Param))[0]
+    assert all(path[-1] == jax.tree_util.GetAttrKey("value") for path, _ in leaves)  # flax 0.12
+    paths = [param_path(path) for path, _ in leaves]
+    assert "dense_0/kernel" in paths and "bn_0/scale" in paths
+
+
+def test_nnx_and_linen_penalties_agree_with_a_hand_computation():
+    net, linen = _nnx_and_linen()
+    kernels = [np.asarray(m.kernel[...], np.float64) for m in (net.dense_0, net.dense_1, net.head)]
+    n = sum(k.size for k in kernels)
+    hand = {
+        l1_penalty: sum(np.abs(k).sum() for k in kernels),
+        l2_penalty: sum(np.square(k).sum() for k in kernels),
+        group_lasso_penalty: sum(
+            np.sqrt(k.shape[0]) * np.linalg.norm(k, axis=0).sum() for k in kernels
+        ),
+    }
+    trees = {
+        "nnx.state": nnx.state(net, nnx.Param),
+        "nnx.split": nnx.split(net, nnx.Param, ...)[1],
+        "to_pure_dict": nnx.to_pure_dict(nnx.state(net, nnx.Param)),
+        "linen variables": linen,
+        "linen params": linen["params"],
+    }
+    for fn, want in hand.items():
+        got = {name: float(fn(tree)) for name, tree in trees.items()}
+        assert want > 1.0 and len(set(got.values())) == 1, (fn.__name__, got)
+        # float32 sums of n terms (n·2 for the group norms' squares and roots), any order.
+        assert abs(got["nnx.state"] - want) <= gamma(2 * n) * want, fn.__name__
+    mask = jax.tree.leaves(decay_mask(nnx.state(net, nnx.Param)))
+    assert sum(mask) == 3 and len(mask) == 8  # the kernels of 3 kernels, 3 biases, BN scale/bias
+
+
+def test_member_stacked_nnx_states_per_member_and_summed():
+    keys = jax.random.split(jax.random.key(1), 3)
+    stacked = jax.vmap(lambda k: nnx.split(_NnxMLP(nnx.Rngs(k)), nnx.Param, ...)[1])(keys)
+    single = nnx.state(_NnxMLP(nnx.Rngs(0)), nnx.Param)
+    assert nnx.to_pure_dict(decay_mask(stacked)) == nnx.to_pure_dict(decay_mask(single))
+    assert stacked["bn_0"]["scale"][...].ndim == 2  # a stacked vector: still not selected
+    want = []
+    for k in keys:
+        net = _NnxMLP(nnx.Rngs(k))
+        want.append(
+            sum(float(jnp.abs(m.kernel[...]).sum()) for m in (net.dense_0, net.dense_1, net.head))
+        )
+    per_member = jax.vmap(l1_penalty)(stacked)
+    np.testing.assert_allclose(per_member, want, rtol=2 * gamma(50))
+    assert float(l1_penalty(stacked)) == pytest.approx(sum(want), rel=2 * gamma(150))
+
+
+class _Custom(nnx.Module):
+    """Weights not named ``kernel``: the default selects nothing."""
+
+    def __init__(self):
+        self.w = nnx.Param(jnp.ones((3, 2)))
+        self.b = nnx.Param(jnp.ones(2))
+
+
+@pytest.mark.parametrize("fn", [l1_penalty, l2_penalty, group_lasso_penalty])
+def test_an_empty_selection_of_a_model_with_matrices_is_an_error(fn):
+    with pytest.raises(ValueError, match="mask.*'w'.*mask='w\\$'"):
+        fn(nnx.state(_Custom(), nnx.Param))
+    with pytest.raises(ValueError, match="mask"):
+        fn({"params": {"dense": {"kernel": jnp.ones((2, 2))}}}, "no_such_layer")
+    with pytest.raises(ValueError, match="mask"):
+        fn({"dense": {"kernel": jnp.ones((2, 2))}}, lambda p: jax.tree.map(lambda _: False, p))
+    assert float(fn(nnx.state(_Custom(), nnx.Param), "w$")) > 0
+    # No matrix at all (a lone vector): nothing selected is a zero penalty, as before.
+    assert float(fn({"bias": jnp.ones(3)})) == 0.0
+
+
+def _mlp_params():
+    model = wdjax.make_model("mlp", 10)
+    return jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, 28, 28, 1)), False)
+
+
+def test_hidden_excludes_exactly_the_output_layer():
+    variables = _mlp_params()
+    hidden = mask_from_spec("hidden")
+    assert hidden(variables)["params"] == {
+        "dense_0": {"kernel": True, "bias": False},
+        "dense_1": {"kernel": True, "bias": False},
+        "head": {"kernel": False, "bias": False},
+    }
+    net, _ = _nnx_and_linen()
+    got = nnx.to_pure_dict(hidden(nnx.state(net, nnx.Param)))
+    assert [param_path(p) for p, m in jax.tree_util.tree_flatten_with_path(got)[0] if m] == [
+        "dense_0/kernel",
+        "dense_1/kernel",
+    ]
+    # Without a `head` module: the last kernel in natural order (Dense_10 after Dense_9).
+    auto = {f"Dense_{i}": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)} for i in range(11)}
+    kept = [name for name, m in hidden(auto).items() if m["kernel"]]
+    assert sorted(kept) == sorted(f"Dense_{i}" for i in range(10))
+    stacked = jax.tree.map(lambda x: jnp.stack([x, x]), auto)
+    assert hidden(stacked) == hidden(auto)
+    # A `head` module is the output layer wherever it sorts (ResNet: head, stage0_block0, stem).
+    resnet = {k: {"kernel": jnp.ones((2, 2))} for k in ("stem", "stage0_block0", "head")}
+    assert hidden(resnet) == {
+        "stem": {"kernel": True},
+        "stage0_block0": {"kernel": True},
+        "head": {"kernel": False},
+    }
+
+
+def test_regex_spec_matches_the_slash_joined_path():
+    variables = _mlp_params()
+    mask = resolve_mask("dense_[01]/kernel", variables)["params"]
+    assert [k for k, m in mask.items() if m["kernel"]] == ["dense_0", "dense_1"]
+    assert not any(m["bias"] for m in mask.values())
+    net, _ = _nnx_and_linen()
+    nnx_mask = nnx.to_pure_dict(resolve_mask("^dense_1/", nnx.state(net, nnx.Param)))
+    assert nnx_mask["dense_1"] == {"kernel": True, "bias": True} and not nnx_mask["head"]["kernel"]
+    assert mask_from_spec("hidden") == mask_from_spec("hidden")  # hashable static config
+    assert resolve_mask("kernels", variables) == decay_mask(variables)
+    with pytest.raises(ValueError, match="mask"):
+        mask_from_spec("dense_[")
+    with pytest.raises(ValueError, match="mask"):
+        mask_from_spec("")
 
 
 def test_doctests():

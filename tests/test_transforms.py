@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 from helpers import assert_trees_all_equal, assert_trees_close_to_scale, gamma
 
 import wdjax.transforms
@@ -387,6 +388,59 @@ def test_errors_name_the_argument(name):
         _FACTORIES[name](0.1, 0.1, bad_mask).init(params)
     with pytest.raises(TypeError, match="mask"):
         _FACTORIES[name](0.1, 0.1, jax.tree.map(lambda _: 1.0, params)).init(params)
+
+
+class _NnxNet(nnx.Module):
+    def __init__(self, rngs: nnx.Rngs):
+        self.dense_0 = nnx.Linear(3, 4, rngs=rngs)
+        self.bn_0 = nnx.BatchNorm(4, rngs=rngs)
+        self.head = nnx.Linear(4, 2, rngs=rngs)
+
+
+class _Custom(nnx.Module):
+    """A weight matrix not named ``kernel``: the default selects nothing."""
+
+    def __init__(self):
+        self.w = nnx.Param(jnp.ones((3, 2)))
+        self.b = nnx.Param(jnp.ones(2))
+
+
+@pytest.mark.parametrize("name", sorted(_FACTORIES))
+def test_nnx_states_regularize_kernels_as_linen_trees_do(name):
+    """On an NNX state (paths end in ``.value``) the default acts on the kernels only, exactly
+    as on the same arrays as a pure dict (the Linen layout); biases and BN scales pass through."""
+    state = nnx.state(_NnxNet(nnx.Rngs(0)), nnx.Param)
+    pure = nnx.to_pure_dict(state)
+    grads = jax.tree.map(lambda p: 0.5 * p + 0.1, state)
+    tx = _FACTORIES[name](1.0, 0.5, None)
+    new, _ = tx.update(grads, tx.init(state), state)
+    ref, _ = tx.update(nnx.to_pure_dict(grads), tx.init(pure), pure)
+    new = nnx.to_pure_dict(new)
+    assert_trees_all_equal(new, ref)
+    plain = _FACTORIES[name](0.0, 0.5, None)
+    base = nnx.to_pure_dict(plain.update(grads, plain.init(state), state)[0])
+    for layer, leaf in [("dense_0", "bias"), ("bn_0", "scale"), ("bn_0", "bias"), ("head", "bias")]:
+        assert_trees_all_equal(new[layer][leaf], base[layer][leaf])
+    for layer in ("dense_0", "head"):
+        assert not np.allclose(new[layer]["kernel"], base[layer]["kernel"])
+    optax.apply_updates(state, plain.update(grads, plain.init(state), state)[0])  # a State again
+
+
+@pytest.mark.parametrize("name", sorted(_FACTORIES))
+def test_an_empty_selection_of_a_model_with_matrices_is_an_error(name):
+    custom = nnx.state(_Custom(), nnx.Param)
+    with pytest.raises(ValueError, match="mask"):
+        _FACTORIES[name](0.1, 0.1, None).init(custom)
+    with pytest.raises(ValueError, match="mask"):
+        _FACTORIES[name](0.1, 0.1, "no_such_layer").init(_params())
+    tx = _FACTORIES[name](0.1, 0.1, "w$")
+    tx.update(custom, tx.init(custom), custom)
+    # No matrix at all: nothing selected passes the updates through, as before.
+    vec = {"bias": jnp.ones(3)}
+    tx = _FACTORIES[name](0.1, 0.1, None)
+    out, _ = tx.update(vec, tx.init(vec), vec)
+    if name.startswith("prox"):
+        assert_trees_all_equal(out, vec)
 
 
 def test_check_hyperparameter():

@@ -47,7 +47,7 @@ from typing import Any
 import jax
 import optax
 
-from wdjax.penalties import Mask, decay_mask, resolve_mask
+from wdjax.penalties import Mask, resolve_mask
 from wdjax.transforms import (
     ScalarOrSchedule,
     adam_prox,
@@ -59,6 +59,8 @@ from wdjax.transforms import (
 )
 
 __all__ = ["OPTIMIZERS", "STRATEGIES", "check_hyperparameter", "make_optimizer"]
+
+Hyper = float | jax.Array | None
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 STRATEGIES = (
@@ -117,14 +119,21 @@ def _preconditioner(optimizer: str, hyper: dict) -> optax.GradientTransformation
     return optax.identity()
 
 
-def _default_mask(params):
-    mask_tree = decay_mask(params)
-    if not any(jax.tree.leaves(mask_tree)):
-        raise ValueError(
-            "mask: the default decay_mask selects no leaf of these parameters (it regularizes "
-            "leaves named 'kernel', or every leaf of an unnamed tree); pass mask= explicitly."
-        )
-    return mask_tree
+def _strategy_mask(mask: Mask):
+    """``mask`` as a callable that also refuses an empty selection of any non-empty tree."""
+
+    def mask_fn(tree):
+        mask_tree = resolve_mask(mask, tree)
+        if jax.tree.leaves(tree) and not any(jax.tree.leaves(mask_tree)):
+            raise ValueError(
+                f"mask: {'the default (kernels)' if mask is None else repr(mask)} selects no "
+                "leaf of these parameters (the default regularizes leaves named 'kernel', or "
+                "every leaf of an unnamed tree); pass mask= a spec, callable or pytree that "
+                "selects the weights, or use reg='none'."
+            )
+        return mask_tree
+
+    return mask_fn
 
 
 def _times(strength: ScalarOrSchedule, factor) -> ScalarOrSchedule:
@@ -144,6 +153,19 @@ def _prox(reg: str, strength, learning_rate, mask, reg_hyper):
     return prox_group_lasso(strength, learning_rate, mask)
 
 
+def _wd_paper(precond, alpha, strength, mask_fn, schedule) -> optax.GradientTransformation:
+    if callable(alpha):
+        raise TypeError(
+            "learning_rate: wd_paper takes a constant α; pass the multiplier η(t) as schedule=."
+        )
+    return optax.chain(
+        precond,
+        optax.scale(alpha),
+        optax.add_decayed_weights(strength, mask_fn),
+        optax.scale_by_learning_rate(schedule),
+    )
+
+
 def make_optimizer(
     optimizer: str,
     learning_rate: ScalarOrSchedule,
@@ -151,7 +173,14 @@ def make_optimizer(
     strength: ScalarOrSchedule = 0.0,
     *,
     mask: Mask = None,
-    **hyper: Any,
+    momentum: Hyper = None,
+    nesterov: bool | None = None,
+    b1: Hyper = None,
+    b2: Hyper = None,
+    eps: Hyper = None,
+    eps_root: Hyper = None,
+    l1_ratio: Hyper = None,
+    schedule: ScalarOrSchedule | None = None,
 ) -> optax.GradientTransformation:
     """Compose a named regularization strategy with a base optimizer (table in module doc).
 
@@ -161,11 +190,24 @@ def make_optimizer(
         constant α (float or traced) and the schedule multiplier goes in ``schedule=``.
       reg: one of :data:`STRATEGIES`.
       strength: λ >= 0 (float, traced 0-d array or schedule). Must be 0 for ``reg="none"``.
-      mask: leaves to regularize (pytree of bools or callable, as :func:`optax.masked`);
-        None means :func:`wdjax.penalties.decay_mask` (kernels only).
-      **hyper: ``momentum``/``nesterov`` (momentum); ``b1``, ``b2``, ``eps``, ``eps_root``,
-        ``nesterov`` (adam); ``l1_ratio=0.5`` (elastic_net_prox, l1 = λ·ρ, l2 = λ·(1−ρ), as
-        scikit-learn); ``schedule=1.0`` (wd_paper: multiplier η(t), float or callable).
+      mask: which leaves to regularize, by the rule of :mod:`wdjax.penalties` that the
+        transforms and penalties share: None means kernels only (never biases or norm scales);
+        or a spec string (``"kernels"``, ``"hidden"``, a regular expression over the parameter
+        path), a callable ``params -> bools`` or a pytree of bools. One difference: an empty
+        selection is refused here even for parameters without a weight matrix (the transforms
+        and penalties refuse it only when the parameters hold one): a strategy that
+        regularizes nothing is ``reg="none"``.
+      momentum, nesterov: heavy ball (``optimizer="momentum"``; default 0.9, False).
+      b1, b2, eps, eps_root, nesterov: ``optimizer="adam"``, as :func:`optax.scale_by_adam`
+        (defaults 0.9, 0.999, 1e-8, 0.0, False).
+      l1_ratio: ``reg="elastic_net_prox"``: l1 = λ·ρ, l2 = λ·(1−ρ), as scikit-learn (default 0.5).
+      schedule: ``reg="wd_paper"``: the multiplier η(t), float or callable (default 1.0).
+
+    A hyperparameter left at None takes its default; one that does not apply to ``optimizer``
+    and ``reg`` is an error. Every numeric argument may be injected:
+    ``optax.inject_hyperparams(make_optimizer, static_args=("optimizer", "reg"))(...)`` (add
+    ``"mask"`` to ``static_args`` for a callable mask, which it would take for a schedule) keeps
+    ``learning_rate``, ``strength`` and the given hyperparameters in ``state.hyperparams``.
 
     Returns:
       An :class:`optax.GradientTransformation`; regularizing strategies need ``params`` in
@@ -173,8 +215,9 @@ def make_optimizer(
 
     Raises:
       ValueError: unknown ``optimizer``/``reg``, a negative/NaN concrete hyperparameter, a
-        nonzero concrete ``strength`` with ``reg="none"``, a mask not matching the params.
-      TypeError: an unexpected keyword in ``hyper``.
+        nonzero concrete ``strength`` with ``reg="none"``, a mask not matching the params or
+        selecting none of them.
+      TypeError: a hyperparameter that does not apply to ``optimizer``/``reg``.
 
     Example:
       >>> import jax
@@ -194,6 +237,9 @@ def make_optimizer(
         raise ValueError(f"reg must be one of {STRATEGIES}, got {reg!r}.")
     check_hyperparameter("learning_rate", learning_rate)
     check_hyperparameter("strength", strength)
+    given = dict(momentum=momentum, nesterov=nesterov, b1=b1, b2=b2, eps=eps)
+    given.update(eps_root=eps_root, l1_ratio=l1_ratio, schedule=schedule)
+    hyper = {key: value for key, value in given.items() if value is not None}
     opt_hyper, reg_hyper = _split_hyper(optimizer, reg, hyper)
     precond = _preconditioner(optimizer, opt_hyper)
     if reg == "none":
@@ -203,18 +249,9 @@ def make_optimizer(
                 f"from {STRATEGIES[1:]}."
             )
         return optax.chain(precond, optax.scale_by_learning_rate(learning_rate))
-    mask_fn = _default_mask if mask is None else lambda tree: resolve_mask(mask, tree)
+    mask_fn = _strategy_mask(mask)
     if reg == "wd_paper":
-        if callable(learning_rate):
-            raise TypeError(
-                "learning_rate: wd_paper takes a constant α; pass the multiplier η(t) as schedule=."
-            )
-        return optax.chain(
-            precond,
-            optax.scale(learning_rate),
-            optax.add_decayed_weights(strength, mask_fn),
-            optax.scale_by_learning_rate(reg_hyper["schedule"]),
-        )
+        return _wd_paper(precond, learning_rate, strength, mask_fn, reg_hyper["schedule"])
     lr_scale = optax.scale_by_learning_rate(learning_rate)
     if reg == "l1":
         return optax.chain(add_l1_subgradient(strength, mask_fn), precond, lr_scale)

@@ -1,11 +1,17 @@
 r"""Regularizers as optax transforms, and the pure proximal operators behind them.
 
 Every transform is an :class:`optax.GradientTransformation` (with extra-args support) that
-composes with :func:`optax.chain`, takes ``mask=`` as :func:`optax.masked` does (None: every
-leaf, the optax convention; :func:`wdjax.optim.make_optimizer` defaults to
-:func:`wdjax.penalties.decay_mask` instead) and accepts its strengths and learning rate as
-Python floats, traced 0-d arrays (so a transform built inside a ``vmap``-ped function sweeps
-λ) or schedules ``count -> value`` (evaluated at the step count, as ``optax.sgd`` does).
+composes with :func:`optax.chain` and accepts its strengths and learning rate as Python floats,
+traced 0-d arrays (so a transform built inside a ``vmap``-ped function sweeps λ) or schedules
+``count -> value`` (evaluated at the step count, as ``optax.sgd`` does). ``mask=`` selects the
+leaves it acts on, by the one rule of :mod:`wdjax.penalties` shared with the penalties and
+:func:`wdjax.make_optimizer`: None means kernels only (:func:`wdjax.penalties.decay_mask`;
+never biases or norm scales; a tree with no names, e.g. a bare array, whole), or a spec string
+(``"kernels"``, ``"hidden"``, a regular expression over the parameter path), a callable or a
+pytree of bools (as :func:`optax.masked`). Linen params, NNX states and member-stacked trees
+are all understood; a mask selecting no leaf of parameters holding a weight matrix is an error
+(``make_optimizer`` also refuses an empty selection of parameters without one). The state is
+the transform's own (:class:`RegularizerState`) whatever the mask.
 
 The proximal transforms are placed LAST in a chain, after the learning-rate scaling. Given the
 incoming update :math:`u` and parameters :math:`w`, they prox the post-step point
@@ -113,18 +119,22 @@ def _require_params(params) -> None:
 def _masked(
     inner: optax.GradientTransformationExtraArgs, mask: Mask
 ) -> optax.GradientTransformationExtraArgs:
-    """``optax.masked`` (also masking a ``metric`` extra argument) that checks the mask first."""
-    if mask is None:
-        return inner
-    wrapped = optax.masked(inner, mask, mask_compatible_extra_args=True)
+    """``optax.masked`` (masking a ``metric`` extra argument too) with the mask checked first.
+
+    ``inner`` must have a state that does not depend on the parameters (a step count): the
+    state is then ``inner``'s own, not wrapped in ``optax.MaskedState``.
+    """
+    wrapped = optax.masked(
+        inner, lambda tree: resolve_mask(mask, tree), mask_compatible_extra_args=True
+    )
 
     def init_fn(params):
-        resolve_mask(mask, params)
-        return wrapped.init(params)
+        return wrapped.init(params).inner_state
 
     def update_fn(updates, state, params=None, **extra_args):
-        resolve_mask(mask, updates)
-        return wrapped.update(updates, state, params, **extra_args)
+        state = optax.MaskedState(inner_state=state)
+        updates, state = wrapped.update(updates, state, params, **extra_args)
+        return updates, state.inner_state
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
@@ -218,7 +228,7 @@ def prox_l1(
     Args:
       l1: strength λ₁ >= 0 (float, traced 0-d array or schedule).
       learning_rate: the learning rate of the preceding step (float, traced or schedule).
-      mask: which leaves to threshold (pytree of bools or callable); None = all leaves.
+      mask: which leaves to threshold (see :mod:`wdjax.penalties`); None = kernels only.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params`` and accepts
@@ -255,7 +265,7 @@ def prox_elastic_net(
       l1: λ₁ >= 0 (float, traced 0-d array or schedule).
       l2: λ₂ >= 0 (float, traced 0-d array or schedule).
       learning_rate: the learning rate of the preceding step (float, traced or schedule).
-      mask: which leaves to shrink (pytree of bools or callable); None = all leaves.
+      mask: which leaves to shrink (see :mod:`wdjax.penalties`); None = kernels only.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` (see :func:`prox_l1`).
@@ -332,7 +342,7 @@ def prox_group_lasso(
     Args:
       strength: λ >= 0 (float, traced 0-d array or schedule).
       learning_rate: the learning rate of the preceding step (float, traced or schedule).
-      mask: which leaves to shrink (pytree of bools or callable); None = all leaves.
+      mask: which leaves to shrink (see :mod:`wdjax.penalties`); None = kernels only.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` (see :func:`prox_l1`).
@@ -368,7 +378,7 @@ def add_l1_subgradient(
 
     Args:
       l1: λ₁ >= 0 (float, traced 0-d array or schedule).
-      mask: which leaves to penalize (pytree of bools or callable); None = all leaves.
+      mask: which leaves to penalize (see :mod:`wdjax.penalties`); None = kernels only.
 
     Returns:
       An ``optax.GradientTransformationExtraArgs``; ``update`` requires ``params``.
