@@ -24,7 +24,8 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
             "64", "--lr", "1e-2", "--out", str(out), "--quiet"]  # fmt: skip
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
-    assert "4 members" in printed and "best setting by mean final val_loss over 2 members" in printed
+    assert "4 members" in printed
+    assert "best setting by mean final val_loss over 2 members" in printed
     assert "| 0.01 |" in printed or "0.01" in printed.split("best setting")[0]  # the table
     for f in ("config.json", "metrics.csv", "summary.json", "meta.json", "params.npz",
               "accuracy_vs_strength.png", "curves.png", "table.csv", "table.md"):  # fmt: skip

@@ -38,7 +38,7 @@ def test_evaluate_equals_one_full_batch_despite_padding(monkeypatch, eval_batch)
     with jax.enable_x64(True):
         engine, _, state, x, y = _member()
         loss, acc = jax.jit(engine.evaluate)(state, x, y)
-        logits = engine.model.apply({"params": state.params}, x, train=False)
+        logits, _ = engine.apply(state.params, state.batch_stats, x, train=False)
         want_loss, want_acc = M.cross_entropy(logits, y), M.accuracy(logits, y)
     assert loss.dtype == np.float64
     # Logits are two ≤ 64-term dots deep; the loss (a mean of log-sum-exp − z_y, O(1) each) moves
@@ -54,7 +54,7 @@ def test_step_is_an_optax_adamw_step_on_the_mean_cross_entropy():
         new, (loss, _) = jax.jit(engine.step)(state, h, x[:8], y[:8])
 
         def ce(p):
-            return M.cross_entropy(engine.model.apply({"params": p}, x[:8], train=False), y[:8])
+            return M.cross_entropy(engine.apply(p, {}, x[:8], train=False)[0], y[:8])
 
         mask = jax.tree_util.tree_map_with_path(
             lambda path, _: path[-1].key == "kernel", state.params

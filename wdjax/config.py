@@ -19,6 +19,7 @@ import itertools
 import math
 import re
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -72,6 +73,17 @@ def parse_grid(text: str, flag: str = "--strength") -> tuple[float, ...]:
     if not values:
         raise ConfigError(f"{flag}: the grid is empty; give at least one value")
     return tuple(values)
+
+
+def _axes(text: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    """``"b1=0.8,0.9;b2=0.99,0.999"`` -> ``(("b1", (0.8, 0.9)), ("b2", (0.99, 0.999)))``."""
+    axes = []
+    for item in filter(None, (i.strip() for i in text.split(";"))):
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"{item!r} is not NAME=VALUES (e.g. b1=0.8,0.9,0.95)")
+        axes.append((name.strip(), parse_grid(values, "--set")))
+    return tuple(axes)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -154,11 +166,17 @@ class SweepConfig:
         "default $WDJAX_RAW_DIR",
         parse=str,
     )
-    model: str = setting("mlp", "mlp, cnn or resnet")
+    model: Any = setting(
+        "mlp", "mlp, cnn or resnet (from Python also a Linen module or an NNX module factory)"
+    )
     hidden: tuple[int, ...] = setting((64, 64), "MLP hidden widths, e.g. 64,64", parse=_ints)
     dropout: float = setting(0.0, "dropout rate in [0, 1)")
     batchnorm: bool = setting(False, "BatchNorm after each hidden layer")
-    optimizer: str = setting("adam", "sgd, momentum or adam")
+    optimizer: Any = setting(
+        "adam",
+        "sgd, momentum or adam, with --reg (from Python also an optimizer factory "
+        "(learning_rate, strength, **traced) -> optax.GradientTransformation)",
+    )
     reg: str = setting(
         "wd", "none, l1, l2, wd, wd_paper, l1_prox, elastic_net_prox or group_lasso_prox"
     )
@@ -175,6 +193,13 @@ class SweepConfig:
         flag="--lr",
         parse=lambda t: parse_grid(t, "--lr"),
         check=_finite_grid(positive=True),
+    )
+    axes: tuple = setting(
+        (),
+        "further grid axes: traced keyword arguments of the optimizer, e.g. b1=0.8,0.9,0.95 "
+        "(several: separate with ';'); values as for --strength",
+        flag="--set",
+        parse=_axes,
     )
     seeds: int = setting(1, "number of seeds (0..N-1)", check=_at_least(1))
     folds: int = setting(1, "k-fold cross-validation (members per point)", check=_at_least(1))
@@ -205,14 +230,25 @@ class SweepConfig:
 
     @property
     def num_members(self) -> int:
-        return len(self.strengths) * len(self.lrs) * self.seeds * self.folds
+        n = len(self.strengths) * len(self.lrs) * self.seeds * self.folds
+        return n * math.prod(len(v) for _, v in self.axes)
 
     def members(self) -> list[dict]:
-        """One dict per member: ``member, strength, lr, seed, fold`` (grid order)."""
-        grid = itertools.product(self.strengths, self.lrs, range(self.seeds), range(self.folds))
+        """One dict per member: ``member, strength, lr``, each ``--set`` axis, ``seed, fold``
+        (grid order: strengths outermost, then lrs, the axes, seeds, folds)."""
+        names = [name for name, _ in self.axes]
+        grid = itertools.product(self.strengths, self.lrs, *(v for _, v in self.axes),
+                                 range(self.seeds), range(self.folds))  # fmt: skip
         return [
-            dict(member=m, strength=float(s), lr=float(lr), seed=seed, fold=f)
-            for m, (s, lr, seed, f) in enumerate(grid)
+            dict(
+                member=m,
+                strength=float(p[0]),
+                lr=float(p[1]),
+                **{n: float(v) for n, v in zip(names, p[2:-2], strict=True)},
+                seed=p[-2],
+                fold=p[-1],
+            )  # fmt: skip
+            for m, p in enumerate(grid)
         ]
 
     def optimizer_hyper(self) -> dict:
@@ -225,13 +261,25 @@ class SweepConfig:
         return hyper
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        """A JSON-ready dict; a model or optimizer given as a Python object is recorded by
+        name (:func:`wdjax.adapters.describe`, the factory's qualified name)."""
+        from wdjax import adapters
+
+        d = dataclasses.asdict(self)
+        if not isinstance(self.model, str):
+            d["model"] = adapters.describe(self.model)
+        if not isinstance(self.optimizer, str):
+            d["optimizer"] = f"factory:{adapters.qualified_name(self.optimizer)}"
+        d["axes"] = [[name, list(values)] for name, values in self.axes]
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "SweepConfig":
         """From ``to_json``'s dict (lists back to tuples, by the fields' declared types)."""
         tuples = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, tuple)}
-        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in d.items()})
+        d = {k: tuple(v) if k in tuples and v is not None else v for k, v in d.items()}
+        d["axes"] = tuple((name, tuple(values)) for name, values in d.get("axes", ()))
+        return cls(**d)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -266,7 +314,8 @@ class RunOptions:
 # Argument names of the guarded library functions -> the config field they come from.
 _MODEL_ARGS = {"model": "model", "hidden": "hidden", "dropout": "dropout", "batchnorm": "batchnorm"}
 _OPTIM_ARGS = {"optimizer": "optimizer", "reg": "reg", "learning_rate": "lrs",
-               "strength": "strengths", "momentum": "momentum", "l1_ratio": "l1_ratio"}  # fmt: skip
+               "strength": "strengths", "momentum": "momentum", "l1_ratio": "l1_ratio",
+               "keyword": "axes"}  # fmt: skip
 _DATA_ARGS = {"name": "dataset", "val_size": "val_size", "train_size": "train_size",
               "label_noise": "label_noise", "seed": "data_seed"}  # fmt: skip
 
@@ -295,9 +344,36 @@ def _guarded(call: Callable, args: dict[str, str]) -> None:
         raise ConfigError(f"{flag}: {text}") from None
 
 
+def _model(cfg: SweepConfig):
+    from wdjax import adapters, models
+
+    if isinstance(cfg.model, str):
+        return models.make_model(cfg.model, 10, hidden=cfg.hidden, dropout=cfg.dropout,
+                                 batchnorm=cfg.batchnorm)  # fmt: skip
+    return adapters.as_model(cfg.model)
+
+
+def _optimizer(cfg: SweepConfig, member: dict):
+    """The member's transform, built as the engine builds it (its checks run)."""
+    import optax
+
+    from wdjax import optim
+
+    extra = {k: member[k] for k, _ in cfg.axes}
+    lr, strength = member["lr"], member["strength"]
+    if isinstance(cfg.optimizer, str):
+        kw = {**cfg.optimizer_hyper(), **extra}
+        return optim.make_optimizer(cfg.optimizer, lr, cfg.reg, strength, **kw)
+    tx = cfg.optimizer(lr, strength, **extra)
+    if not isinstance(tx, optax.GradientTransformation):
+        raise TypeError(f"optimizer: the factory returned {type(tx).__name__}, not an "
+                        "optax.GradientTransformation")  # fmt: skip
+    return tx
+
+
 def validate(cfg: SweepConfig) -> None:
     """Raise :class:`ConfigError` naming the first bad setting; no data loaded, nothing compiled."""
-    from wdjax import data, models, optim  # local: keep config importable on its own
+    from wdjax import data  # local: keep config importable on its own
 
     check_fields(cfg)
     if cfg.dtype == "float64":
@@ -308,19 +384,9 @@ def validate(cfg: SweepConfig) -> None:
                 "--dtype: float64 needs jax_enable_x64: run under jax.enable_x64(True) "
                 "(the CLI turns it on)"
             )
-    _guarded(
-        lambda: models.make_model(
-            cfg.model, 10, hidden=cfg.hidden, dropout=cfg.dropout, batchnorm=cfg.batchnorm
-        ),  # fmt: skip
-        _MODEL_ARGS,
-    )
-    for strength, lr in itertools.product(cfg.strengths, cfg.lrs):
-        _guarded(
-            lambda s=strength, lr=lr: optim.make_optimizer(
-                cfg.optimizer, lr, cfg.reg, s, **cfg.optimizer_hyper()
-            ),
-            _OPTIM_ARGS,
-        )
+    _guarded(lambda: _model(cfg), _MODEL_ARGS)
+    for m in cfg.members()[:: cfg.seeds * cfg.folds]:  # one member per setting
+        _guarded(lambda m=m: _optimizer(cfg, m), _OPTIM_ARGS)
     _guarded(
         lambda: data.check_args(
             cfg.dataset, cfg.val_size, cfg.train_size, cfg.label_noise, cfg.data_seed

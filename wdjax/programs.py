@@ -52,17 +52,20 @@ class Programs(NamedTuple):
     seconds: float
 
 
-def get(engine: Engine, data: Data, chunk: int, shard, repl, data_seed: int) -> Programs:
-    """The compiled programs for this engine, these data shapes and ``chunk`` (cached)."""
+def get(engine: Engine, data: Data, chunk: int, shard, repl, data_seed: int,
+        axes: tuple = ()) -> Programs:  # fmt: skip
+    """The compiled programs for this engine, these data shapes and ``chunk`` (cached);
+    ``axes`` names the optimizer's further traced arguments (``Hyper.extra``)."""
     shapes = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves(data))
     devices = tuple(str(d) for d in shard.mesh.devices.flat)
-    key = (engine, shapes, chunk, devices, jax.config.jax_enable_x64)
+    key = (engine, shapes, chunk, devices, jax.config.jax_enable_x64, axes)
     if key in _CACHE:
         return Programs(*_CACHE[key], chunk, 0.0)
     t = time.perf_counter()
     fdt = jnp.dtype(engine.dtype)
-    hyper = Hyper(*(jax.ShapeDtypeStruct((chunk,), dt, sharding=shard)
-                    for dt in (fdt, fdt, jnp.int32, jnp.int32)))  # fmt: skip
+    spec = functools.partial(jax.ShapeDtypeStruct, (chunk,), sharding=shard)
+    hyper = Hyper(spec(dtype=fdt), spec(dtype=fdt), spec(dtype=jnp.int32), spec(dtype=jnp.int32),
+                  {name: spec(dtype=fdt) for name in axes})  # fmt: skip
     with concurrent.futures.ThreadPoolExecutor(1) as worker:
         init_lo = jax.jit(engine.init_members, out_shardings=shard).lower(hyper, data.x_pool[:1])
         init_f = worker.submit(compile_small, init_lo, shard)
@@ -87,13 +90,14 @@ def clear_cache() -> None:
     _CACHE.clear()
 
 
-def fit(engine: Engine, data: Data, members: int, chunk_size, shard, repl, data_seed) -> Programs:
+def fit(engine: Engine, data: Data, members: int, chunk_size, shard, repl, data_seed,
+        axes: tuple = ()) -> Programs:  # fmt: skip
     """Programs for the largest chunk (≤ ``members``, or ``chunk_size``) whose epoch fits in
     memory; with several processes, process 0's choice (every process must run the same one)."""
     n_dev = shard.mesh.size
     chunk, seconds = _even(min(chunk_size or members, members), n_dev), 0.0
     while True:  # halve the chunk until the compiled epoch fits (unless chunk_size is set)
-        progs = get(engine, data, chunk, shard, repl, data_seed)
+        progs = get(engine, data, chunk, shard, repl, data_seed, axes)
         seconds += progs.seconds
         fits = program_bytes(progs.epoch) <= MEMORY_FRACTION * dev.memory_limit(
             jax.local_devices()[0]
@@ -104,7 +108,7 @@ def fit(engine: Engine, data: Data, members: int, chunk_size, shard, repl, data_
     if jax.process_count() > 1:
         agreed = int(multihost_utils.broadcast_one_to_all(np.int32(chunk)))
         if agreed != chunk:
-            progs = get(engine, data, agreed, shard, repl, data_seed)
+            progs = get(engine, data, agreed, shard, repl, data_seed, axes)
             seconds += progs.seconds
     return progs._replace(seconds=seconds)
 

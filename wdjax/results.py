@@ -145,12 +145,25 @@ def _parse(v: str):
 # --- tables ---------------------------------------------------------------------------------------
 
 
-def settings(members: list[dict]) -> list[tuple[tuple[float, float], list[int]]]:
-    """``[((strength, lr), [member indices]), ...]`` in grid order (first appearance)."""
+REPLICATE_KEYS = ("member", "seed", "fold")  # what varies between a setting's replicates
+
+
+def setting_of(info: dict) -> dict:
+    """A member's setting: its grid values other than seed and fold (strength, lr, and any
+    further axis such as ``b1``), in grid order."""
+    return {k: v for k, v in info.items() if k not in REPLICATE_KEYS}
+
+
+def settings(members: list[dict]) -> list[tuple[dict, list[int]]]:
+    """``[(setting, [member indices]), ...]`` in grid order (first appearance)."""
     groups: dict = {}
     for m, info in enumerate(members):
-        groups.setdefault((info["strength"], info["lr"]), []).append(m)
-    return list(groups.items())
+        groups.setdefault(tuple(setting_of(info).items()), []).append(m)
+    return [(dict(key), idx) for key, idx in groups.items()]
+
+
+def _key(d: dict, fields) -> tuple:
+    return tuple(d[f] for f in fields)
 
 
 def diverged_members(history: dict) -> np.ndarray:
@@ -177,8 +190,8 @@ def table_rows(members, history, metrics=None, confidence: float = 0.95) -> list
     finals = {x: final_values(history, x) for x in names}
     bad = diverged_members(history)
     rows = []
-    for (strength, lr), idx in settings(members):
-        row = dict(strength=strength, lr=lr, n=len(idx), diverged=int(bad[idx].sum()))
+    for setting, idx in settings(members):
+        row = dict(setting, n=len(idx), diverged=int(bad[idx].sum()))
         for x in names:
             s = stats.describe(finals[x][idx], confidence=confidence)
             row.update({f"{x}_{k}": float(getattr(s, k)) for k in ("mean", "std", "lo", "hi")})
@@ -190,14 +203,15 @@ def markdown_table(rows: list[dict], summary: dict | None = None, metrics=MD_MET
     """``rows`` (:func:`table_rows`) as a markdown table, cells ``mean ± std [lo, hi]``, then
     notes on n, the interval, divergence and (given ``summary``) the selected setting."""
     names = [x for x in metrics if rows and f"{x}_mean" in rows[0]]
-    marks = _marks(summary)
-    head = ["λ", "lr", "n", "diverged", *(x.replace("_", " ") for x in names)]
+    fields = _setting_fields(rows)
+    marks = _marks(summary, fields)
+    head = ["λ", *fields[1:], "n", "diverged", *(x.replace("_", " ") for x in names)]
     lines = ["| " + " | ".join(head + ["selected"] * bool(marks)) + " |"]
     lines.append("|" + "---:|" * len(head) + "---|" * bool(marks))
     for r in rows:
-        cells = [f"{r['strength']:.3g}", f"{r['lr']:.3g}", str(r["n"]), str(r["diverged"])]
+        cells = [f"{r[f]:.3g}" for f in fields] + [str(r["n"]), str(r["diverged"])]
         cells += [_cell(r, x) for x in names]
-        cells += [marks.get((r["strength"], r["lr"]), "")] * bool(marks)
+        cells += [marks.get(_key(r, fields), "")] * bool(marks)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines + [""] + _notes(summary)) + "\n"
 
@@ -211,13 +225,18 @@ def _cell(row: dict, x: str) -> str:
     return f"{mean:.4g} ± {std:.2g} [{lo:.4g}, {hi:.4g}]"
 
 
-def _marks(summary: dict | None) -> dict:
+def _setting_fields(rows: list[dict]) -> list[str]:
+    """The setting's columns of table rows: strength, lr and any further axis."""
+    return list(rows[0])[: list(rows[0]).index("n")] if rows else ["strength", "lr"]
+
+
+def _marks(summary: dict | None, fields) -> dict:
     if not summary:
         return {}
-    marks = {(t["strength"], t["lr"]): "tie" for t in summary.get("ties", [])}
+    marks = {_key(t, fields): "tie" for t in summary.get("ties", [])}
     best = summary.get("best_setting")
     if best:
-        marks[(best["strength"], best["lr"])] = "best"
+        marks[_key(best, fields)] = "best"
     return marks
 
 
@@ -236,8 +255,10 @@ def _notes(summary: dict | None) -> list[str]:
         how += " (no validation set: val_size = 0)"
     if best is None:
         return notes + [f"Selected by lowest {how}: no setting is selectable (all diverged)."]
+    where = ", ".join(f"{'λ' if k == 'strength' else k} = {v:.3g}" for k, v in best.items()
+                      if k not in ("mean", "n", "members"))  # fmt: skip
     notes.append(
-        f"Selected by lowest {how}: λ = {best['strength']:.3g}, lr = {best['lr']:.3g} "
+        f"Selected by lowest {how}: {where} "
         f"(mean {best['mean']:.6g} over n = {best['n']}); the test set is never used to select."
     )
     if len(summary.get("ties", [])) > 1:
@@ -285,8 +306,8 @@ def summarize(members: list[dict], history: dict, *, tie_rtol: float = 0.0) -> d
     tied = stats.minima(means, rtol=tie_rtol)
     best_setting = best_member = None
     if tied:
-        (strength, lr), idx = groups[tied[0]]
-        best_setting = dict(strength=strength, lr=lr, mean=means[tied[0]], n=len(idx), members=idx)
+        setting, idx = groups[tied[0]]
+        best_setting = dict(setting, mean=means[tied[0]], n=len(idx), members=idx)
         best_member = idx[stats.argmin(final_values(history, by)[idx])]
     return {
         "members": per,
@@ -294,10 +315,10 @@ def summarize(members: list[dict], history: dict, *, tie_rtol: float = 0.0) -> d
         "best_member": best_member,
         "selected_by": by,
         "best_setting": best_setting,
-        "ties": [dict(strength=rows[i]["strength"], lr=rows[i]["lr"], mean=means[i]) for i in tied],
+        "ties": [dict(groups[i][0], mean=means[i]) for i in tied],
         "excluded": [
-            dict(strength=r["strength"], lr=r["lr"], diverged=r["diverged"])
-            for r in rows
+            dict(groups[i][0], diverged=r["diverged"])
+            for i, r in enumerate(rows)
             if not np.isfinite(r[f"{by}_mean"])
         ],
     }

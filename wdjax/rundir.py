@@ -17,6 +17,7 @@ Files are written atomically (:func:`wdjax.results.atomic_write_bytes`).
 
 import dataclasses
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -28,7 +29,7 @@ from wdjax import data as D
 from wdjax import programs, results
 from wdjax.config import ConfigError, SweepConfig
 
-__all__ = ["load", "meta", "prepare", "write", "write_config"]
+__all__ = ["check_fingerprint", "fingerprint", "load", "meta", "prepare", "write", "write_config"]
 
 
 def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
@@ -48,10 +49,8 @@ def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
     if not os.path.exists(config_path):
         raise ConfigError(f"--resume: {out!r} holds no run (no config.json); drop --resume to "
                           "start one")  # fmt: skip
-    saved = SweepConfig.from_json(results.read_json(config_path))
-    diff = [
-        f.name for f in dataclasses.fields(cfg) if getattr(saved, f.name) != getattr(cfg, f.name)
-    ]
+    saved, now = results.read_json(config_path), json.loads(json.dumps(cfg.to_json()))
+    diff = [f.name for f in dataclasses.fields(cfg) if saved.get(f.name) != now.get(f.name)]
     if diff:
         raise ConfigError(f"--resume: the run in {out!r} was made with different settings "
                           f"({', '.join(diff)}); use the same flags or a new --out")  # fmt: skip
@@ -64,6 +63,38 @@ def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
 
 def write_config(out: str, cfg: SweepConfig) -> None:
     results.write_json(os.path.join(out, "config.json"), cfg.to_json())
+
+
+def fingerprint(cfg: SweepConfig, params_like) -> dict:
+    """What a resumed run must train again: the model and optimizer by name (config.json holds
+    only names for Python objects) and every parameter's path and shape."""
+    flat = jax.tree_util.tree_flatten_with_path(params_like)[0]
+    shapes = {jax.tree_util.keystr(p, simple=True, separator="/"): list(x.shape) for p, x in flat}
+    d = cfg.to_json()
+    return {"model": d["model"], "optimizer": d["optimizer"], "params": shapes}
+
+
+def check_fingerprint(out: str, fp: dict, resume: bool) -> None:
+    """Write ``fingerprint.json`` for a new run; on resume, refuse another model or optimizer
+    (``model=`` / ``optimizer=`` must be given again: a Python object is not in config.json)."""
+    path = os.path.join(out, "fingerprint.json")
+    if not resume or not os.path.exists(path):
+        results.write_json(path, fp)
+        return
+    saved = results.read_json(path)
+    diff = [k for k in ("model", "optimizer") if saved[k] != fp[k]]
+    if saved["params"] != fp["params"]:
+        gone = sorted(set(saved["params"]) - set(fp["params"]))
+        other = sorted(
+            k for k in fp["params"] if saved["params"].get(k, fp["params"][k]) != fp["params"][k]
+        )
+        new = sorted(set(fp["params"]) - set(saved["params"]))
+        diff.append(f"parameters: missing {gone or 'none'}, other shapes {other or 'none'}, "
+                    f"new {new or 'none'}")  # fmt: skip
+    if diff:
+        raise ConfigError(f"--resume: the run in {out!r} was made with another model or "
+                          f"optimizer ({'; '.join(diff)}); pass the same model= and optimizer= "
+                          "again, or start a new --out")  # fmt: skip
 
 
 def meta(cfg: SweepConfig, mesh, progs: programs.Programs, run_s: float, steps: int, ds) -> dict:

@@ -92,7 +92,10 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
     arrays = jax.tree.map(lambda x: dev.put(x, repl), host)
     engine = Engine.from_config(cfg, ds.num_classes)
     log.info("compiling the training program (%d members, %d devices)", k, shard.mesh.size)
-    progs = programs.fit(engine, arrays, k, cfg.chunk_size, shard, repl, cfg.data_seed)
+    axes = tuple(name for name, _ in cfg.axes)
+    progs = programs.fit(engine, arrays, k, cfg.chunk_size, shard, repl, cfg.data_seed, axes)
+    if writer:
+        rundir.check_fingerprint(out, rundir.fingerprint(cfg, progs.init.out_info.params), resume)
     ckpt = Checkpoints(out, checkpoint_every, write=writer) if out else None
     run = _Run(cfg, progs, arrays, shard, hyper_arrays(members, _padded(k, progs.chunk), cfg.dtype),
                ckpt, progress, resume and ckpt is not None and ckpt.exists())  # fmt: skip
@@ -153,11 +156,13 @@ def host_data(ds: D.Dataset, cfg: SweepConfig) -> Data:
 def hyper_arrays(members: list[dict], total: int, dtype: str) -> Hyper:
     """Per-member hyperparameters, padded to ``total`` by repeating the last member."""
     rows = members + [members[-1]] * (total - len(members))
+    axes = [k for k in rows[0] if k not in ("member", "strength", "lr", "seed", "fold")]
     return Hyper(
         np.array([r["strength"] for r in rows], dtype),
         np.array([r["lr"] for r in rows], dtype),
         np.array([r["seed"] for r in rows], np.int32),
         np.array([r["fold"] for r in rows], np.int32),
+        {k: np.array([r[k] for r in rows], dtype) for k in axes},
     )
 
 

@@ -14,10 +14,14 @@ own optimizer state. The order of training batches comes from the run-level ``da
 (``permutation(fold_in(key(data_seed), epoch), n)``), shared by all members, so member k equals a
 standalone run with member k's hyperparameters and one batch feeds every member.
 
-The optimizer is rebuilt *inside* the traced step from the member's traced ``strength`` and ``lr``
-(:func:`wdjax.make_optimizer`), so new values of the same count never recompile; state holds arrays
-only. A member whose loss or parameters turn non-finite during an epoch is flagged ``diverged`` and
-put back to its state at the start of that epoch, frozen there; the others go on unaffected.
+The model is any Flax model behind :mod:`wdjax.adapters` (Linen or NNX). The optimizer is rebuilt
+*inside* the traced step by an optimizer factory ``(learning_rate, strength, **traced) ->
+optax.GradientTransformation`` (:class:`Strategy` for the named strategies of
+:func:`wdjax.make_optimizer`, or any function of the user's) from the member's traced ``strength``,
+``lr`` and extra hyperparameters, so new values of the same count never recompile; state holds
+arrays only. A member whose loss or parameters turn non-finite during an epoch is flagged
+``diverged`` and put back to its state at the start of that epoch, frozen there; the others go on
+unaffected.
 """
 
 import dataclasses
@@ -27,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from wdjax import adapters
 from wdjax import metrics as M
 from wdjax.models import make_model
 from wdjax.optim import make_optimizer
@@ -41,13 +46,14 @@ class Hyper(NamedTuple):
     lr: jax.Array  # [] float: learning rate
     seed: jax.Array  # [] int32: init + dropout seed
     fold: jax.Array  # [] int32: cross-validation fold (0 without folds)
+    extra: Any = None  # {name: [] float}: further traced arguments of the optimizer factory
 
 
 class MemberState(NamedTuple):
     """One member's training state: arrays only (no optimizer objects, no keys)."""
 
-    params: Any
-    batch_stats: Any  # {} without BatchNorm
+    params: Any  # nested dicts of arrays, Linen-style paths (for NNX too, see wdjax.adapters)
+    batch_stats: Any  # the model's non-parameter state (BatchNorm statistics); {} without
     opt_state: Any
     step: jax.Array  # [] int32: optimizer steps taken
     diverged: jax.Array  # [] bool: loss or parameters became non-finite (frozen since)
@@ -65,55 +71,66 @@ class Data(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
+class Strategy:
+    """A named strategy as an optimizer factory: ``(learning_rate, strength, **traced) ->``
+    :func:`wdjax.make_optimizer` ``(optimizer, learning_rate, reg, strength, **hyper, **traced)``.
+    Hashable, so equal strategies share compiled programs."""
+
+    optimizer: str
+    reg: str
+    hyper: tuple = ()  # sorted (name, value) pairs of static keyword arguments
+
+    def __call__(self, learning_rate, strength, **traced) -> optax.GradientTransformation:
+        kw = {**dict(self.hyper), **traced}
+        return make_optimizer(self.optimizer, learning_rate, self.reg, strength, **kw)
+
+
+@dataclasses.dataclass(frozen=True)
 class Engine:
     """Static description of the compiled program (hashable: it keys the compile cache)."""
 
-    model: Any  # a flax.linen Module (hashable dataclass)
-    optimizer: str
-    reg: str
-    hyper: tuple  # sorted (name, value) pairs for make_optimizer
+    model: Any  # a wdjax.adapters.Linen / NNX (or a Linen module, wrapped on construction)
+    optimizer: Any  # an optimizer factory (learning_rate, strength, **traced) -> transform
     batch_size: int
-    batchnorm: bool
     dtype: str = "float32"
+
+    def __post_init__(self):
+        object.__setattr__(self, "model", adapters.as_model(self.model))
 
     @classmethod
     def from_config(cls, cfg, num_classes: int) -> "Engine":
         """The engine of a :class:`wdjax.SweepConfig` (model, optimizer, strategy, batch size)."""
-        model = make_model(cfg.model, num_classes, hidden=cfg.hidden, dropout=cfg.dropout,
-                           batchnorm=cfg.batchnorm)  # fmt: skip
-        hyper = tuple(sorted(cfg.optimizer_hyper().items()))
-        return cls(model, cfg.optimizer, cfg.reg, hyper, cfg.batch_size, cfg.batchnorm, cfg.dtype)
+        if isinstance(cfg.model, str):
+            model = make_model(cfg.model, num_classes, hidden=cfg.hidden, dropout=cfg.dropout,
+                               batchnorm=cfg.batchnorm)  # fmt: skip
+        else:
+            model = cfg.model
+        if isinstance(cfg.optimizer, str):
+            optimizer = Strategy(
+                cfg.optimizer, cfg.reg, tuple(sorted(cfg.optimizer_hyper().items()))
+            )
+        else:
+            optimizer = cfg.optimizer
+        return cls(model, optimizer, cfg.batch_size, cfg.dtype)
 
     def tx(self, h: Hyper) -> optax.GradientTransformation:
-        return make_optimizer(self.optimizer, h.lr, self.reg, h.strength, **dict(self.hyper))
+        return self.optimizer(h.lr, h.strength, **(h.extra or {}))
 
     # --- one member -----------------------------------------------------------------------------
 
     def init(self, h: Hyper, x_example) -> MemberState:
         """Initial state of one member from its seed (parameters cast to ``dtype``)."""
         key = jax.random.fold_in(jax.random.key(h.seed), 0)
-        variables = self.model.init({"params": key}, x_example, train=False)
+        params, state = self.model.init(key, x_example)
         dtype = jnp.dtype(self.dtype)
-        params = jax.tree.map(lambda p: p.astype(dtype), variables["params"])
-        batch_stats = jax.tree.map(lambda p: p.astype(dtype), variables.get("batch_stats", {}))
+        params = jax.tree.map(lambda p: p.astype(dtype), params)
+        state = jax.tree.map(lambda p: p.astype(dtype), state)
         opt_state = self.tx(h).init(params)
-        return MemberState(
-            params, batch_stats, opt_state, jnp.zeros((), jnp.int32), jnp.zeros((), bool)
-        )
+        return MemberState(params, state, opt_state, jnp.zeros((), jnp.int32), jnp.zeros((), bool))
 
     def apply(self, params, batch_stats, x, *, train, key=None):
-        variables = {"params": params}
-        if self.batchnorm:
-            variables["batch_stats"] = batch_stats
-        if not train:
-            return self.model.apply(variables, x, train=False), batch_stats
-        rngs = {"dropout": key}
-        if self.batchnorm:
-            logits, mut = self.model.apply(
-                variables, x, train=True, rngs=rngs, mutable=["batch_stats"]
-            )
-            return logits, mut["batch_stats"]
-        return self.model.apply(variables, x, train=True, rngs=rngs), batch_stats
+        """Logits and the model's updated non-parameter state (unchanged when not training)."""
+        return self.model.apply(params, batch_stats, x, train, key)
 
     def step(self, state: MemberState, h: Hyper, x_B, y_B):
         """One optimizer step of one member on batch (x_B, y_B); returns (state, (loss, acc)).
