@@ -189,3 +189,53 @@ def test_cross_validation_folds_are_members():
     # Different folds validate on different data: their validation losses differ.
     v = res.history["val_loss"][:3, -1]
     assert len(set(np.round(v, 6))) == 3
+
+
+@pytest.mark.numerics
+def test_a_cosine_member_equals_its_standalone_run_and_records_the_lr_in_effect():
+    cfg = dataclasses.replace(BASE, epochs=3, schedule="cosine", warmup_epochs=1, alpha=0.1,
+                              strengths=(1e-4, 1e-1), **F64)  # fmt: skip
+    with jax.enable_x64(True):
+        res = S.sweep(cfg)
+        one = S.sweep(cfg, strengths=(1e-1,))
+    assert_trees_close_to_scale(_member_params(res, 1), _member_params(one, 0), TRAJ_TOL)
+    steps = res.history["step"][0]  # optimizer steps after each epoch
+    total, warm = steps[-1], steps[0]  # 3 epochs; warm-up = 1 epoch
+    t = steps - 1  # each epoch's last step
+    cosine = 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * (t - warm) / (total - warm)))
+    eta = np.where(t < warm, t / warm, cosine)  # warm-up from 0, then cosine
+    np.testing.assert_allclose(res.history["lr"][0], 1e-2 * np.array(eta), rtol=1e-12)
+    assert [m["lr"] for m in res.members] == [1e-2, 1e-2]  # the peak stays in the settings
+
+
+def test_wd_paper_under_a_schedule_decays_by_eta_lambda():
+    """Loshchilov & Hutter: w ← w − η(t)·(α·g + λ·w) (SGD), η the schedule's multiplier."""
+    cfg = SweepConfig(optimizer="sgd", reg="wd_paper", schedule="step", decay_epochs=(1.0,),
+                      decay_factor=0.5, epochs=2)  # fmt: skip
+    engine = train.Engine.from_config(cfg, 10, steps_per_epoch=2)
+    alpha, lam = 0.1, 0.01
+    h = train.Hyper(np.float64(lam), np.float64(alpha), np.int32(0), np.int32(0))
+    with jax.enable_x64(True):
+        w = {"dense": {"kernel": np.ones((2, 2)), "bias": np.ones(2)}}
+        g = {"dense": {"kernel": np.full((2, 2), 0.5), "bias": np.full(2, 0.5)}}
+        tx = engine.tx(h)
+        state = tx.init(w)
+        for t in range(4):
+            eta = 0.5 if t >= 2 else 1.0
+            k, b = w["dense"]["kernel"], w["dense"]["bias"]
+            want = {"kernel": k - eta * (alpha * 0.5 + lam * k), "bias": b - eta * alpha * 0.5}
+            u, state = tx.update(g, state, w)
+            w = jax.tree.map(lambda a, b: np.asarray(a + b), w, u)
+            np.testing.assert_allclose(w["dense"]["kernel"], want["kernel"], rtol=1e-14)
+            np.testing.assert_allclose(w["dense"]["bias"], want["bias"], rtol=1e-14)
+
+
+def test_mask_hidden_leaves_the_output_layer_unregularized():
+    cfg = dataclasses.replace(BASE, reg="l1_prox", strengths=(10.0,), mask="hidden", epochs=1)
+    res = S.sweep(cfg)
+    p = _member_params(res, 0)
+    assert np.all(p["dense_0"]["kernel"] == 0) and np.all(p["dense_1"]["kernel"] == 0)
+    assert np.count_nonzero(p["head"]["kernel"]) > 0
+    every = S.sweep(cfg, mask="kernels")
+    assert np.all(_member_params(every, 0)["head"]["kernel"] == 0)
+    assert res.config.to_json()["mask"] == "hidden"

@@ -174,8 +174,10 @@ def _report(result, out: str) -> None:
     else:
         best, setting = s["members"][s["best_member"]], s["best_setting"]
         ties = f" ({len(s['ties'])} settings tie)" if len(s["ties"]) > 1 else ""
+        where = ", ".join(f"{'λ' if k == 'strength' else k}={v:.3g}" for k, v in setting.items()
+                          if k not in ("mean", "n", "members"))  # fmt: skip
         print(f"best setting by mean final {s['selected_by']} over {setting['n']} members"
-              f"{ties}: λ={setting['strength']:.3g}, lr={setting['lr']:.3g}; its best member "
+              f"{ties}: {where}; its best member "
               f"{best['member']} (seed {best['seed']}): test acc {best['final']['test_acc']:.4f}, "
               f"test loss {best['final']['test_loss']:.4f}")  # fmt: skip
     if s["diverged"]:

@@ -201,6 +201,25 @@ class SweepConfig:
         flag="--set",
         parse=_axes,
     )
+    mask: str = setting(
+        "kernels",
+        "what the regularizer acts on: kernels (every weight matrix), hidden (every kernel but "
+        "the output layer's, as the tutorial's Keras code), or a regular expression over "
+        "parameter paths such as 'dense_[01]/kernel' (wdjax.penalties)",
+    )
+    schedule: str = setting("constant", "learning-rate schedule: constant, cosine, step or sgdr")
+    warmup_epochs: float = setting(0.0, "schedule: linear warm-up length (epochs)")
+    warmup_init: float = setting(0.0, "schedule: warm-up start, as a fraction of the peak lr")
+    alpha: float = setting(0.0, "cosine, sgdr: final learning rate as a fraction of the peak")
+    decay_epochs: tuple[float, ...] = setting(
+        (), "step: epochs at which the lr is multiplied by --decay-factor, e.g. 30,60",
+        parse=lambda t: tuple(float(v) for v in t.split(",") if v.strip()),
+    )  # fmt: skip
+    decay_factor: float = setting(0.1, "step: the factor at each --decay-epochs boundary")
+    restart_epochs: float | None = setting(
+        None, "sgdr: length of the first cosine period (epochs)", parse=float
+    )
+    restart_mult: int = setting(1, "sgdr: each period is this many times longer than the last")
     seeds: int = setting(1, "number of seeds (0..N-1)", check=_at_least(1))
     folds: int = setting(1, "k-fold cross-validation (members per point)", check=_at_least(1))
     l1_ratio: float = setting(0.5, "elastic net: l1 = λ·ρ, l2 = λ·(1−ρ)")
@@ -260,6 +279,14 @@ class SweepConfig:
             hyper["l1_ratio"] = self.l1_ratio
         return hyper
 
+    def schedule_params(self) -> dict:
+        """Keyword arguments of :func:`wdjax.schedules.make` for this schedule (set ones)."""
+        from wdjax import schedules
+
+        names = schedules.PARAMS.get(self.schedule, ())
+        given = {n: getattr(self, n) for n in names}
+        return {k: v for k, v in given.items() if v is not None and v != ()}
+
     def to_json(self) -> dict:
         """A JSON-ready dict; a model or optimizer given as a Python object is recorded by
         name (:func:`wdjax.adapters.describe`, the factory's qualified name)."""
@@ -316,6 +343,10 @@ _MODEL_ARGS = {"model": "model", "hidden": "hidden", "dropout": "dropout", "batc
 _OPTIM_ARGS = {"optimizer": "optimizer", "reg": "reg", "learning_rate": "lrs",
                "strength": "strengths", "momentum": "momentum", "l1_ratio": "l1_ratio",
                "keyword": "axes"}  # fmt: skip
+_SCHEDULE_ARGS = {"mask": "mask", "schedule": "schedule", "warmup_epochs": "warmup_epochs",
+                  "warmup_init": "warmup_init", "alpha": "alpha", "decay_epochs": "decay_epochs",
+                  "decay_factor": "decay_factor", "restart_epochs": "restart_epochs",
+                  "restart_mult": "restart_mult", "kind": "schedule"}  # fmt: skip
 _DATA_ARGS = {"name": "dataset", "val_size": "val_size", "train_size": "train_size",
               "label_noise": "label_noise", "seed": "data_seed"}  # fmt: skip
 
@@ -357,18 +388,28 @@ def _optimizer(cfg: SweepConfig, member: dict):
     """The member's transform, built as the engine builds it (its checks run)."""
     import optax
 
-    from wdjax import optim
+    from wdjax import optim, schedules
 
-    extra = {k: member[k] for k, _ in cfg.axes}
+    on_schedule = schedules.PARAMS.get(cfg.schedule, ())  # (checked with the schedule)
+    extra = {k: member[k] for k, _ in cfg.axes if k not in on_schedule}
     lr, strength = member["lr"], member["strength"]
     if isinstance(cfg.optimizer, str):
         kw = {**cfg.optimizer_hyper(), **extra}
-        return optim.make_optimizer(cfg.optimizer, lr, cfg.reg, strength, **kw)
+        return optim.make_optimizer(cfg.optimizer, lr, cfg.reg, strength, mask=cfg.mask, **kw)
     tx = cfg.optimizer(lr, strength, **extra)
     if not isinstance(tx, optax.GradientTransformation):
         raise TypeError(f"optimizer: the factory returned {type(tx).__name__}, not an "
                         "optax.GradientTransformation")  # fmt: skip
     return tx
+
+
+def _schedule(cfg: SweepConfig):
+    """The schedule's own checks (epochs sized at a nominal 1,000 steps each; the engine checks
+    again with the run's real count)."""
+    from wdjax import penalties, schedules
+
+    penalties.mask_from_spec(cfg.mask)
+    return schedules.make(cfg.schedule, 1000, cfg.epochs, **cfg.schedule_params())
 
 
 def validate(cfg: SweepConfig) -> None:
@@ -385,6 +426,7 @@ def validate(cfg: SweepConfig) -> None:
                 "(the CLI turns it on)"
             )
     _guarded(lambda: _model(cfg), _MODEL_ARGS)
+    _guarded(lambda: _schedule(cfg), _SCHEDULE_ARGS)
     for m in cfg.members()[:: cfg.seeds * cfg.folds]:  # one member per setting
         _guarded(lambda m=m: _optimizer(cfg, m), _OPTIM_ARGS)
     _guarded(

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wdjax import adapters
+from wdjax import adapters, schedules
 from wdjax import metrics as M
 from wdjax.models import make_model
 from wdjax.optim import make_optimizer
@@ -73,16 +73,42 @@ class Data(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class Strategy:
     """A named strategy as an optimizer factory: ``(learning_rate, strength, **traced) ->``
-    :func:`wdjax.make_optimizer` ``(optimizer, learning_rate, reg, strength, **hyper, **traced)``.
-    Hashable, so equal strategies share compiled programs."""
+    :func:`wdjax.make_optimizer` ``(optimizer, learning_rate, reg, strength, mask=mask,
+    **hyper, **traced)``. Hashable, so equal strategies share compiled programs."""
 
     optimizer: str
     reg: str
     hyper: tuple = ()  # sorted (name, value) pairs of static keyword arguments
+    mask: str = "kernels"  # wdjax.penalties.mask_from_spec
 
     def __call__(self, learning_rate, strength, **traced) -> optax.GradientTransformation:
         kw = {**dict(self.hyper), **traced}
-        return make_optimizer(self.optimizer, learning_rate, self.reg, strength, **kw)
+        return make_optimizer(self.optimizer, learning_rate, self.reg, strength, mask=self.mask,
+                              **kw)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """The learning-rate multiplier η(t) of a run (:mod:`wdjax.schedules`), hashable.
+
+    ``params`` are the schedule's settings; any of them may instead come traced per member in
+    ``Hyper.extra`` (a ``--set`` axis). With the named ``wd_paper`` strategy η multiplies both
+    the step α and the decay λ (``make_optimizer(..., schedule=η)``); otherwise the learning rate
+    is ``peak·η(t)``, which the prox thresholds use too.
+    """
+
+    kind: str = "constant"
+    steps_per_epoch: int = 1
+    epochs: int = 1
+    params: tuple = ()  # sorted (name, value) pairs
+
+    def eta(self, traced: dict):
+        kw = {**dict(self.params), **{k: v for k, v in traced.items() if k in self.names}}
+        return schedules.make(self.kind, self.steps_per_epoch, self.epochs, **kw)
+
+    @property
+    def names(self) -> tuple:
+        return schedules.PARAMS[self.kind]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,28 +119,45 @@ class Engine:
     optimizer: Any  # an optimizer factory (learning_rate, strength, **traced) -> transform
     batch_size: int
     dtype: str = "float32"
+    schedule: Schedule = Schedule()
 
     def __post_init__(self):
         object.__setattr__(self, "model", adapters.as_model(self.model))
 
     @classmethod
-    def from_config(cls, cfg, num_classes: int) -> "Engine":
-        """The engine of a :class:`wdjax.SweepConfig` (model, optimizer, strategy, batch size)."""
+    def from_config(cls, cfg, num_classes: int, steps_per_epoch: int = 1) -> "Engine":
+        """The engine of a :class:`wdjax.SweepConfig` (model, optimizer, strategy, batch size,
+        schedule; ``steps_per_epoch`` sizes a schedule given in epochs)."""
         if isinstance(cfg.model, str):
             model = make_model(cfg.model, num_classes, hidden=cfg.hidden, dropout=cfg.dropout,
                                batchnorm=cfg.batchnorm)  # fmt: skip
         else:
             model = cfg.model
         if isinstance(cfg.optimizer, str):
-            optimizer = Strategy(
-                cfg.optimizer, cfg.reg, tuple(sorted(cfg.optimizer_hyper().items()))
-            )
+            hyper = tuple(sorted(cfg.optimizer_hyper().items()))
+            optimizer = Strategy(cfg.optimizer, cfg.reg, hyper, cfg.mask)
         else:
             optimizer = cfg.optimizer
-        return cls(model, optimizer, cfg.batch_size, cfg.dtype)
+        params = tuple(sorted(cfg.schedule_params().items()))
+        schedule = Schedule(cfg.schedule, steps_per_epoch, cfg.epochs, params)
+        return cls(model, optimizer, cfg.batch_size, cfg.dtype, schedule)
 
     def tx(self, h: Hyper) -> optax.GradientTransformation:
-        return self.optimizer(h.lr, h.strength, **(h.extra or {}))
+        """The member's transform, built from its traced hyperparameters (and schedule)."""
+        extra = dict(h.extra or {})
+        if self.schedule.kind == "constant":
+            return self.optimizer(h.lr, h.strength, **extra)
+        eta = self.schedule.eta(extra)
+        extra = {k: v for k, v in extra.items() if k not in self.schedule.names}
+        if getattr(self.optimizer, "reg", None) == "wd_paper":  # decay η(t)·λ, step η(t)·α
+            return self.optimizer(h.lr, h.strength, schedule=eta, **extra)
+        return self.optimizer(schedules.learning_rate(h.lr, eta), h.strength, **extra)
+
+    def lr_in_effect(self, h: Hyper, step):
+        """The step size of step ``step`` (the peak times η; the peak without a schedule)."""
+        if self.schedule.kind == "constant":
+            return h.lr
+        return h.lr * self.schedule.eta(dict(h.extra or {}))(step)
 
     # --- one member -----------------------------------------------------------------------------
 
@@ -278,6 +321,7 @@ class Engine:
                 "test_acc": test[1],
                 "diverged": s.diverged,
                 "step": s.step,
+                "lr": self.lr_in_effect(h, jnp.maximum(s.step - 1, 0)),  # the last step's
             }
             out.update(M.weight_stats(s.params))
             return out
