@@ -57,7 +57,8 @@ def get_config(smoke=False) -> dict:
 def kernels(params) -> list[np.ndarray]:
     """Every kernel leaf ([K, ...] with the member axis) of the returned parameters, in order."""
     leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-    return [np.asarray(v) for path, v in leaves if wdjax.metrics.key_name(path[-1]) == "kernel"]
+    path_of = wdjax.penalties.param_path
+    return [np.asarray(v) for path, v in leaves if path_of(path).endswith("kernel")]
 
 
 def analyse(res, image_shape) -> dict:

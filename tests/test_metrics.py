@@ -117,3 +117,19 @@ def test_all_finite_flags_inf_and_nan_but_not_huge_finite_values():
         leaf[2, 1] = bad
         assert not bool(jax.jit(_all_finite)({"a": big, "b": jnp.asarray(leaf)}))
     assert bool(_all_finite({}))
+
+
+def test_weight_stats_of_an_nnx_state_equal_the_linen_dict():
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.dense_0 = nnx.Linear(3, 4, rngs=rngs)
+            self.head = nnx.Linear(4, 2, rngs=rngs)
+
+    state = nnx.state(Net(nnx.Rngs(0)), nnx.Param)  # paths end in .value
+    pure = nnx.to_pure_dict(state)
+    assert sorted(M.kernels(state)) == ["dense_0", "head"]
+    got, want = M.weight_stats(state), M.weight_stats(pure)
+    assert got == want and got["weight_l1"] > 0
+    assert got["weight_l1"] == float(sum(jnp.abs(pure[k]["kernel"]).sum() for k in pure))

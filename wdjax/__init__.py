@@ -8,19 +8,28 @@ Public API (explicit re-exports; the modules are the implementation):
   :func:`group_lasso_penalty` and the default mask :func:`decay_mask`;
 * :func:`make_optimizer`: named strategies (``OPTIMIZERS`` × ``STRATEGIES``) → one transform;
 * :func:`make_model` (``MODELS``), :func:`load` (``DATASETS``);
-* :func:`sweep` over a :class:`SweepConfig` → :class:`SweepResult`; :func:`load_result`;
+* :func:`sweep` over a :class:`SweepConfig` → :class:`SweepResult`; :func:`load_result`; any
+  Flax model (Linen module or NNX factory) and any optimizer factory, :func:`mask_from_spec`,
+  learning-rate :mod:`schedules`;
   :func:`use_cpu_devices` (on CPU, run members as several concurrent programs).
 """
 
+from wdjax import schedules
 from wdjax.config import ConfigError, SweepConfig, parse_grid
 from wdjax.data import DATASETS, Dataset, DatasetError, kfold_indices, load
 from wdjax.devices import use_cpu_devices
 from wdjax.metrics import accuracy, cross_entropy, unit_angular_update, weight_stats
 from wdjax.models import MODELS, make_model, param_count
 from wdjax.optim import OPTIMIZERS, STRATEGIES, make_optimizer
-from wdjax.penalties import decay_mask, group_lasso_penalty, l1_penalty, l2_penalty
+from wdjax.penalties import (
+    decay_mask,
+    group_lasso_penalty,
+    l1_penalty,
+    l2_penalty,
+    mask_from_spec,
+)
 from wdjax.runner import SweepResult, load_result, sweep
-from wdjax.train import Data, Engine, Hyper, MemberState
+from wdjax.train import Data, Engine, Hyper, MemberState, Schedule, Strategy
 from wdjax.transforms import (
     adam_prox,
     add_l1_subgradient,
@@ -41,6 +50,8 @@ __all__ = [
     "MODELS",
     "OPTIMIZERS",
     "STRATEGIES",
+    "Schedule",
+    "Strategy",
     "ConfigError",
     "Dataset",
     "DatasetError",
@@ -59,11 +70,13 @@ __all__ = [
     "load_result",
     "make_model",
     "make_optimizer",
+    "mask_from_spec",
     "param_count",
     "parse_grid",
     "prox_elastic_net",
     "prox_group_lasso",
     "prox_l1",
+    "schedules",
     "soft_threshold",
     "sweep",
     "use_cpu_devices",

@@ -8,6 +8,8 @@ its parameter path without the trailing ``kernel`` (``Dense_0``, ``Block_1/Conv_
 import jax
 import jax.numpy as jnp
 
+from wdjax.penalties import param_path
+
 
 def cross_entropy(logits_BxC, labels_B):
     """Mean softmax cross-entropy, (1/B)·Σ_b (logsumexp(z_b) − z_b[y_b]) (integer labels).
@@ -27,23 +29,19 @@ def accuracy(logits_BxC, labels_B):
     return jnp.mean(jnp.argmax(logits_BxC, axis=-1) == labels_B)
 
 
-def key_name(key) -> str:
-    """One key of a pytree path as text: a dict key, an attribute name, or the index."""
-    return str(getattr(key, "key", getattr(key, "name", key)))
-
-
 def layer_name(path):
-    """``('params', 'Dense_0', 'kernel')`` → ``'Dense_0'`` (the path without params/kernel)."""
-    keys = [key_name(k) for k in path]
-    keys = [k for k in keys if k not in ("params", "kernel")]
+    """``('params', 'Dense_0', 'kernel')`` → ``'Dense_0'``: the parameter's path
+    (:func:`wdjax.penalties.param_path`, NNX's ``.value`` dropped) without params/kernel."""
+    keys = [k for k in param_path(path).split("/") if k not in ("params", "kernel")]
     return "/".join(keys) or "kernel"
 
 
 def kernels(params):
-    """``{layer_name: kernel}`` for every leaf named ``kernel`` (the decayed weights)."""
+    """``{layer_name: kernel}`` for every leaf named ``kernel`` (the decayed weights), in Linen
+    trees and NNX states alike."""
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
-        if key_name(path[-1]) == "kernel":
+        if param_path(path).split("/")[-1] == "kernel":
             out[layer_name(path)] = leaf
     return out
 
