@@ -166,6 +166,10 @@ def test_resume_refuses_a_model_of_the_same_name_with_other_parameters(tmp_path)
         wdjax.sweep(cfg, out=out, checkpoint_every="1", progress=_interrupt)
     with pytest.raises(ConfigError, match="--resume.*parameters: .*other shapes .*kernel"):
         wdjax.sweep(cfg, out=out, resume=True, model=_Flat(factories[1]))
+    done = wdjax.sweep(cfg, out=out, resume=True)  # the same NNX model again: it finishes
+    assert done.history["val_loss"].shape == (2, 2)
+    for f in ("metrics.csv", "table.md", "curves.png", "params.npz", "fingerprint.json"):
+        assert (tmp_path / "run" / f).stat().st_size > 0, f
 
 
 class _Flat:

@@ -21,7 +21,8 @@ from wdjax.config import RunOptions, SweepConfig, flag_of
 def test_cli_sweep_end_to_end(tmp_path, capsys):
     out = tmp_path / "run"
     argv = ["sweep", "--strength", "0,1e-2", "--seeds", "2", "--epochs", "2", "--batch-size",
-            "64", "--lr", "1e-2", "--out", str(out), "--quiet"]  # fmt: skip
+            "64", "--lr", "1e-2", "--schedule", "cosine", "--warmup-epochs", "1",
+            "--out", str(out), "--quiet"]  # fmt: skip
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "4 members" in printed
@@ -32,6 +33,7 @@ def test_cli_sweep_end_to_end(tmp_path, capsys):
         assert (out / f).exists(), f
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["strengths"] == [0.0, 0.01] and cfg["seeds"] == 2 and cfg["dataset"] == "digits"
+    assert cfg["schedule"] == "cosine" and cfg["warmup_epochs"] == 1.0
 
 
 @pytest.mark.parametrize(

@@ -243,7 +243,7 @@ def test_conv_equals_lax_conv_forward_and_grads(hw, c_in):
 
 def test_conv_module_equals_flax_conv_same_params():
     # im2col + one matmul against lax.conv are two different programs: compared in float64.
-    ours, ref = models._Conv3x3(4), nn.Conv(4, (3, 3), padding="SAME")
+    ours, ref = models.Conv3x3(4), nn.Conv(4, (3, 3), padding="SAME")
     shapes = jax.eval_shape(ours.init, jax.random.key(0), jnp.zeros((3, 7, 6, 2)))
     # Identical parameter layout: nn.Conv's own init has the same tree and shapes.
     assert shapes == jax.eval_shape(ref.init, jax.random.key(0), jnp.zeros((3, 7, 6, 2)))

@@ -15,7 +15,7 @@ lives in the loss). Variables are plain pytrees, so ``jit``/``vmap``/``lax.scan`
 A Dense/Conv layer directly followed by BatchNorm has no bias: that bias's true gradient is exactly
 zero, and Adam would turn the rounding noise in it into learning-rate-sized steps.
 
-Convolutions are written as ``_Conv3x3`` (nine shifted slices, one matmul) and pooling as
+Convolutions are written as ``Conv3x3`` (nine shifted slices, one matmul) and pooling as
 ``max_pool_2x2`` (reshape + max): the same maths as ``flax.linen.Conv`` / ``nn.max_pool`` with the
 same parameter layout, but fast on XLA:CPU, where the library conv's kernel gradient is ~40x slower
 inside ``lax.scan`` and grouped convs under ``vmap`` run on one thread.
@@ -98,7 +98,7 @@ def max_pool_2x2(x_NHWC: jax.Array) -> jax.Array:
     return jnp.max(x_NHWC.reshape(n, h // 2, 2, w // 2, 2, c), axis=(2, 4))
 
 
-class _Conv3x3(nn.Module):
+class Conv3x3(nn.Module):
     """3x3 convolution, padding 1, as one matmul over ``im2col_3x3`` patches.
 
     Same parameters as ``nn.Conv(features, (3, 3), strides, padding=((1, 1), (1, 1)))``: ``kernel``
@@ -170,7 +170,7 @@ class CNN(nn.Module):
     def __call__(self, x_NHWC: jax.Array, train: bool) -> jax.Array:
         x = x_NHWC
         for i, feats in enumerate(self.features):
-            x = _Conv3x3(feats, use_bias=not self.batchnorm, name=f"conv_{i}")(x)
+            x = Conv3x3(feats, use_bias=not self.batchnorm, name=f"conv_{i}")(x)
             if self.batchnorm:
                 x = _batch_norm(train, f"conv_bn_{i}")(x)
             x = max_pool_2x2(nn.relu(x))
@@ -194,10 +194,10 @@ class _BasicBlock(nn.Module):
     @nn.compact
     def __call__(self, x_NHWC: jax.Array, train: bool) -> jax.Array:
         conv = dict(use_bias=not self.batchnorm, kernel_init=nn.initializers.he_normal())
-        y = _Conv3x3(self.features, self.strides, name="conv_0", **conv)(x_NHWC)
+        y = Conv3x3(self.features, self.strides, name="conv_0", **conv)(x_NHWC)
         if self.batchnorm:
             y = _batch_norm(train, "bn_0")(y)
-        y = _Conv3x3(self.features, name="conv_1", **conv)(nn.relu(y))
+        y = Conv3x3(self.features, name="conv_1", **conv)(nn.relu(y))
         if self.batchnorm:
             y = _batch_norm(train, "bn_1")(y)
         shortcut = x_NHWC[:, :: self.strides, :: self.strides, :]
@@ -229,7 +229,7 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x_NHWC: jax.Array, train: bool) -> jax.Array:
         n_blocks = (self.depth - 2) // 6
-        x = _Conv3x3(
+        x = Conv3x3(
             self.widths[0],
             use_bias=not self.batchnorm,
             kernel_init=nn.initializers.he_normal(),
