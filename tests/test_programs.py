@@ -78,3 +78,18 @@ def test_fast_init_compile_gives_the_default_compile_weights(model):
     shard = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
     fast = programs.compile_small(jax.jit(engine.init_members).lower(hyper, x), shard)(hyper, x)
     assert_trees_close_to_scale(fast, default, 2 * gamma(30))
+
+
+def test_a_constant_schedule_shares_programs_across_run_lengths(monkeypatch):
+    traces = []
+    original = train.Engine.train_epoch
+
+    def counting(self, *args):
+        traces.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(train.Engine, "train_epoch", counting)
+    programs.clear_cache()
+    S.sweep(BASE, strengths=(1e-3, 1e-2), epochs=2)
+    again = S.sweep(BASE, strengths=(2e-3, 2e-2), epochs=1)
+    assert len(traces) == 1 and again.meta["compile_seconds"] == 0.0

@@ -140,6 +140,8 @@ class Engine:
             optimizer = cfg.optimizer
         params = tuple(sorted(cfg.schedule_params().items()))
         schedule = Schedule(cfg.schedule, steps_per_epoch, cfg.epochs, params)
+        if cfg.schedule == "constant":  # no step counts in the program: runs of any length
+            schedule = Schedule()  # share it (the compile cache is keyed on the engine)
         return cls(model, optimizer, cfg.batch_size, cfg.dtype, schedule)
 
     def tx(self, h: Hyper) -> optax.GradientTransformation:
