@@ -26,6 +26,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 U32 = 2.0**-24  # float32 unit roundoff (half of np.finfo(np.float32).eps), 5.96e-8
 U64 = 2.0**-53  # float64 unit roundoff, 1.11e-16
@@ -121,3 +122,12 @@ def load_script(path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+class NnxNet(nnx.Module):
+    """A small NNX model (Linear 3→4, BatchNorm, Linear 4→2 named head) for mask/penalty tests."""
+
+    def __init__(self, rngs: nnx.Rngs):
+        self.dense_0 = nnx.Linear(3, 4, rngs=rngs)
+        self.bn_0 = nnx.BatchNorm(4, rngs=rngs)
+        self.head = nnx.Linear(4, 2, rngs=rngs)

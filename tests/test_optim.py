@@ -11,6 +11,7 @@ from flax import nnx
 from helpers import (
     U32,
     U64,
+    NnxNet,
     adam_drift,
     assert_trees_all_equal,
     assert_trees_close_to_scale,
@@ -472,13 +473,6 @@ def test_default_mask_agrees_with_prox_l1_and_leaves_biases_alone():
     assert not np.allclose(got["Dense_0"]["kernel"], plain["Dense_0"]["kernel"])
 
 
-class _NnxNet(nnx.Module):
-    def __init__(self, rngs: nnx.Rngs):
-        self.dense_0 = nnx.Linear(3, 4, rngs=rngs)
-        self.bn_0 = nnx.BatchNorm(4, rngs=rngs)
-        self.head = nnx.Linear(4, 2, rngs=rngs)
-
-
 class _Custom(nnx.Module):
     def __init__(self):
         self.w = nnx.Param(jnp.ones((3, 2)))
@@ -486,7 +480,7 @@ class _Custom(nnx.Module):
 
 @pytest.mark.parametrize("reg", STRATEGIES[1:])
 def test_nnx_states_and_empty_selections(reg):
-    state = nnx.state(_NnxNet(nnx.Rngs(0)), nnx.Param)
+    state = nnx.state(NnxNet(nnx.Rngs(0)), nnx.Param)
     pure = nnx.to_pure_dict(state)
     grads = jax.tree.map(lambda p: 0.5 * p + 0.1, state)
     for optimizer in ("adam", "sgd"):  # NNX state == pure dict (Linen layout), for each

@@ -41,16 +41,22 @@ def test_members_are_chunked_automatically_when_memory_is_short(monkeypatch):
     assert_trees_close_to_scale(auto.params, whole.params, TRAJ_TOL)
 
 
-def test_no_recompilation_for_new_strengths(monkeypatch):
-    traces = []
+@pytest.fixture
+def traces(monkeypatch):
+    """Counts the epoch program's traces, from an empty compile cache."""
+    seen = []
     original = train.Engine.train_epoch
 
     def counting(self, *args):
-        traces.append(1)
+        seen.append(1)
         return original(self, *args)
 
     monkeypatch.setattr(train.Engine, "train_epoch", counting)
     programs.clear_cache()
+    return seen
+
+
+def test_no_recompilation_for_new_strengths(traces):
     cfg = dataclasses.replace(BASE, strengths=(1e-4, 1e-3, 1e-2))
     first = S.sweep(cfg)
     assert len(traces) == 1 and first.meta["compile_seconds"] > 0
@@ -80,16 +86,7 @@ def test_fast_init_compile_gives_the_default_compile_weights(model):
     assert_trees_close_to_scale(fast, default, 2 * gamma(30))
 
 
-def test_a_constant_schedule_shares_programs_across_run_lengths(monkeypatch):
-    traces = []
-    original = train.Engine.train_epoch
-
-    def counting(self, *args):
-        traces.append(1)
-        return original(self, *args)
-
-    monkeypatch.setattr(train.Engine, "train_epoch", counting)
-    programs.clear_cache()
+def test_a_constant_schedule_shares_programs_across_run_lengths(traces):
     S.sweep(BASE, strengths=(1e-3, 1e-2), epochs=2)
     again = S.sweep(BASE, strengths=(2e-3, 2e-2), epochs=1)
     assert len(traces) == 1 and again.meta["compile_seconds"] == 0.0

@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 from flax import nnx
-from helpers import assert_trees_all_equal, assert_trees_close_to_scale, gamma
+from helpers import NnxNet, assert_trees_all_equal, assert_trees_close_to_scale, gamma
 
 import wdjax.transforms
 from wdjax.transforms import (
@@ -390,13 +390,6 @@ def test_errors_name_the_argument(name):
         _FACTORIES[name](0.1, 0.1, jax.tree.map(lambda _: 1.0, params)).init(params)
 
 
-class _NnxNet(nnx.Module):
-    def __init__(self, rngs: nnx.Rngs):
-        self.dense_0 = nnx.Linear(3, 4, rngs=rngs)
-        self.bn_0 = nnx.BatchNorm(4, rngs=rngs)
-        self.head = nnx.Linear(4, 2, rngs=rngs)
-
-
 class _Custom(nnx.Module):
     """A weight matrix not named ``kernel``: the default selects nothing."""
 
@@ -409,7 +402,7 @@ class _Custom(nnx.Module):
 def test_nnx_states_regularize_kernels_as_linen_trees_do(name):
     """On an NNX state (paths end in ``.value``) the default acts on the kernels only, exactly
     as on the same arrays as a pure dict (the Linen layout); biases and BN scales pass through."""
-    state = nnx.state(_NnxNet(nnx.Rngs(0)), nnx.Param)
+    state = nnx.state(NnxNet(nnx.Rngs(0)), nnx.Param)
     pure = nnx.to_pure_dict(state)
     grads = jax.tree.map(lambda p: 0.5 * p + 0.1, state)
     tx = _FACTORIES[name](1.0, 0.5, None)
