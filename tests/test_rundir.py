@@ -3,9 +3,10 @@
 import json
 
 import numpy as np
+import pytest
 
 from wdjax import runner as S
-from wdjax.config import SweepConfig
+from wdjax.config import ConfigError, SweepConfig
 
 BASE = SweepConfig(epochs=2, batch_size=64, strengths=(1e-4,), lrs=(1e-2,), seeds=1)
 
@@ -50,3 +51,15 @@ def test_run_directory_files(tmp_path):
     assert len(summary["members"]) == 4 and summary["diverged"] == []
     loaded = S.load_result(str(out))
     np.testing.assert_allclose(loaded.history["test_acc"], res.history["test_acc"])
+
+
+def test_a_run_made_before_a_setting_existed_resumes_with_its_default(tmp_path):
+    out = tmp_path / "run"
+    S.sweep(BASE, out=str(out))
+    saved = json.loads((out / "config.json").read_text())
+    del saved["mask"], saved["schedule"]  # as an older wdjax wrote it
+    (out / "config.json").write_text(json.dumps(saved))
+    again = S.sweep(BASE, out=str(out), resume=True)  # finished: reloaded, not refused
+    assert again.history["val_loss"].shape == (1, 2)
+    with pytest.raises(ConfigError, match="--resume.*mask"):
+        S.sweep(BASE, out=str(out), resume=True, mask="hidden")

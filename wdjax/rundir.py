@@ -49,7 +49,10 @@ def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
     if not os.path.exists(config_path):
         raise ConfigError(f"--resume: {out!r} holds no run (no config.json); drop --resume to "
                           "start one")  # fmt: skip
-    saved, now = results.read_json(config_path), json.loads(json.dumps(cfg.to_json()))
+    def normal(c: SweepConfig) -> dict:  # settings a config.json lacks (older runs) = defaults
+        return json.loads(json.dumps(c.to_json()))
+
+    saved, now = normal(SweepConfig.from_json(results.read_json(config_path))), normal(cfg)
     diff = [f.name for f in dataclasses.fields(cfg) if saved.get(f.name) != now.get(f.name)]
     if diff:
         raise ConfigError(f"--resume: the run in {out!r} was made with different settings "
