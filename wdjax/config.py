@@ -220,7 +220,8 @@ class SweepConfig:
         None, "sgdr: length of the first cosine period (epochs)", parse=float
     )
     restart_mult: int = setting(1, "sgdr: each period is this many times longer than the last")
-    seeds: int = setting(1, "number of seeds (0..N-1)", check=_at_least(1))
+    seeds: int = setting(1, "number of seeds (first_seed .. first_seed+N-1)", check=_at_least(1))
+    first_seed: int = setting(0, "the first seed (replicates of a study use disjoint seeds)")
     folds: int = setting(1, "k-fold cross-validation (members per point)", check=_at_least(1))
     l1_ratio: float = setting(0.5, "elastic net: l1 = λ·ρ, l2 = λ·(1−ρ)")
     momentum: float = setting(0.9, "momentum coefficient μ (optimizer momentum)")
@@ -256,8 +257,9 @@ class SweepConfig:
         """One dict per member: ``member, strength, lr``, each ``--set`` axis, ``seed, fold``
         (grid order: strengths outermost, then lrs, the axes, seeds, folds)."""
         names = [name for name, _ in self.axes]
+        seeds = range(self.first_seed, self.first_seed + self.seeds)
         grid = itertools.product(self.strengths, self.lrs, *(v for _, v in self.axes),
-                                 range(self.seeds), range(self.folds))  # fmt: skip
+                                 seeds, range(self.folds))  # fmt: skip
         return [
             dict(
                 member=m,

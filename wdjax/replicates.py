@@ -1,0 +1,83 @@
+"""Replicates of a sweep: every source of randomness varied, settings compared paired.
+
+A *replicate* re-runs the whole sweep as a reader re-running the study would: replicate ``r`` uses
+seeds ``first_seed + r·seeds …`` (initial weights, dropout) and ``data_seed + r`` (the validation
+split, the batch order, label noise). Inside one replicate every setting shares those seeds
+(common random numbers), so the difference between two settings is measured on the same draws
+and its spread over replicates is the spread of the difference itself (paired). Replicates are
+separate calls of the same compiled shape: only the first compiles.
+
+Per replicate and setting the value is the mean over the replicate's members of that setting
+(its seeds × folds); over replicates, :func:`wdjax.stats.describe` gives mean, std (ddof = 1), n
+and the Student-t 95 % interval, and :func:`wdjax.stats.paired_differences` the difference to a
+baseline setting with its own interval. A diverged member makes its setting's value NaN in that
+replicate (:func:`wdjax.results.final_values`), so its summary is NaN: never silently dropped.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from wdjax import results, stats
+from wdjax.config import SweepConfig
+
+__all__ = ["replicate_configs", "run", "setting_values", "table"]
+
+
+def replicate_configs(config: SweepConfig, n: int) -> list[SweepConfig]:
+    """The ``n`` replicates' configs: disjoint seeds, data seed ``data_seed + r``."""
+    if n < 1:
+        raise ValueError(f"n: give at least 1 replicate, got {n}")
+    return [
+        dataclasses.replace(
+            config, first_seed=config.first_seed + r * config.seeds, data_seed=config.data_seed + r
+        )  # fmt: skip
+        for r in range(n)
+    ]
+
+
+def run(config: SweepConfig, n: int, **sweep_kw) -> list:
+    """Sweep every replicate (:func:`wdjax.sweep` keyword arguments pass through)."""
+    from wdjax.runner import sweep
+
+    return [sweep(c, **sweep_kw) for c in replicate_configs(config, n)]
+
+
+def setting_values(runs: list, metric: str) -> tuple[list[dict], np.ndarray]:
+    """``(settings, values [replicates, settings])``: each setting's final ``metric``, averaged
+    over the replicate's members of that setting (NaN if one of them diverged)."""
+    settings = [s for s, _ in results.settings(runs[0].members)]
+    rows = []
+    for res in runs:
+        groups = results.settings(res.members)
+        assert [s for s, _ in groups] == settings, "replicates must share their grid"
+        final = results.final_values(res.history, metric)
+        rows.append([float(np.mean(final[idx])) for _, idx in groups])
+    return settings, np.asarray(rows)
+
+
+def table(runs: list, metrics, baseline: dict | None = None) -> list[dict]:
+    """One row per setting: per metric ``x``, ``x_mean, x_std, x_lo, x_hi`` over replicates, and
+    with a ``baseline`` setting (e.g. ``{"strength": 0.0}``: the keys it fixes), the paired
+    difference ``x_diff, x_diff_lo, x_diff_hi`` against it; ``n`` = replicates."""
+    out = None
+    for x in metrics:
+        settings, v = setting_values(runs, x)
+        out = out or [dict(s, n=v.shape[0]) for s in settings]
+        base = None if baseline is None else _baseline_column(settings, v, baseline)
+        for j, row in enumerate(out):
+            s = stats.describe(v[:, j])
+            row.update({f"{x}_{k}": float(getattr(s, k)) for k in ("mean", "std", "lo", "hi")})
+            if base is not None:
+                d = stats.paired_differences(v[:, j], base)
+                row.update({f"{x}_diff": float(d.mean), f"{x}_diff_lo": float(d.lo),
+                            f"{x}_diff_hi": float(d.hi)})  # fmt: skip
+    return out
+
+
+def _baseline_column(settings: list[dict], values: np.ndarray, baseline: dict) -> np.ndarray:
+    hits = [j for j, s in enumerate(settings) if all(s.get(k) == v for k, v in baseline.items())]
+    if len(hits) != 1:
+        raise ValueError(f"baseline={baseline!r} matches {len(hits)} settings of the grid, not "
+                         "exactly one; fix the keys it names (e.g. strength and lr)")  # fmt: skip
+    return values[:, hits[0]]
