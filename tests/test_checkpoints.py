@@ -86,7 +86,7 @@ def _interrupt_after(n):
 
 
 def test_kill_9_then_resume_ends_as_an_uninterrupted_run(tmp_path):
-    flags = ["sweep", "--strength", "1e-4,1e-2", "--epochs", "12", "--batch-size", "32",
+    flags = ["sweep", "--strength", "1e-4,1e-2", "--epochs", "40", "--batch-size", "32",
              "--lr", "1e-2", "--cpu-devices", "1", "--checkpoint-every", "1"]  # fmt: skip
     env = dict(os.environ, XLA_FLAGS=child_xla_flags(devices=None), WDJAX_OFFLINE="1")
     run = [sys.executable, "-m", "wdjax", *flags]
@@ -96,7 +96,7 @@ def test_kill_9_then_resume_ends_as_an_uninterrupted_run(tmp_path):
     proc = subprocess.Popen([*run, "--out", str(cut)], env=env, stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)  # fmt: skip
     for line in proc.stderr:  # saving every epoch: a kill now often lands inside a save
-        if "epoch 5/12" in line:
+        if "epoch 3/40" in line:
             proc.send_signal(signal.SIGKILL)
             break
     assert proc.wait(timeout=60) == -signal.SIGKILL

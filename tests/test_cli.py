@@ -160,7 +160,7 @@ def _child_env():
     return dict(os.environ, XLA_FLAGS=child_xla_flags(devices=None), WDJAX_OFFLINE="1")
 
 
-SIGINT_FLAGS = ["sweep", "--strength", "1e-4,1e-2", "--epochs", "20", "--batch-size", "32",
+SIGINT_FLAGS = ["sweep", "--strength", "1e-4,1e-2", "--epochs", "60", "--batch-size", "32",
                 "--lr", "1e-2", "--cpu-devices", "1", "--checkpoint-every", "1000s"]  # fmt: skip
 
 
@@ -172,7 +172,7 @@ def test_ctrl_c_saves_and_prints_the_command_that_resumes_bit_identically(tmp_pa
     proc = subprocess.Popen([*run, *SIGINT_FLAGS, "--out", str(cut)], env=_child_env(),
                             stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
     for line in proc.stderr:  # one log line per epoch when stderr is not a terminal
-        if "epoch 3/20" in line:
+        if "epoch 3/60" in line:
             proc.send_signal(signal.SIGINT)
             break
     err = proc.stderr.read()
