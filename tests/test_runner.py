@@ -239,3 +239,20 @@ def test_mask_hidden_leaves_the_output_layer_unregularized():
     every = S.sweep(cfg, mask="kernels")
     assert np.all(_member_params(every, 0)["head"]["kernel"] == 0)
     assert res.config.to_json()["mask"] == "hidden"
+
+
+@pytest.mark.numerics
+def test_eval_every_skips_evaluation_between_and_changes_nothing_else():
+    cfg = dataclasses.replace(BASE, epochs=5, strengths=(1e-4, 1e-2), **F64)
+    with jax.enable_x64(True):
+        every = S.sweep(cfg)
+        third = S.sweep(cfg, eval_every=3)
+    val = third.history["val_loss"]
+    assert np.isnan(val[:, [0, 1, 3]]).all() and np.isfinite(val[:, [2, 4]]).all()  # 3 and last
+    assert np.isnan(third.history["test_acc"][:, 0]).all()
+    # Training is the same (a conditional around evaluation is another program: TRAJ_TOL).
+    assert_trees_close_to_scale(third.params, every.params, TRAJ_TOL)
+    for name in ("val_loss", "test_loss", "test_acc"):
+        assert_trees_close_to_scale(third.history[name][:, [2, 4]], every.history[name][:, [2, 4]],
+                                    TRAJ_TOL)  # fmt: skip
+    assert third.summary["best_setting"] is not None  # selection reads the last epoch

@@ -220,6 +220,12 @@ class SweepConfig:
         None, "sgdr: length of the first cosine period (epochs)", parse=float
     )
     restart_mult: int = setting(1, "sgdr: each period is this many times longer than the last")
+    eval_every: int = setting(
+        1,
+        "evaluate validation and test every N epochs and at the last (other epochs record NaN; "
+        "evaluation is a large share of an epoch on big validation and test sets)",
+        check=_at_least(1),
+    )
     seeds: int = setting(1, "number of seeds (first_seed .. first_seed+N-1)", check=_at_least(1))
     first_seed: int = setting(0, "the first seed (replicates of a study use disjoint seeds)")
     folds: int = setting(1, "k-fold cross-validation (members per point)", check=_at_least(1))

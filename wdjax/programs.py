@@ -77,7 +77,8 @@ def get(engine: Engine, data: Data, chunk: int, shard, repl, data_seed: int,
         )
         order_spec = jax.ShapeDtypeStruct(order_lo.out_info.shape, jnp.int32, sharding=repl)
         epoch = jax.jit(engine.train_epoch, donate_argnums=0, out_shardings=(shard, shard))
-        epoch_c = epoch.lower(states, hyper, data, order_spec).compile()
+        flag = (jax.ShapeDtypeStruct((), jnp.bool_, sharding=repl),) * (engine.eval_every > 1)
+        epoch_c = epoch.lower(states, hyper, data, order_spec, *flag).compile()
         compiled = (init_f.result(), order_f.result(), epoch_c)
     if len(_CACHE) >= _MAX_CACHED:
         _CACHE.pop(next(iter(_CACHE)))

@@ -255,7 +255,9 @@ def _train(run: _Run, stop: list) -> tuple[dict, Any, float, int]:
 def _epoch(run: _Run, states, hyper, hist: dict, epoch: int):
     """One epoch of the running chunk; its metrics appended to ``hist`` ([C, epochs] arrays)."""
     order = run.progs.order(jnp.int32(run.cfg.data_seed), jnp.int32(epoch))
-    states, metrics = run.progs.epoch(states, hyper, run.arrays, order)
+    every, last = run.cfg.eval_every, epoch + 1 == run.cfg.epochs
+    flag = (jnp.bool_(last or (epoch + 1) % every == 0),) * (every > 1)  # evaluate this epoch?
+    states, metrics = run.progs.epoch(states, hyper, run.arrays, order, *flag)
     for k, v in dev.to_host(metrics).items():
         hist[k] = np.concatenate([hist[k], v[:, None]], 1) if k in hist else v[:, None]
     return states, hist

@@ -120,6 +120,7 @@ class Engine:
     batch_size: int
     dtype: str = "float32"
     schedule: Schedule = Schedule()
+    eval_every: int = 1  # > 1: train_epoch takes a traced `evaluate` flag (see train_epoch)
 
     def __post_init__(self):
         object.__setattr__(self, "model", adapters.as_model(self.model))
@@ -142,7 +143,7 @@ class Engine:
         schedule = Schedule(cfg.schedule, steps_per_epoch, cfg.epochs, params)
         if cfg.schedule == "constant":  # no step counts in the program: runs of any length
             schedule = Schedule()  # share it (the compile cache is keyed on the engine)
-        return cls(model, optimizer, cfg.batch_size, cfg.dtype, schedule)
+        return cls(model, optimizer, cfg.batch_size, cfg.dtype, schedule, cfg.eval_every)
 
     def tx(self, h: Hyper) -> optax.GradientTransformation:
         """The member's transform, built from its traced hyperparameters (and schedule)."""
@@ -251,8 +252,13 @@ class Engine:
         order_SxB = self.batch_order(data_seed, epoch, data.train_idx.shape[1])
         return self.train_epoch(states, hyper, data, order_SxB)
 
-    def train_epoch(self, states: MemberState, hyper: Hyper, data: Data, order_SxB):
+    def train_epoch(self, states: MemberState, hyper: Hyper, data: Data, order_SxB,
+                    evaluate=None):  # fmt: skip
         """Train every member for one epoch, then evaluate; returns (states, metrics [K]).
+
+        ``evaluate``: None evaluates validation and test (the program has no conditional); a
+        traced bool evaluates them only when True (``lax.cond``: the work is skipped, the
+        metrics are NaN), for sweeps with ``eval_every`` > 1.
 
         ``order_SxB`` holds the rows (into ``data.train_idx``) of each step's batch. The sweep
         computes it in a program of its own (:meth:`batch_order`), so the epoch program has no
@@ -307,15 +313,23 @@ class Engine:
             "train_loss": jnp.where(count > 0, loss_sum / jnp.maximum(count, 1), jnp.nan),
             "train_acc": jnp.where(count > 0, acc_sum / jnp.maximum(count, 1), jnp.nan),
         }
-        out.update(self.eval_members(states, hyper, data))
+        out.update(self.eval_members(states, hyper, data, evaluate))
         return states, out
 
-    def eval_members(self, states: MemberState, hyper: Hyper, data: Data):
-        """Validation/test loss and accuracy and weight statistics of every member ([K] each)."""
+    def eval_members(self, states: MemberState, hyper: Hyper, data: Data, evaluate=None):
+        """Validation/test loss and accuracy (NaN where ``evaluate`` is False) and weight
+        statistics of every member ([K] each)."""
 
         def member(s, h, x_val, y_val):
-            val = self.evaluate(s, x_val, y_val)
-            test = self.evaluate(s, data.x_test, data.y_test)
+            def both():
+                return self.evaluate(s, x_val, y_val), self.evaluate(s, data.x_test, data.y_test)
+
+            if evaluate is None:
+                val, test = both()
+            else:
+                skipped = jax.tree.map(lambda v: jnp.full(v.shape, jnp.nan, v.dtype),
+                                       jax.eval_shape(both))  # fmt: skip
+                val, test = jax.lax.cond(evaluate, both, lambda: skipped)
             out = {
                 "val_loss": val[0],
                 "val_acc": val[1],
