@@ -198,3 +198,23 @@ def test_adapters_are_equal_for_the_same_module_or_factory():
     assert adapters.as_model(TinyLinen()) == adapters.as_model(TinyLinen())
     assert adapters.as_model(linen_weights) == adapters.as_model(linen_weights)
     assert hash(adapters.as_model(linen_weights)) == hash(adapters.as_model(linen_weights))
+
+
+def test_nnx_dropout_streams_differ_by_member_seed():
+    init = nnx.initializers.constant(0.05)
+
+    def factory(rngs):  # the same weights for every seed: only the dropout streams differ
+        return _FlatModule(_Dropped(rngs, init))
+
+    res = wdjax.sweep(dataclasses.replace(BASE, strengths=(0.0,), seeds=2, epochs=1, model=factory))
+    k = res.params["layer"]["dense"]["kernel"]
+    assert not np.array_equal(k[0], k[1])
+
+
+class _Dropped(nnx.Module):
+    def __init__(self, rngs, init):
+        self.dense = nnx.Linear(64, 10, kernel_init=init, rngs=rngs)
+        self.drop = nnx.Dropout(0.5, rngs=rngs)
+
+    def __call__(self, x):
+        return self.dense(self.drop(x))

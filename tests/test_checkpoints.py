@@ -69,9 +69,12 @@ def test_resume_removes_what_a_killed_write_left(tmp_path):
     (ckpts / "7.orbax-checkpoint-tmp-1234").mkdir()
     (ckpts / "7.orbax-checkpoint-tmp-1234" / "half").write_bytes(b"x" * 100)
     (out / ".tmp-abcmetrics.csv").write_text("half")
+    with pytest.raises(KeyboardInterrupt):  # resumed (Orbax started: cleaned), stopped again
+        S.sweep(BASE, out=str(out), resume=True, progress=_interrupt_after(1),
+                checkpoint_every="1", devices=jax.devices()[:1])  # fmt: skip
+    assert ckpts.is_dir() and [p for p in out.rglob("*") if "tmp" in p.name] == []
     S.sweep(BASE, out=str(out), resume=True, devices=jax.devices()[:1])
-    left = [p for p in out.rglob("*") if "tmp" in p.name]
-    assert left == [] and not ckpts.exists()
+    assert [p for p in out.rglob("*") if "tmp" in p.name] == [] and not ckpts.exists()
 
 
 def _interrupt_after(n):
