@@ -351,7 +351,7 @@ _MODEL_ARGS = {"model": "model", "hidden": "hidden", "dropout": "dropout", "batc
 _OPTIM_ARGS = {"optimizer": "optimizer", "reg": "reg", "learning_rate": "lrs",
                "strength": "strengths", "momentum": "momentum", "l1_ratio": "l1_ratio",
                "keyword": "axes"}  # fmt: skip
-_SCHEDULE_ARGS = {"mask": "mask", "schedule": "schedule", "warmup_epochs": "warmup_epochs",
+_SCHEDULE_ARGS = {"schedule": "schedule", "warmup_epochs": "warmup_epochs",
                   "warmup_init": "warmup_init", "alpha": "alpha", "decay_epochs": "decay_epochs",
                   "decay_factor": "decay_factor", "restart_epochs": "restart_epochs",
                   "restart_mult": "restart_mult", "kind": "schedule"}  # fmt: skip
@@ -412,12 +412,18 @@ def _optimizer(cfg: SweepConfig, member: dict):
 
 
 def _schedule(cfg: SweepConfig):
-    """The schedule's own checks (epochs sized at a nominal 1,000 steps each; the engine checks
-    again with the run's real count)."""
-    from wdjax import penalties, schedules
+    """The schedule's own checks, with epochs sized at a nominal 1,000 steps (the engine builds
+    it with the run's real step count; only a restart period that rounds to 0 steps there can
+    still fail, while tracing)."""
+    from wdjax import schedules
 
-    penalties.mask_from_spec(cfg.mask)
     return schedules.make(cfg.schedule, 1000, cfg.epochs, **cfg.schedule_params())
+
+
+def _mask(cfg: SweepConfig):
+    from wdjax import penalties
+
+    return penalties.mask_from_spec(cfg.mask)
 
 
 def validate(cfg: SweepConfig) -> None:
@@ -434,6 +440,7 @@ def validate(cfg: SweepConfig) -> None:
                 "(the CLI turns it on)"
             )
     _guarded(lambda: _model(cfg), _MODEL_ARGS)
+    _guarded(lambda: _mask(cfg), {"mask": "mask"})
     _guarded(lambda: _schedule(cfg), _SCHEDULE_ARGS)
     for m in cfg.members()[:: cfg.seeds * cfg.folds]:  # one member per setting
         _guarded(lambda m=m: _optimizer(cfg, m), _OPTIM_ARGS)

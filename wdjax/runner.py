@@ -156,7 +156,7 @@ def host_data(ds: D.Dataset, cfg: SweepConfig) -> Data:
 def hyper_arrays(members: list[dict], total: int, dtype: str) -> Hyper:
     """Per-member hyperparameters, padded to ``total`` by repeating the last member."""
     rows = members + [members[-1]] * (total - len(members))
-    axes = [k for k in rows[0] if k not in ("member", "strength", "lr", "seed", "fold")]
+    axes = [k for k in results.setting_of(rows[0]) if k not in ("strength", "lr")]  # --set
     return Hyper(
         np.array([r["strength"] for r in rows], dtype),
         np.array([r["lr"] for r in rows], dtype),
