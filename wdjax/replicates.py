@@ -21,7 +21,7 @@ import numpy as np
 from wdjax import results, stats
 from wdjax.config import SweepConfig
 
-__all__ = ["replicate_configs", "run", "setting_values", "table"]
+__all__ = ["curves", "replicate_configs", "run", "setting_values", "table"]
 
 
 def replicate_configs(config: SweepConfig, n: int) -> list[SweepConfig]:
@@ -54,6 +54,21 @@ def setting_values(runs: list, metric: str) -> tuple[list[dict], np.ndarray]:
         final = results.final_values(res.history, metric)
         rows.append([float(np.mean(final[idx])) for _, idx in groups])
     return settings, np.asarray(rows)
+
+
+def curves(runs: list, metric: str) -> tuple[list[dict], np.ndarray]:
+    """``(settings, values [replicates, settings, epochs])``: ``metric`` per epoch, averaged over
+    each replicate's members of a setting (NaN where skipped by ``eval_every`` or diverged), for
+    figures with interval bands (:func:`wdjax.stats.describe` along axis 0)."""
+    settings = [s for s, _ in results.settings(runs[0].members)]
+    out = []
+    for res in runs:
+        groups = results.settings(res.members)
+        assert [s for s, _ in groups] == settings, "replicates must share their grid"
+        h = np.asarray(res.history[metric], float)
+        h = np.where(results.diverged_members(res.history)[:, None], np.nan, h)
+        out.append([h[idx].mean(axis=0) for _, idx in groups])
+    return settings, np.asarray(out)
 
 
 def table(runs: list, metrics, baseline: dict | None = None) -> list[dict]:

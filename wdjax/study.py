@@ -44,22 +44,28 @@ class Run(NamedTuple):
 
 def parse_args(doc: str, name: str, argv=None) -> argparse.Namespace:
     """``--smoke``, ``--out`` (default ``results/studies/<name>``), ``--dataset``, ``--data-dir``,
-    ``--seeds``, ``--label-noise``, ``--train-size`` (each replaces the study's value)."""
+    ``--seeds``, ``--label-noise``, ``--train-size``, ``--replicates`` (each replaces the study's
+    value; the dataset defaults to the study's: ``fashion_mnist`` at full size, ``digits`` in
+    smoke mode)."""
     p = argparse.ArgumentParser(description=doc.strip().split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny version (seconds) for tests")
     p.add_argument("--out", default=os.path.join("results", "studies", name))
-    p.add_argument("--dataset", default="digits", help="digits (offline) or a TFDS name")
+    p.add_argument("--dataset", default=None,
+                   help="the study's dataset (fashion_mnist; digits with --smoke), or mnist, "
+                        "kmnist, digits, a TFDS name")  # fmt: skip
     p.add_argument("--data-dir", default=os.environ.get("TFDS_DATA_DIR"))
     p.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
     p.add_argument("--label-noise", type=float, default=None)
     p.add_argument("--train-size", type=int, default=None)
+    p.add_argument("--replicates", type=int, default=None,
+                   help="override the number of replicates (studies that have them)")
     return p.parse_args(argv)
 
 
 def overrides(args: argparse.Namespace) -> dict:
     """The :class:`wdjax.SweepConfig` fields a study's command line sets."""
-    out = {"dataset": args.dataset, "data_dir": args.data_dir}
-    for field in ("seeds", "label_noise", "train_size"):
+    out = {"data_dir": args.data_dir}
+    for field in ("dataset", "seeds", "label_noise", "train_size"):
         if getattr(args, field) is not None:
             out[field] = getattr(args, field)
     return out
@@ -76,6 +82,12 @@ def setup(doc: str, name: str, get_config, argv=None) -> Run:
     fields = {f.name for f in dataclasses.fields(SweepConfig)}
     config = SweepConfig(**{**{k: v for k, v in cfg.items() if k in fields}, **overrides(args)})
     knobs = {k: v for k, v in cfg.items() if k not in fields}
+    if args.replicates is not None:
+        if "replicates" not in knobs:
+            raise SystemExit(f"--replicates: {name} has no replicates; leave the flag out")
+        if args.replicates < 2:
+            raise SystemExit("--replicates: give at least 2 (an interval needs n - 1 >= 1)")
+        knobs["replicates"] = args.replicates
     os.makedirs(args.out, exist_ok=True)
     return Run(name, args.out, args.smoke, config, knobs, argv, time.perf_counter())
 
@@ -111,9 +123,9 @@ def pyplot():
 
 
 def mean_std(x, axis=0):
-    """(mean, std) ignoring NaNs (std is the population std over seeds, ddof=0)."""
+    """(mean, std) ignoring NaNs; std is the sample std (ddof = 1) over seeds or replicates."""
     x = np.asarray(x, float)
-    return np.nanmean(x, axis=axis), np.nanstd(x, axis=axis)
+    return np.nanmean(x, axis=axis), np.nanstd(x, axis=axis, ddof=1)
 
 
 def with_std(**samples) -> dict:
@@ -131,6 +143,33 @@ def fmt_pm(mean, std, digits=4) -> str:
 def pm(d: dict, key: str, digits=4) -> str:
     """``d[key] ± d[key_std]`` (a dict made by :func:`with_std`)."""
     return fmt_pm(d[key], d[key + "_std"], digits)
+
+
+def fmt_ci(mean, lo, hi, digits=3) -> str:
+    """``mean [lo, hi]`` (a 95 % interval) with ``digits`` decimals; signed when it straddles 0."""
+    sign = "+" if min(lo, mean) < 0 else ""
+    return f"{mean:{sign}.{digits}f} [{lo:{sign}.{digits}f}, {hi:{sign}.{digits}f}]"
+
+
+def ci(row: dict, key: str, digits=3) -> str:
+    """``row[key_mean] [row[key_lo], row[key_hi]]`` of a :func:`wdjax.replicates.table` row, or
+    the paired difference ``row[key_diff] [key_diff_lo, key_diff_hi]`` when ``key`` ends in
+    ``_diff``."""
+    if key.endswith("_diff"):
+        return fmt_ci(row[key], row[key + "_lo"], row[key + "_hi"], digits)
+    return fmt_ci(row[key + "_mean"], row[key + "_lo"], row[key + "_hi"], digits)
+
+
+def verdict(diff_lo: float, diff_hi: float, better: str = "lower") -> str:
+    """What a paired difference's 95 % interval allows one to say: ``"lower"``/``"higher"`` when
+    it excludes 0, ``"no detectable difference"`` when it contains 0 (NaN: ``"undefined"``)."""
+    if not (np.isfinite(diff_lo) and np.isfinite(diff_hi)):
+        return "undefined"
+    if diff_hi < 0:
+        return "lower"
+    if diff_lo > 0:
+        return "higher"
+    return "no detectable difference"
 
 
 def write_table(out: str, columns: list[str], rows: list[list]) -> None:
