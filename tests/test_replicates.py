@@ -51,3 +51,12 @@ def test_table_is_describe_and_paired_differences_over_replicates(runs):
     assert rows[0]["test_loss_diff"] == 0.0 and rows[0]["test_loss_diff_hi"] == 0.0  # itself
     with pytest.raises(ValueError, match="baseline"):
         replicates.table(runs, ["test_loss"], baseline={"strength": 0.5})
+
+
+def test_curves_are_each_settings_member_mean_per_epoch(runs):
+    settings, c = replicates.curves(runs, "val_loss")
+    assert [s["strength"] for s in settings] == [0.0, 0.1] and c.shape == (3, 2, 2)
+    h = np.asarray(runs[2].history["val_loss"], float)
+    np.testing.assert_allclose(c[2, 1], h[2:].mean(axis=0), rtol=1e-12)  # members 2, 3: λ = 0.1
+    _, final = replicates.setting_values(runs, "val_loss")
+    np.testing.assert_allclose(c[:, :, -1], final, rtol=1e-12)

@@ -96,3 +96,19 @@ def test_minima_lists_ties_and_skips_non_finite():
     assert stats.minima([1.0, 1.0 + 1e-9, 2.0]) == [0]
     assert stats.minima([1.0, 1.0 + 1e-9, 2.0], rtol=1e-6) == [0, 1]
     assert stats.minima([NAN, math.inf]) == []
+
+
+def test_median_interval_order_statistics_and_exact_coverage():
+    m = stats.median_interval(np.arange(10.0)[::-1])  # x_(2), x_(9): 1 - 2·11/1024
+    assert (m.median, m.n, m.lo, m.hi) == (4.5, 10, 1.0, 8.0)
+    assert m.coverage == pytest.approx(1 - 22 / 1024, abs=1e-15)
+    assert np.isnan(stats.median_interval([1.0, 2.0, 3.0, 4.0, 5.0]).lo)  # n = 5: 2·(1/32) > 5 %
+    assert stats.median_interval(np.arange(6.0)).lo == 0.0  # n = 6: 1 - 2/64 = 0.969 ≥ 0.95
+    assert np.isnan(stats.median_interval([1.0, np.nan, 3.0, 4.0, 5.0, 6.0]).median)
+
+
+def test_median_interval_covers_at_least_its_stated_level():
+    rng = np.random.default_rng(0)
+    x = rng.exponential(size=(4000, 10))  # skewed; true median ln 2
+    hits = [m.lo <= np.log(2) <= m.hi for m in map(stats.median_interval, x)]
+    assert abs(np.mean(hits) - (1 - 22 / 1024)) < 0.01  # binomial s.e. of 4000 draws ≈ 0.0023

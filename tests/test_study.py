@@ -79,10 +79,20 @@ def test_command_defaults_to_this_process_arguments(monkeypatch):
 
 
 def test_with_std_ignores_nans_and_pm_formats_it():
-    d = study.with_std(a=[1.0, 3.0, np.nan], b=np.array([2.0]))
-    assert d == {"a": 2.0, "a_std": 1.0, "b": 2.0, "b_std": 0.0}
+    d = study.with_std(a=[1.0, 3.0, np.nan], b=np.array([2.0, 4.0, 6.0]))
+    assert d == {"a": 2.0, "a_std": np.sqrt(2.0), "b": 4.0, "b_std": 2.0}  # sample std, ddof 1
     assert all(type(v) is float for v in d.values())
-    assert study.pm(d, "a", 2) == "2.00 ± 1.00" == study.fmt_pm(2, 1, 2)
+    assert study.pm(d, "b", 2) == "4.00 ± 2.00" == study.fmt_pm(4, 2, 2)
+
+
+def test_ci_and_verdict_read_a_replicates_row():
+    row = {"x_mean": 0.5, "x_lo": 0.4, "x_hi": 0.6, "x_diff": -0.01, "x_diff_lo": -0.03,
+           "x_diff_hi": 0.01}  # fmt: skip
+    assert study.ci(row, "x") == "0.500 [0.400, 0.600]"
+    assert study.ci(row, "x_diff") == "-0.010 [-0.030, +0.010]"
+    assert study.verdict(-0.03, 0.01) == "no detectable difference"
+    assert study.verdict(-0.03, -0.01) == "lower" and study.verdict(0.01, 0.03) == "higher"
+    assert study.verdict(np.nan, 0.1) == "undefined"
 
 
 def test_by_strength_rows_follow_the_grid_order():
