@@ -320,8 +320,9 @@ class Engine:
         """Validation/test loss and accuracy (NaN where ``evaluate`` is False) and weight
         statistics of every member ([K] each)."""
 
-        def member(s, h, x_val, y_val):
-            def both():
+        def member(s, h, rows_V):
+            def both():  # the validation gather inside: an epoch that skips evaluation skips it
+                x_val, y_val = data.x_pool[rows_V], data.y_pool[rows_V]
                 return self.evaluate(s, x_val, y_val), self.evaluate(s, data.x_test, data.y_test)
 
             if evaluate is None:
@@ -343,12 +344,8 @@ class Engine:
             return out
 
         if data.val_idx.shape[0] == 1:  # one validation set shared by all members: gather once
-            rows = data.val_idx[0]
-            return jax.vmap(member, in_axes=(0, 0, None, None))(
-                states, hyper, data.x_pool[rows], data.y_pool[rows]
-            )
-        rows_KxV = data.val_idx[hyper.fold]
-        return jax.vmap(member)(states, hyper, data.x_pool[rows_KxV], data.y_pool[rows_KxV])
+            return jax.vmap(member, in_axes=(0, 0, None))(states, hyper, data.val_idx[0])
+        return jax.vmap(member)(states, hyper, data.val_idx[hyper.fold])
 
 
 def _all_finite(tree):
