@@ -1,121 +1,198 @@
-"""How do test accuracy and test loss depend on λ for l1, l2, wd and l1_prox, and which λ is best?
+"""Test loss and accuracy against λ for l1, l2, wd and l1_prox: where is the U, and how does the
+best λ move with the training-set size and with label noise?
 
-Command: ``python experiments/lambda_curve.py`` (add ``--label-noise 0.2`` or ``--train-size 300``
-with another ``--out`` to see where regularization helps most). Runtime: about 3–4 minutes on
-2 CPU cores (four compiled sweeps of 33 strengths × 3 seeds = 99 members, 100 epochs each).
+Command: ``python experiments/lambda_curve.py`` (Fashion-MNIST; ``--dataset mnist`` where its idx
+files are present; ``--smoke``: digits, seconds). Runtime: MEASURED_RUNTIME.
 
-Setup: the tutorial MLP 64-64, Adam lr 1e-3, batch 128, but 100 epochs instead of 10 (digits has
-~10 steps per epoch, so 10 epochs undertrains and no regularizer has time to act). For each
-regularizer, λ = 0 plus 32 log-spaced strengths (ranges per convention: ``l1``, ``l1_prox``
-1e-7…1e-1; ``l2`` 1e-6…1; ``wd`` 1e-4…1e2, since decoupled decay shrinks by lr·λ per step), one
-sweep (one compiled program) per regularizer. The best λ is the one with the lowest validation
-cross-entropy (mean over seeds, final epoch); λ = 0 is each sweep's unregularized baseline.
+Claim tested: explicit regularization gives a U-shaped test loss in λ (no effect at small λ, a
+minimum, collapse at large λ), and "smaller data and noisier labels want more regularization":
+the best λ and its gain over λ = 0 grow as n falls and as label noise rises (Krogh & Hertz 1992,
+"A simple weight decay can improve generalization"; Zhang et al. 2017, "Understanding deep
+learning requires rethinking generalization": on clean data explicit regularization gives modest
+gains, and networks memorize noisy labels without it). Verdict: VERDICT.
 
-Expected (literature): a U-shaped test loss with a flat region at small λ and collapse at large λ
-(Krogh & Hertz 1992; Zhang et al. 2017 "Understanding deep learning requires rethinking
-generalization": explicit regularization gives modest gains on clean data); decoupled wd and
-coupled l2 differ under Adam (Loshchilov & Hutter 2019); gains grow with label noise and with
-fewer training examples.
+Setup: the tutorial's program (784 → Dense 64 ReLU → Dense 64 ReLU → Dense 10, Adam 1e-3,
+batch 128, the regularizer on the two hidden kernels only, ``mask="hidden"``) with a cosine
+learning-rate schedule to 0. Six conditions: n = 1,000 / 6,000 / 50,000 training images, each
+with the same 10,000-image validation set drawn from the rest of the 60,000 (not all of the rest:
+one validation size keeps the selection noise the same across n, and evaluating 59,000 images
+per member would cost more than the training at n = 1,000), × 0 % / 20 % of the used labels
+flipped to another class (validation labels too: selection sees noisy labels, the test set is
+clean). Epochs per size: 120 / 40 / 12 (840 / 1,840 / 4,680 steps; the last partial batch of an
+epoch is dropped), validation and test evaluated every 20 / 8 / 3 epochs and at the last.
+λ grids: 0 and 13 values, 3 per decade (l1 1e-6 … 1e-2; l1_prox 1e-5 … 1e-1; l2 3e-5 … 3e-1; wd 1e-2 … 1e2:
+each from no effect to collapse). One sweep (one compiled program) per regularizer and
+condition holds every λ; R = 5 replicates re-run it with new initial weights, batch order,
+validation split, training subset and flipped labels (``data_seed`` + r), and every λ of a
+replicate shares those draws (common random numbers). Per (condition, regularizer): the best λ
+is the one with the lowest validation loss averaged over replicates (never the test set); its
+test loss and accuracy are reported with a 95 % Student-t interval over replicates (n − 1 = 4
+degrees of freedom) and their differences against λ = 0 of the same sweep, paired by replicate,
+with their own interval. Where a difference's interval contains 0 the table says "no detectable
+difference". ``shrink`` is the chosen λ in units that compare across schedules: λ·Σ_t η_t, the
+total e-folds of decay for ``wd`` (w ← (1 − η_t λ) w each step) and the total soft-threshold
+distance of ``l1_prox``; coupled l1/l2 pass through Adam's normalization and have no such unit.
 
-summary.json keys: ``best_strength`` {reg: λ}, ``selected_by`` ("val_loss"), ``best`` {reg:
-{strength, val_loss, test_acc, test_acc_std, test_loss, test_loss_std}}, ``baseline`` {reg: same
-at λ = 0}, ``strengths`` {reg: [λ]}, ``curves`` {reg: {metric: [mean over seeds per λ]}} for
-val_loss, test_acc, test_loss, weight_l2, ``epochs``, ``seeds``, ``label_noise``, ``train_size``,
-``dataset``, ``figure``, ``command``.
+summary.json keys: ``conditions`` (one dict per condition: ``train_size, label_noise, epochs,
+eval_every, steps, lr_sum`` (Σ_t η_t), ``baseline`` (λ = 0 of the wd sweep: ``val_min_epoch``,
+``val_rise`` [mean, lo, hi] of final − minimum validation loss), ``regs`` {reg: {``best_strength,
+best_index, shrink, per_replicate_best`` [λ], ``rows`` (replicates.table rows per λ: mean/lo/hi
+and paired diffs of val_loss, test_loss, test_acc, train_loss)}}}), ``best_strength`` {condition
+label: {reg: λ}}, ``selected_by`` ("val_loss"), ``strengths`` {reg: [λ]}, ``replicates``,
+``dataset``, ``figure``, ``command``, ``seconds``.
 
-Measured (digits, 100 epochs, 3 seeds, 197 s on the shared 2-core machine): on clean digits no
-regularizer beats λ = 0 beyond seed noise, and there is no U: test loss is flat, then rises. The
-lowest mean test loss anywhere on the four grids is 0.0686–0.0696 against 0.0697 ± 0.0076 at λ = 0;
-validation loss picks wd λ = 0.125 (test acc 0.9851 ± 0.0026, loss 0.0691 ± 0.0044), l1 5.5e-6 (a
-no-op) and λ = 0 for l2 and l1_prox. Mean test accuracy falls below 0.9 at λ ≈ 7e-3 (l1_prox),
-1.1e-2 (l1: the tutorial's l1(0.01) is at the edge), 4.4e-2 (l2) and 6.9 (wd); test loss stays
-within 10 % of λ = 0 up to 8.6e-6, 8e-5, 5e-4 and 0.3 respectively, so decoupled wd has by far the
-widest safe range (3.5 decades). With ``--label-noise 0.2`` (results/studies/lambda_curve_noise20)
-validation loss picks larger λ (l1 4.8e-4, l2 4.8e-3, wd 1.16, l1_prox 4.8e-4) and test accuracy
-rises by 0.3–0.7 pp (wd 0.9582 ± 0.0060 vs 0.9536 ± 0.0035), but the clean-test cross-entropy gets
-*worse* by 0.04–0.09 (wd 0.460 vs 0.368): noisy validation labels reward unconfident predictions,
-the clean test set rewards confident ones. That half does not match the expectation that the gain
-in loss grows with label noise.
-``--train-size 300`` (results/studies/lambda_curve_n300; 2 steps per epoch, so only 200 steps and
-undertrained: test loss 0.21 at λ = 0) shows no gain either: every best λ is within 0.004 in test
-loss and 0.4 pp in accuracy of λ = 0; a fair small-data test needs more epochs.
+MEASURED
 """
+
+import dataclasses
 
 import numpy as np
 
-import wdjax
-from wdjax import stats, study
+from wdjax import replicates, schedules, stats, study
 
 NAME = "lambda_curve"
-METRICS = ("val_loss", "test_acc", "test_loss", "weight_l2")
+REGS = ("l1", "l2", "wd", "l1_prox")
+METRICS = ("val_loss", "test_loss", "test_acc", "train_loss")
+RANGES = {"l1": (1e-6, 1e-2), "l2": (3e-5, 3e-1), "wd": (1e-2, 1e2), "l1_prox": (1e-5, 1e-1)}
+SHRINK_UNITS = ("wd", "l1_prox")  # λ·Σ η_t means the same thing across schedules only for these
 
 
 def get_config(smoke=False) -> dict:
-    ranges = {"l1": (1e-7, 1e-1), "l2": (1e-6, 1.0), "wd": (1e-4, 1e2), "l1_prox": (1e-7, 1e-1)}
-    n = 2 if smoke else 32
-    grids = {r: (0.0, *np.geomspace(lo, hi, n).tolist()) for r, (lo, hi) in ranges.items()}
-    return dict(grids=grids, seeds=1 if smoke else 3, epochs=2 if smoke else 100)
+    """Knobs: ``grids`` {reg: λ grid with 0 first}, ``conditions`` (train_size, label_noise,
+    epochs, eval_every each), ``replicates``."""
+    per = 2 if smoke else 13  # 13 points from lo to hi: 3 per decade over 4 decades
+    grids = {r: (0.0, *np.geomspace(lo, hi, per).tolist()) for r, (lo, hi) in RANGES.items()}
+    sizes = [(600, 2, 1)] if smoke else [(1000, 120, 20), (6000, 40, 8), (50000, 12, 3)]
+    conditions = [dict(train_size=n, label_noise=p, epochs=e, eval_every=k)
+                  for n, e, k in sizes for p in (0.0, 0.2)]  # fmt: skip
+    return dict(dataset="digits" if smoke else "fashion_mnist", schedule="cosine", mask="hidden",
+                val_size=400 if smoke else 10000, grids=grids, conditions=conditions,
+                replicates=2 if smoke else 5)  # fmt: skip
 
 
-def sweeps(config, grids: dict) -> dict:
-    """One sweep per regularizer → {reg: (strengths [S], {metric: [S, seeds]})}."""
-    out = {}
-    for reg, grid in grids.items():
-        res = wdjax.sweep(config, reg=reg, strengths=tuple(grid))
-        out[reg] = (np.array(grid), {m: study.by_strength(res, m) for m in METRICS})
-    return out
+def label(cond: dict) -> str:
+    return f"n={cond['train_size']}, noise={cond['label_noise']:.0%}"
 
 
-def figure(curves: dict, best: dict):
-    plt = study.pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for reg, (lam, m) in curves.items():
-        for ax, metric in zip(axes, ("test_acc", "test_loss", "weight_l2"), strict=True):
-            mean, std = study.mean_std(m[metric], axis=1)
-            (line,) = ax.plot(lam[1:], mean[1:], marker="o", ms=2, label=reg)
-            ax.fill_between(lam[1:], (mean - std)[1:], (mean + std)[1:], color=line.get_color(),
-                            alpha=0.2)  # fmt: skip
-            ax.axhline(mean[0], color=line.get_color(), ls=":", lw=1)
-            ax.axvline(best[reg], color=line.get_color(), ls="--", lw=0.8)
-    for ax, label in zip(axes, ("test accuracy", "test cross-entropy", "‖W‖₂"), strict=True):
-        ax.set_xscale("log")
-        ax.set_xlabel("strength λ")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[1].set_yscale("log")
-    axes[0].legend()
-    fig.suptitle("mean ± std over seeds; dotted: λ = 0, dashed: best λ by validation loss")
-    return fig
+def lr_sum(config, train_size: int) -> tuple[int, float]:
+    """(steps, Σ_t η_t) of the run: the engine takes ``train_size // batch_size`` steps an epoch
+    (the last partial batch dropped) and η_t = lr · schedule(t)."""
+    spe = train_size // config.batch_size
+    eta = schedules.make(config.schedule, spe, config.epochs)
+    steps = spe * config.epochs
+    return steps, float(config.lrs[0] * np.sum(np.asarray(eta(np.arange(steps)), float)))
+
+
+def condition_config(base, cond: dict):
+    """The sweep config of one condition: its size, noise, epochs and evaluation period."""
+    return dataclasses.replace(base, **cond)
+
+
+def baseline_rise(runs) -> dict:
+    """Validation loss of λ = 0 (setting 0): the evaluated epoch where its mean over replicates is
+    smallest, and final − that epoch's value per replicate, mean and 95 % t-interval (0 when the
+    minimum is the last epoch: still improving)."""
+    _, c = replicates.curves(runs, "val_loss")  # [R, settings, epochs]
+    base = c[:, 0]
+    mean = np.nanmean(base, axis=0)
+    e = stats.argmin(mean)
+    s = stats.describe(base[:, -1] - base[:, e])
+    return dict(val_min_epoch=int(e) + 1, epochs=base.shape[1],
+                val_rise=[float(s.mean), float(s.lo), float(s.hi)])  # fmt: skip
+
+
+def reg_summary(runs, grid, lam_sum: float, reg: str) -> dict:
+    """One regularizer's sweep over replicates: rows per λ, the best λ by mean validation loss."""
+    rows = replicates.table(runs, METRICS, baseline={"strength": 0.0})
+    i = stats.argmin([r["val_loss_mean"] for r in rows])
+    _, val = replicates.setting_values(runs, "val_loss")  # [R, S]
+    per_rep = [float(grid[j]) if j is not None else None for j in map(stats.argmin, val)]
+    lam = float(grid[i])
+    return dict(best_strength=lam, best_index=i, rows=rows, per_replicate_best=per_rep,
+                shrink=lam * lam_sum if reg in SHRINK_UNITS else None)  # fmt: skip
+
+
+def table_row(cond: dict, reg: str, r: dict) -> list:
+    b = r["rows"][r["best_index"]]
+    shrink = "—" if r["shrink"] is None else f"{r['shrink']:.3g}"
+    reps = ", ".join("—" if x is None else f"{x:.2g}" for x in r["per_replicate_best"])
+    dl = ("λ = 0 chosen" if r["best_index"] == 0
+          else study.verdict(b["test_loss_diff_lo"], b["test_loss_diff_hi"]))  # fmt: skip
+    return [label(cond), reg, f"{r['best_strength']:.3g}", shrink, reps,
+            study.ci(b, "test_loss"), study.ci(b, "test_loss_diff", 4), dl,
+            study.ci(b, "test_acc", 4), study.ci(b, "test_acc_diff", 4)]  # fmt: skip
+
+
+COLUMNS = ["condition", "reg", "best λ (val loss)", "shrink λ·Ση", "best λ per replicate",
+           "test loss at best λ", "Δ test loss vs λ=0 (paired)", "test loss vs λ=0",
+           "test acc at best λ", "Δ test acc vs λ=0 (paired)"]  # fmt: skip
 
 
 def main(argv=None) -> dict:
     run = study.setup(__doc__, NAME, get_config, argv)
-    cfg = run.config
-    curves = sweeps(cfg, run.knobs["grids"])
-    best, base, rows = {}, {}, []
-    for reg, (lam, m) in curves.items():
-        val = np.nanmean(m["val_loss"], axis=1)
-        i = stats.argmin(val)  # ignores NaN (diverged) entries
-        b, z = ({"strength": float(lam[j]), "val_loss": float(val[j]),
-                 **study.with_std(test_acc=m["test_acc"][j], test_loss=m["test_loss"][j])}
-                for j in (i, 0))  # fmt: skip
-        best[reg], base[reg] = b, z
-        rows.append([reg, f"{b['strength']:.3g}", study.pm(b, "test_acc"), study.pm(b, "test_loss"),
-                     study.pm(z, "test_acc"), study.pm(z, "test_loss"),
-                     f"{b['test_loss'] - z['test_loss']:+.4f}"])  # fmt: skip
-    best_strength = {reg: b["strength"] for reg, b in best.items()}
+    k = run.knobs
+    conditions, rows = [], []
+    for cond in k["conditions"]:
+        cfg = condition_config(run.config, cond)
+        steps, lam_sum = lr_sum(cfg, cond["train_size"])
+        out = dict(cond, steps=steps, lr_sum=lam_sum, regs={})
+        for reg in REGS:
+            grid = k["grids"][reg]
+            runs = replicates.run(dataclasses.replace(cfg, reg=reg, strengths=tuple(grid)),
+                                  k["replicates"])  # fmt: skip
+            out["regs"][reg] = reg_summary(runs, grid, lam_sum, reg)
+            if reg == "wd":
+                out["baseline"] = baseline_rise(runs)
+            rows.append(table_row(cond, reg, out["regs"][reg]))
+            print(f"{label(cond)} {reg}: best λ {out['regs'][reg]['best_strength']:.3g}",
+                  flush=True)  # fmt: skip
+        conditions.append(out)
     summary = dict(
-        best_strength=best_strength, selected_by="val_loss", best=best, baseline=base,
-        epochs=cfg.epochs, seeds=cfg.seeds, label_noise=cfg.label_noise,
-        train_size=cfg.train_size, dataset=cfg.dataset,
-        strengths={r: c[0].tolist() for r, c in curves.items()},
-        curves={r: {k: np.nanmean(v, axis=1).tolist() for k, v in c[1].items()}
-                for r, c in curves.items()},
+        conditions=conditions, selected_by="val_loss", replicates=k["replicates"],
+        best_strength={label(c): {r: c["regs"][r]["best_strength"] for r in REGS}
+                       for c in conditions},
+        strengths={r: list(g) for r, g in k["grids"].items()}, dataset=run.config.dataset,
     )  # fmt: skip
-    columns = ["reg", "best λ (val loss)", "test acc at best λ", "test loss at best λ",
-               "test acc at λ=0", "test loss at λ=0", "Δ test loss"]  # fmt: skip
-    fig = figure(curves, best_strength)
-    return study.finish(run, summary, columns, rows, fig, f"{NAME}.png")
+    return study.finish(run, summary, COLUMNS, rows, figure(conditions), f"{NAME}.png")
+
+
+def figure(conditions: list[dict]):
+    """Test loss and accuracy against λ: a column per training size, rows (loss, accuracy) ×
+    (clean, noisy); bands are 95 % t-intervals over replicates, dotted lines λ = 0, markers the
+    λ chosen by validation loss."""
+    plt = study.pyplot()
+    sizes = sorted({c["train_size"] for c in conditions})
+    noises = sorted({c["label_noise"] for c in conditions})
+    fig, axes = plt.subplots(2 * len(noises), len(sizes), figsize=(5 * len(sizes), 3.2 * 2 *
+                             len(noises)), squeeze=False)  # fmt: skip
+    for c in conditions:
+        col, row0 = sizes.index(c["train_size"]), 2 * noises.index(c["label_noise"])
+        for reg, color in zip(REGS, ("C0", "C1", "C2", "C3"), strict=True):
+            r = c["regs"][reg]
+            lam = np.array([x["strength"] for x in r["rows"]])
+            for dr, m in enumerate(("test_loss", "test_acc")):
+                ax = axes[row0 + dr, col]
+                mean, lo, hi = (np.array([x[f"{m}_{s}"] for x in r["rows"]])
+                                for s in ("mean", "lo", "hi"))  # fmt: skip
+                ax.plot(lam[1:], mean[1:], color=color, marker="o", ms=2, lw=1, label=reg)
+                ax.fill_between(lam[1:], lo[1:], hi[1:], color=color, alpha=0.15)
+                ax.axhline(mean[0], color=color, ls=":", lw=0.8)
+                i = r["best_index"]
+                if i > 0:
+                    ax.plot(lam[i], mean[i], color=color, marker="*", ms=10)
+                ax.set_xscale("log")
+                ax.set_title(f"{label(c)}: test {'loss' if m == 'test_loss' else 'accuracy'}",
+                             fontsize=9)  # fmt: skip
+                ax.grid(alpha=0.3)
+                if m == "test_loss":
+                    ax.set_yscale("log")
+    for ax in axes[-1]:
+        ax.set_xlabel("λ")
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("mean over replicates, bands: 95 % Student-t intervals; dotted: λ = 0; "
+                 "stars: λ chosen by validation loss")  # fmt: skip
+    fig.tight_layout()
+    return fig
 
 
 if __name__ == "__main__":
