@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats as scipy_stats
 
 from wdjax import stats
 
@@ -112,3 +113,15 @@ def test_median_interval_covers_at_least_its_stated_level():
     x = rng.exponential(size=(4000, 10))  # skewed; true median ln 2
     hits = [m.lo <= np.log(2) <= m.hi for m in map(stats.median_interval, x)]
     assert abs(np.mean(hits) - (1 - 22 / 1024)) < 0.01  # binomial s.e. of 4000 draws ≈ 0.0023
+
+
+def test_welch_difference_by_hand():
+    x, y = [1.0, 2.0, 3.0, 4.0], [2.0, 4.0, 9.0]  # s_x² = 5/3, s_y² = 13
+    vx, vy = (5 / 3) / 4, 13 / 3
+    dof = (vx + vy) ** 2 / (vx**2 / 3 + vy**2 / 2)  # Welch–Satterthwaite ≈ 2.34
+    d = stats.welch_difference(x, y)
+    half = float(scipy_stats.t.ppf(0.975, dof))
+    assert d.mean == pytest.approx(2.5 - 5.0, rel=1e-15)
+    assert d.std == pytest.approx(math.sqrt(vx + vy), rel=1e-14)
+    assert d.hi - d.mean == pytest.approx(half * math.sqrt(vx + vy), rel=1e-12)
+    assert np.isnan(stats.welch_difference([1.0], y).lo)

@@ -86,6 +86,25 @@ def paired_differences(x, baseline, axis: int | None = None, confidence: float =
     return describe(x - b, axis=axis, confidence=confidence)
 
 
+def welch_difference(x, y, confidence: float = 0.95) -> Summary:
+    """:class:`Summary` of mean(x) − mean(y) for two *independent* samples (no pairing, e.g. two
+    frameworks with their own random streams): the Welch interval d ± t_{(1+c)/2, ν}·se with
+    se² = s_x²/n_x + s_y²/n_y and ν = se⁴ / ((s_x²/n_x)²/(n_x−1) + (s_y²/n_y)²/(n_y−1))
+    (Welch–Satterthwaite). Here ``std`` holds se and ``n`` is n_x + n_y."""
+    x, y = np.asarray(x, float).ravel(), np.asarray(y, float).ravel()
+    nx, ny = x.size, y.size
+    d = float(np.mean(x) - np.mean(y)) if nx and ny else np.nan
+    if nx < 2 or ny < 2:
+        return Summary(d, np.nan, nx + ny, np.nan, np.nan)
+    vx, vy = np.var(x, ddof=1) / nx, np.var(y, ddof=1) / ny
+    se = math.sqrt(vx + vy)
+    if se == 0:
+        return Summary(d, 0.0, nx + ny, d, d)
+    dof = (vx + vy) ** 2 / (vx**2 / (nx - 1) + vy**2 / (ny - 1))
+    half = float(_scipy_stats.t.ppf((1 + confidence) / 2, dof)) * se
+    return Summary(d, se, nx + ny, d - half, d + half)
+
+
 class MedianSummary(NamedTuple):
     """Median of a sample with its order-statistic interval and that interval's exact coverage."""
 
@@ -106,7 +125,9 @@ def median_interval(x, confidence: float = 0.95) -> MedianSummary:
         return MedianSummary(np.nan, n, np.nan, np.nan, np.nan)
     best = None
     for j in range(1, n // 2 + 1):
-        coverage = float(_scipy_stats.binom.cdf(n - j, n, 0.5) - _scipy_stats.binom.cdf(j - 1, n, 0.5))
+        coverage = float(
+            _scipy_stats.binom.cdf(n - j, n, 0.5) - _scipy_stats.binom.cdf(j - 1, n, 0.5)
+        )
         if coverage >= confidence:
             best = (j, coverage)
     if best is None:
