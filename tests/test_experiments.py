@@ -1,7 +1,7 @@
 """Every study in experiments/ end to end in smoke mode, and checks of the studies' own helpers.
 
-Each study runs once per module (the ``smoke`` fixture) into one temporary results folder, so
-``tutorial_mlp`` finds ``lambda_curve``'s summary beside its own ``--out``, as it does in
+Each study runs once per module (the ``smoke`` fixture) into one temporary results folder, so a
+study that reads another's summary (``NEEDS``) finds it beside its own ``--out``, as it does in
 ``results/studies/``. The studies share static configs (model, batch size) and, under the suite's
 4 fake devices, chunk shapes, so most sweeps reuse programs compiled by an earlier study.
 """
@@ -23,20 +23,21 @@ import wdjax
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
-NEEDS = {"tutorial_mlp": "lambda_curve"}  # reads lambda_curve/summary.json beside its --out
+NEEDS: dict = {}  # a study that reads another study's summary.json beside its --out
 KEYS = {  # the headline keys each study's docstring lists for summary.json
     "batchnorm_equilibrium": {"equilibrium", "steps", "window", "batch_size"},
     "decoupling": {"slopes", "slopes_seed_std", "slopes_basin_edge", "lambda_edge", "lambda_star",
                    "edge", "best", "lrs", "strengths", "selected_by", "epochs"},
     "l1_sparsity": {"operating_point", "max_sparsity", "frontier", "epochs", "seeds"},
-    "lambda_curve": {"best_strength", "selected_by", "best", "baseline", "strengths", "curves",
-                     "epochs", "seeds", "label_noise", "train_size", "dataset"},
+    "lambda_curve": {"conditions", "best_strength", "selected_by", "strengths", "replicates",
+                     "dataset"},
     "overhead": {"relative", "per_step_us", "iqr_us", "compile_seconds", "steps_per_call",
                  "repeats", "members", "backend", "strength", "method"},
     "select_lambda": {"lambda", "test_loss", "test_acc", "regret", "reg", "folds", "selected_by",
                       "epochs", "seeds"},
-    "tutorial_mlp": {"runs", "best_strength", "best_strength_source", "tutorial_epochs",
-                     "long_epochs", "seeds"},
+    "tutorial_mlp": {"arms", "keras", "l1_curve", "l1_harmless_up_to", "best_strength",
+                     "baseline_val_min_epoch", "epochs", "replicates", "steps", "train_size",
+                     "dataset"},
     "versus_dropout_batchnorm": {"setups", "best", "epochs", "seeds", "dropout"},
 }  # fmt: skip
 
@@ -90,7 +91,7 @@ def test_get_config_overrides_only_what_the_study_changes(name):
     full, small = study(name).get_config(), study(name).get_config(smoke=True)
     restated = sorted(k for k, v in full.items() if k in defaults and v == defaults[k])
     assert not restated, f"{name} restates SweepConfig defaults: {restated}"
-    assert set(small) == set(full)
+    assert set(full) <= set(small) <= set(full) | set(defaults)  # smoke may shrink a default
     wdjax.SweepConfig(**{k: v for k, v in small.items() if k in defaults})  # valid field types
     assert small.get("seeds", 1) == 1 and small.get("epochs", 1) <= 2
 
@@ -101,33 +102,32 @@ def test_get_config_overrides_only_what_the_study_changes(name):
 def test_lambda_curve(smoke):
     curve = summary(smoke, "lambda_curve")
     regs = {"l1", "l2", "wd", "l1_prox"}
-    assert set(curve["best_strength"]) == regs and curve["selected_by"] == "val_loss"
-    assert len(study("lambda_curve").get_config()["grids"]["wd"]) >= 33  # 0 + 32 log-spaced
-    for reg in regs:
-        best, base = curve["best"][reg], curve["baseline"][reg]
-        assert curve["best_strength"][reg] in curve["strengths"][reg]
-        assert base["strength"] == 0.0
-        assert best["val_loss"] <= base["val_loss"]  # the argmin over a grid that contains λ = 0
-        assert 0.0 <= best["test_acc"] <= 1.0 and best["test_loss"] > 0
+    full = study("lambda_curve").get_config()
+    assert all(len(g) == 14 and g[0] == 0.0 for g in full["grids"].values())  # 0 + 13 λ
+    assert {(c["train_size"], c["label_noise"]) for c in full["conditions"]} == {
+        (n, p) for n in (1000, 6000, 50000) for p in (0.0, 0.2)}  # fmt: skip
+    assert curve["selected_by"] == "val_loss" and curve["replicates"] == 2
+    for c in curve["conditions"]:
+        assert set(c["regs"]) == regs and 1 <= c["baseline"]["val_min_epoch"] <= c["epochs"]
+        for reg, r in c["regs"].items():
+            rows = r["rows"]
+            val = [x["val_loss_mean"] for x in rows]
+            assert r["best_strength"] == rows[r["best_index"]]["strength"]
+            assert val[r["best_index"]] == min(val)  # chosen on validation loss, not test
+            assert rows[0]["test_loss_diff"] == 0.0  # λ = 0 paired with itself
+            assert (r["shrink"] is None) == (reg not in ("wd", "l1_prox"))
 
 
-def test_tutorial_reads_best_strength(smoke):
-    curve, s = summary(smoke, "lambda_curve"), summary(smoke, "tutorial_mlp")
-    assert s["best_strength"] == curve["best_strength"]
-    runs = {(r["reg"], r["which"], r["epochs"]): r for r in s["runs"]}
-    for reg, lam in curve["best_strength"].items():
-        assert runs[(reg, "best", s["long_epochs"])]["strength"] == lam
-        assert runs[(reg, "nominal", s["tutorial_epochs"])]["strength"] == 0.01
-    assert runs[("none", "nominal", 1)]["strength"] == 0.0
-    assert runs[("l2", "nominal", 1)]["keras"] == "l2(0.005)"  # l2 adds λ·w: Keras l2(λ/2)
-    for r in s["runs"]:
-        assert r["gap"] == pytest.approx(r["train_acc"] - r["test_acc"], abs=1e-6)
-
-
-def test_tutorial_without_lambda_curve(tmp_path):
-    s = study("tutorial_mlp").main(["--smoke", "--out", str(tmp_path / "tutorial_mlp")])
-    assert s["best_strength"] is None and "nominal λ only" in s["note"]
-    assert {r["which"] for r in s["runs"]} == {"nominal"}
+def test_tutorial_mlp(smoke):
+    s = summary(smoke, "tutorial_mlp")
+    arms = {a["arm"]: a for a in s["arms"]}
+    assert {"none", "l1(0.01)", "l1_prox(0.01)"} | {f"{r} at its λ" for r in s["best_strength"]}\
+        == set(arms)  # smoke: no Keras rows (they are tested in tests/test_tutorial_mlp.py)
+    assert arms["l1(0.01)"]["strength"] == 0.01 and arms["none"]["test_loss_diff"] == 0.0
+    assert arms["l1_prox(0.01)"]["sparsity_mean"] > 0 == arms["l1(0.01)"]["sparsity_mean"]
+    full = study("tutorial_mlp").get_config()
+    assert "epochs" not in full and full["mask"] == "hidden" and full["axes"] == (("eps", (1e-7,)),)
+    assert 0.01 in full["grids"]["l1"] and len(full["grids"]["l1"]) == 17
 
 
 # --- 3: l1_sparsity -------------------------------------------------------------------------
