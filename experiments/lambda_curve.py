@@ -11,27 +11,27 @@ the best λ and its gain over λ = 0 grow as n falls and as label noise rises (K
 learning requires rethinking generalization": on clean data explicit regularization gives modest
 gains, and networks memorize noisy labels without it). Verdict: VERDICT.
 
-Setup: the tutorial's program (784 → Dense 64 ReLU → Dense 64 ReLU → Dense 10, Adam 1e-3,
-batch 128, the regularizer on the two hidden kernels only, ``mask="hidden"``) with a cosine
-learning-rate schedule to 0. Six conditions: n = 1,000 / 6,000 / 50,000 training images, each
-with the same 10,000-image validation set drawn from the rest of the 60,000 (not all of the rest:
-one validation size keeps the selection noise the same across n, and evaluating 59,000 images
-per member would cost more than the training at n = 1,000), × 0 % / 20 % of the used labels
-flipped to another class (validation labels too: selection sees noisy labels, the test set is
-clean). Epochs per size: 120 / 40 / 12 (840 / 1,840 / 4,680 steps; the last partial batch of an
-epoch is dropped), validation and test evaluated every 20 / 8 / 3 epochs and at the last.
-λ grids: 0 and 13 values, 3 per decade (l1 1e-6 … 1e-2; l1_prox 1e-5 … 1e-1; l2 3e-5 … 3e-1; wd 1e-2 … 1e2:
-each from no effect to collapse). One sweep (one compiled program) per regularizer and
-condition holds every λ; R = 5 replicates re-run it with new initial weights, batch order,
-validation split, training subset and flipped labels (``data_seed`` + r), and every λ of a
-replicate shares those draws (common random numbers). Per (condition, regularizer): the best λ
-is the one with the lowest validation loss averaged over replicates (never the test set); its
-test loss and accuracy are reported with a 95 % Student-t interval over replicates (n − 1 = 4
-degrees of freedom) and their differences against λ = 0 of the same sweep, paired by replicate,
-with their own interval. Where a difference's interval contains 0 the table says "no detectable
-difference". ``shrink`` is the chosen λ in units that compare across schedules: λ·Σ_t η_t, the
-total e-folds of decay for ``wd`` (w ← (1 − η_t λ) w each step) and the total soft-threshold
-distance of ``l1_prox``; coupled l1/l2 pass through Adam's normalization and have no such unit.
+Setup: the tutorial's program (784 → Dense 64 ReLU → Dense 64 ReLU → Dense 10, Adam 1e-3, batch
+128, the regularizer on the two hidden kernels only, ``mask="hidden"``) with a cosine learning-rate
+schedule to 0. Six conditions: n = 1,000 / 6,000 / 50,000 training images, each with the same
+10,000-image validation set drawn from the rest of the 60,000 (not all of the rest: one validation
+size keeps the selection noise the same across n, and evaluating 59,000 images per member would
+cost more than the training at n = 1,000), × 0 % / 20 % of the used labels flipped to another class
+(validation labels too: selection sees noisy labels, the test set is clean). Epochs per size: 120 /
+40 / 12 (840 / 1,840 / 4,680 steps; the last partial batch of an epoch is dropped), validation and
+test evaluated every 20 / 8 / 3 epochs and at the last. λ grids: 0 and 13 values, 3 per decade (l1
+1e-6 … 1e-2; l1_prox 1e-5 … 1e-1; l2 3e-5 … 3e-1; wd 1e-2 … 1e2: each from no effect to collapse).
+One sweep (one compiled program) per regularizer and condition holds every λ; R = 5 replicates
+re-run it with new initial weights, batch order, validation split, training subset and flipped
+labels (``data_seed`` + r), and every λ of a replicate shares those draws (common random numbers).
+Per (condition, regularizer): the best λ is the one with the lowest validation loss averaged over
+replicates (never the test set); its test loss and accuracy are reported with a 95 % Student-t
+interval over replicates (n − 1 = 4 degrees of freedom) and their differences against λ = 0 of the
+same sweep, paired by replicate, with their own interval. Where a difference's interval contains 0
+the table says "no detectable difference". ``shrink`` is the chosen λ in units that compare across
+schedules: λ·Σ_t η_t, the total e-folds of decay for ``wd`` (w ← (1 − η_t λ) w each step) and the
+total soft-threshold distance of ``l1_prox``; coupled l1/l2 pass through Adam's normalization and
+have no such unit.
 
 summary.json keys: ``conditions`` (one dict per condition: ``train_size, label_noise, epochs,
 eval_every, steps, lr_sum`` (Σ_t η_t), ``baseline`` (λ = 0 of the wd sweep: ``val_min_epoch``,
