@@ -2,8 +2,7 @@
 # Run every study in experiments/ in smoke mode (seconds each) into a temporary directory.
 #
 # Usage: scripts/smoke_studies.sh [OUT_DIR]    (default: a fresh mktemp -d; PYTHON overrides the
-# interpreter, default .venv/bin/python). lambda_curve runs before tutorial_mlp, which reads its
-# best λ from the sibling directory. A study passes when it exits 0 and wrote what every study
+# interpreter, default .venv/bin/python). Studies run in the README's order. A study passes when it exits 0 and wrote what every study
 # writes (wdjax.study.finish): summary.json with figure and command, table.md, table.csv and the
 # figure. Exits 1 if any study failed; prints one line per study.
 set -uo pipefail
@@ -12,7 +11,7 @@ PY="${PYTHON:-.venv/bin/python}"
 [ -x "$PY" ] || PY=python3
 OUT="${1:-$(mktemp -d -t wdjax-smoke-XXXXXX)}"
 mkdir -p "$OUT"
-ORDER="lambda_curve tutorial_mlp l1_sparsity decoupling versus_dropout_batchnorm \
+ORDER="tutorial_mlp lambda_curve l1_sparsity decoupling versus_dropout_batchnorm \
 batchnorm_equilibrium select_lambda overhead"
 names=""
 for n in $ORDER; do [ -f "experiments/$n.py" ] && names="$names $n"; done
