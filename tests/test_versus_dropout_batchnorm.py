@@ -1,0 +1,123 @@
+"""The helpers of experiments/versus_dropout_batchnorm.py against hand-computed values."""
+
+import math
+
+import jax
+import numpy as np
+import pytest
+from helpers import load_script
+
+import wdjax
+
+STUDY = load_script("experiments/versus_dropout_batchnorm.py")
+T1 = 12.706204736174698  # t_{0.975, 1}
+
+
+def test_candidates_are_each_arms_own_grid():
+    c = STUDY.candidates
+    lams = (0.0, 0.3, 1.0)
+    assert c("none", (0.2, 0.5), lams) == [(0.0, False, 0.0)]
+    assert c("wd", (0.2, 0.5), lams) == [(0.0, False, 0.3), (0.0, False, 1.0)]
+    assert c("dropout", (0.2, 0.5), lams) == [(0.2, False, 0.0), (0.5, False, 0.0)]
+    assert c("bn+wd", (0.2,), lams) == [(0.0, True, 0.3), (0.0, True, 1.0)]
+    assert c("dropout+bn+wd", (0.2, 0.5), lams) == [
+        (0.2, True, 0.3), (0.2, True, 1.0), (0.5, True, 0.3), (0.5, True, 1.0)
+    ]  # fmt: skip
+    assert {len(c(a, (0.2, 0.5), lams)) for a in STUDY.ARMS} == {1, 2, 4}
+
+
+def test_select_takes_the_lowest_mean_validation_loss():
+    val = {"a": np.array([1.0, 3.0]), "b": np.array([2.5, 1.0]), "c": np.array([np.nan, 0.0])}
+    assert STUDY.select(["a", "b"], val) == "b"  # means 2.0, 1.75
+    assert STUDY.select(["a", "c"], val) == "a"  # a diverged replicate makes c's mean NaN
+
+
+def test_overfitting_locates_each_replicates_minimum():
+    nan = np.nan
+    val = np.array([[0.9, nan, 0.5, nan, 0.7], [0.8, nan, 0.6, nan, 0.6]])  # evaluated 1, 3, 5
+    o = STUDY.overfitting(val)
+    assert o["min_epoch"]["mean"] == 3.0 and o["mean_curve_min_epoch"] == 3
+    assert o["val_min"]["mean"] == pytest.approx(0.55)
+    assert o["rise"]["mean"] == pytest.approx(0.1)  # rises 0.2 and 0.0
+    assert o["rise"]["lo"] == pytest.approx(0.1 - T1 * 0.1)  # s = 0.2/√2, s/√2 = 0.1
+
+
+def test_ratio_is_the_geometric_mean_of_paired_ratios():
+    r = STUDY.ratio(np.array([2.0, 8.0]), np.array([1.0, 1.0]))
+    assert r["mean"] == pytest.approx(4.0)  # log ratios ln2, ln8: mean ln4, s = ln4/√2
+    assert r["lo"] == pytest.approx(4 * 4 ** (-T1 / 2))
+    assert r["hi"] == pytest.approx(4 * 4 ** (T1 / 2))
+
+
+def test_arm_row_pairs_by_replicate():
+    row = STUDY.arm_row({"x": np.array([1.0, 2.0, 4.0])}, {"x": np.array([0.0, 1.0, 3.5])})
+    assert row["x_mean"] == pytest.approx(7 / 3) and row["x_diff"] == pytest.approx(5 / 6)
+    half = 4.302652729911275 * math.sqrt(1 / 12) / math.sqrt(3)  # differences 1, 1, 0.5
+    assert row["x_diff_lo"] == pytest.approx(5 / 6 - half)
+
+
+def test_claim_verdicts_follow_the_intervals():
+    arms = {
+        arm: {"eval_test_loss_diff": (lo + hi) / 2, "eval_test_loss_diff_lo": lo,
+              "eval_test_loss_diff_hi": hi}
+        for arm, (lo, hi) in (("wd", (-0.2, -0.1)), ("dropout", (0.1, 0.2)), ("bn", (-0.1, 0.1)))
+    }  # fmt: skip
+    got = STUDY.claim_verdicts(arms, {"eff_lr_ratio": {"mean": 2.0, "lo": 1.5, "hi": 2.5}})
+    assert [v["verdict"] for v in got.values()] == [
+        "reproduced", "contradicted", "inconclusive", "reproduced"
+    ]  # fmt: skip
+
+
+def _fake_result(batchnorm: bool, k: int = 2):
+    cfg = wdjax.SweepConfig(hidden=(5, 3), batchnorm=batchnorm, epochs=2)
+    model = wdjax.make_model("mlp", 4, hidden=cfg.hidden, batchnorm=batchnorm)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 2, 3, 1)).astype(np.float32)
+    y = rng.integers(0, 4, 50).astype(np.int32)
+    ds = wdjax.Dataset(x[:30], y[:30], x[30:40], y[30:40], x[40:], y[40:], 4, "fake")
+    params = [model.init(jax.random.key(s), x[:1], train=False)["params"] for s in range(k)]
+    stacked = jax.tree.map(lambda *p: np.stack(p), *params)
+    norms = {f"weight_l2/dense_{i}": np.array([[3.0, 4.0]] * k) for i in range(2)}
+    history = {"test_loss": np.ones((k, 2)), "lr": np.full((k, 2), 1e-3), **norms}
+    return wdjax.SweepResult(cfg, [], history, {}, {}, stacked, None), model, params, ds
+
+
+def _population_stats(model, params, x):
+    """Mean and biased variance of each BatchNorm's input over ``x``, layer by layer (numpy)."""
+    stats, h = {}, np.asarray(x).reshape(len(x), -1)
+    for i in range(2):
+        z = h @ np.asarray(params[f"dense_{i}"]["kernel"])
+        mean, var = z.mean(0), z.var(0)
+        stats[f"bn_{i}"] = {"mean": mean, "var": var}
+        scale, bias = (np.asarray(params[f"bn_{i}"][n]) for n in ("scale", "bias"))
+        h = np.maximum((z - mean) / np.sqrt(var + 1e-5) * scale + bias, 0)
+    return stats
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_final_eval_is_inference_mode_with_population_statistics(batchnorm):
+    res, model, params, ds = _fake_result(batchnorm)
+    ev = STUDY.final_eval(res, ds)
+    assert set(ev) == {f"eval_{s}_{m}" for s in ("train", "val", "test") for m in ("loss", "acc")}
+    for k, p in enumerate(params):
+        variables = {"params": p}
+        if batchnorm:
+            variables["batch_stats"] = _population_stats(model, p, ds.x_train)
+        for s in ("train", "val", "test"):
+            logits = model.apply(variables, getattr(ds, f"x_{s}"), train=False)
+            y = getattr(ds, f"y_{s}")
+            assert ev[f"eval_{s}_loss"][k] == pytest.approx(
+                float(wdjax.cross_entropy(logits, y)), rel=1e-5
+            )
+            assert ev[f"eval_{s}_acc"][k] == pytest.approx(float(wdjax.accuracy(logits, y)))
+
+
+def test_augment_adds_gap_norms_and_effective_learning_rate():
+    res, *_, ds = _fake_result(False)
+    h = STUDY.augment(res, ds).history
+    ev = STUDY.final_eval(res, ds)
+    np.testing.assert_allclose(h["gap"][:, -1], ev["eval_test_loss"] - ev["eval_train_loss"])
+    np.testing.assert_allclose(h["stale"][:, -1], 1.0 - ev["eval_test_loss"])
+    assert np.isnan(h["gap"][:, 0]).all() and np.isnan(h["eval_train_loss"][:, 0]).all()
+    np.testing.assert_allclose(h["hidden_l2"], [[3 * math.sqrt(2), 4 * math.sqrt(2)]] * 2)
+    np.testing.assert_allclose(h["eff_lr"], [[1e-3 / 3, 1e-3 / 4]] * 2)
