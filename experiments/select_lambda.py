@@ -1,129 +1,266 @@
-"""Does k-fold cross-validation pick a better λ than one validation split?
+"""Choosing λ: does 5-fold cross-validation land closer to the test-optimal λ than one split?
 
-Command: ``python experiments/select_lambda.py``. Runtime: about 3 minutes on 2 CPU cores (one
-compiled 5-fold sweep of 17 strengths × 3 seeds × 5 folds = 255 members, one single-split sweep of
-51 members; 100 epochs each).
+Claim tested: cross-validation lowers the variance of the risk estimate compared with one
+hold-out split, so the λ it selects is closer to the oracle (Stone 1974, "Cross-validatory choice
+and assessment of statistical predictions"; Kohavi 1995, "A study of cross-validation and
+bootstrap for accuracy estimation and model selection"; Arlot & Celisse 2010, "A survey of
+cross-validation procedures for model selection").
 
-Setup: the tutorial MLP 64-64, Adam lr 1e-3, batch 128, 100 epochs (10 undertrains on digits),
-decoupled weight decay ``wd`` (AdamW), λ = 0 plus 16 log-spaced strengths. Every λ is scored by
-validation cross-entropy (mean over seeds, final epoch). Chosen λ:
-``cv``: 5-fold CV on the 1,438-example pool (folds × λ × seeds are the members of one compiled
-call; each fold validates on 288 examples); ``val_split``: the usual single 10 % split (144
-examples; the split every other study uses); ``per_fold``: each CV fold alone as one 288-example
-validation split (how much a single split's choice moves); ``test_best``: the λ with the lowest
-mean test loss (an oracle, not a method). Every choice is then scored on the same models: the
-single-split run's networks (trained on 1,294 examples) at that λ, on the 359-example test set.
+Command: ``python experiments/select_lambda.py``. Runtime: 1,010 s (16.8 min) measured on the
+2-core machine, shared with other agents' jobs (run under flock; the process got 127 % CPU): per
+split 3 sweeps (60 + 12 + 12 members), each shape compiled once and reused over the 10 splits.
 
-Expected (literature): CV lowers the variance of the risk estimate compared with one split, so its
-choice sits closer to the oracle (Stone 1974; Arlot & Celisse 2010, "A survey of cross-validation
-procedures for model selection"); with a flat loss-vs-λ curve near the optimum, the test-loss
-regret of any reasonable choice is small compared with the seed spread.
+Setup: the tutorial MLP 64-64, Adam lr 1e-3, batch 128, cosine schedule, decoupled weight decay
+``wd`` (AdamW) on every kernel but the output layer's (``mask="hidden"``, as the tutorial), λ = 0
+plus 11 log-spaced values 1e-2 … 1e2 (a calibration run on 1e-3 … 1e3 put the test-loss minimum
+near λ ≈ 3 at n = 1,000 and λ ≈ 1 at n = 6,000). Fashion-MNIST; a researcher owns n labelled
+examples (n = 1,000: 100 epochs; n = 6,000: 40 epochs) and picks λ using only them:
 
-summary.json keys: ``lambda`` {cv, val_split, test_best, per_fold: [..], val_split_per_seed: [..]},
-``test_loss`` and ``test_acc`` {cv, val_split, test_best, zero, per_fold: mean over folds'
-choices} with ``_std`` twins (over seeds; per_fold: over folds), ``regret`` {cv, val_split,
-per_fold}: test loss minus test_best's, ``reg``, ``folds``, ``selected_by``, ``epochs``, ``seeds``,
-``figure``, ``command``.
+* ``cv``: 5-fold CV on the n examples (λ = argmin of the fold-mean final validation loss);
+* ``val_split``: one random 10 % hold-out (train on 0.9 n, validate on 0.1 n);
+* ``one_fold``: fold 0 of the CV alone (a 20 % hold-out); ``one_fold_avg``: each fold alone,
+  regret averaged over the 5 (the expected regret of one 20 % split, measured more precisely);
+* ``zero``: λ = 0, no regularization (reference).
 
-Measured (digits, 100 epochs, 3 seeds, 138–192 s on 2 shared cores): validation and test loss
-are flat from λ = 1e-3 to ≈ 0.5 and rise beyond 1 (accuracy 0.75 at λ = 10), so the choice hardly
-matters: 5-fold CV and the single 10 % split both pick λ = 0.136 (test loss 0.0690 ± 0.0045, acc
-0.9861 ± 0.0023), the test oracle picks 0.074 (0.0689 ± 0.0059): a regret of 1e-4, far below the
-seed spread; λ = 0 gives 0.0697 ± 0.0076. Single small splits are noisy, as expected: each CV fold
-alone (288 examples) picks anywhere from 1.8e-3 to 0.25, and the 10 % split picks 3.4e-3 … 0.25
-when each seed decides alone, yet these choices cost only 0.0023 in test loss (half a seed std).
-CV gives the stable choice the literature predicts; on this flat curve the stability buys little.
+Every method's λ is then used for the network retrained on all n examples at that λ; the test
+loss of those final networks per λ is what a method delivers, and its argmin is the oracle (per
+split; never a method). Regret = test loss at the method's λ − the oracle's. Both hold-outs see
+the same n examples (for one ``data_seed`` :func:`wdjax.load` draws the pool ``perm[:n]`` and
+only cuts it differently). Each of R = 10 data splits (``data_seed`` = r: which n examples, the
+folds, the hold-out, the batch order; new initial weights, shared by the three sweeps of a split)
+is one independent draw of the whole procedure; regrets are paired by split. Reported per n and
+method: median regret with its order-statistic interval (coverage 97.9 % at R = 10; many regrets
+are exactly 0, so read it as at least that), mean regret with a Student-t 95 % interval, the
+paired difference cv − method with a Student-t 95 % interval, how often the oracle's λ is picked,
+and the chosen λ (median, range).
+
+summary.json keys: ``regret`` {n: {method: {median, median_lo, median_hi, median_coverage, mean,
+std, lo, hi, oracle_hits, values}}}, ``paired`` {n: {method: {mean, lo, hi, verdict}}} (cv −
+method), ``lambda`` {n: {method: chosen λ per split (one_fold_avg: per split and fold), oracle}},
+``test_loss_curve`` {n: {mean, lo, hi}} (final networks, per λ), ``baseline_min_epoch`` {n:
+{val_loss, test_loss}} (epoch of λ = 0's smallest mean over splits: the 10 % split's validation
+loss, the final networks' test loss), ``conclusion``, ``budgets``, ``strengths``, ``replicates``,
+``folds``, ``val_fraction``, ``reg``, ``mask``, ``selected_by``, ``dataset``.
+
+Measured (Fashion-MNIST, R = 10; intervals as in the table): at n = 1,000, λ = 0's mean
+validation loss (10 % split, mean over splits) is lowest at epoch 30 of 100, wd matters (λ = 0's
+regret 0.059 [0.049, 0.069]) and the test-loss minimum is at λ = 2.5. 5-fold CV picked the
+oracle's λ in 10 of 10 splits (regret 0 in each); one 10 % split in 8 (mean regret 0.0064
+[−0.0045, 0.0173]), fold 0 alone in 7 (0.0105 [−0.0017, 0.0228]), a single fold on average in 74 %
+(0.0053 [0.0025, 0.0082]). Paired cv − method: −0.0064 [−0.0173, +0.0045] (10 % split) and
+−0.0105 [−0.0228, +0.0017] (fold 0): no detectable difference at this n (a 10 % split's misses
+are rare but costly: 0.018 and 0.047); −0.0053 [−0.0082, −0.0025] against one fold's expected
+regret: lower. At n = 6,000 the test loss is flat from λ = 0 to 1 (0.454 → 0.446; optimum 0.4–1)
+and every choice costs little: mean regret CV 0.0016 [0.0001, 0.0031], 10 % split 0.0032
+[0.0006, 0.0058], fold 0 0.0029 [0.0003, 0.0056], λ = 0 0.0086 [0.0060, 0.0113]; every cv −
+single-split difference contains 0: no detectable difference at this n. Caveat: at n = 6,000
+λ = 0's mean validation loss is still lowest at the last epoch (40): the networks are not trained
+past the baseline's validation minimum (a calibration split at 50 epochs was flat from epoch 20),
+so this budget understates how much λ matters with longer training.
+
+Conclusion: inconclusive. Every paired difference points CV's way (never higher) and CV beats
+the expected regret of one 20 % fold at n = 1,000, as Stone / Arlot & Celisse predict, but against
+a realised single split (the 10 % hold-out, fold 0) the paired 95 % intervals contain 0 at both n
+with 10 splits: the cost of a single split is occasional and large at n = 1,000 and uniformly
+small on the flat n = 6,000 curve.
 """
 
 import numpy as np
 
-import wdjax
-from wdjax import stats, study
+from wdjax import replicates, results, stats, study
 
 NAME = "select_lambda"
-NAMES = {"cv": "{f}-fold CV", "val_split": "one 10 % validation split",
-         "per_fold": "one CV fold alone (each)", "test_best": "best on test (oracle)",
-         "zero": "λ = 0"}  # fmt: skip
+METHODS = {"cv": "{f}-fold CV", "val_split": "one {p} % split", "one_fold": "one CV fold (fold 0)",
+           "one_fold_avg": "one CV fold (mean of {f})", "zero": "λ = 0"}  # fmt: skip
+VERSUS = ("val_split", "one_fold", "one_fold_avg")  # the claim: cv's regret is lower than these
 
 
 def get_config(smoke=False) -> dict:
-    grid = (0.0, *np.geomspace(1e-3, 1e1, 2 if smoke else 16).tolist())
-    return dict(strengths=grid, folds=2 if smoke else 5, seeds=1 if smoke else 3,
-                epochs=2 if smoke else 100)  # fmt: skip
+    return dict(dataset="digits" if smoke else "fashion_mnist", mask="hidden", schedule="cosine",
+                strengths=(0.0, *np.geomspace(1e-2, 1e2, 2 if smoke else 11).tolist()),
+                budgets=((256, 1, 1),) if smoke else ((1000, 100, 10), (6000, 40, 5)),
+                cv_folds=2 if smoke else 5, val_fraction=0.1,
+                replicates=2 if smoke else 10)  # fmt: skip
 
 
-def scores(m: dict, pick: dict, per_fold: list) -> dict:
-    """``test_loss``/``test_acc`` of each choice (mean ± std over seeds; per_fold: over folds'
-    choices) on the single-split models, and each method's ``regret`` against the oracle."""
-    out = {}
-    for metric in ("test_loss", "test_acc"):
-        d = {}
-        for k, i in pick.items():
-            d.update(study.with_std(**{k: m[metric][i]}))
-        # each fold's choice, mean over seeds; then mean ± std over folds
-        d.update(study.with_std(per_fold=m[metric][per_fold].mean(axis=1)))
-        out[metric] = d
-    tl = out["test_loss"]
-    out["regret"] = {k: tl[k] - tl["test_best"] for k in ("cv", "val_split", "per_fold")}
+def method_overrides(n: int, folds: int, val_fraction: float) -> dict:
+    """The three sweeps of a budget of ``n`` examples, as SweepConfig overrides; all of them use
+    the same n examples (``perm[:n]`` of the pool for one data seed)."""
+    n_val = round(val_fraction * n)
+    return dict(cv=dict(train_size=n, val_size=0, folds=folds),
+                val_split=dict(train_size=n - n_val, val_size=n_val, folds=1),
+                final=dict(train_size=n, val_size=0, folds=1))  # fmt: skip
+
+
+def fold_values(res, metric: str, folds: int) -> np.ndarray:
+    """``[strengths, folds]``: final ``metric`` per λ and fold, mean over seeds (NaN: diverged)."""
+    x = results.final_values(res.history, metric)
+    return x.reshape(len(res.config.strengths), -1, folds).mean(axis=1)
+
+
+def measure(config, n: int, epochs: int, every: int, knobs: dict) -> dict:
+    """One budget: the CV, 10 % split and final sweeps over every split → arrays by split."""
+    sweeps = method_overrides(n, knobs["cv_folds"], knobs["val_fraction"])
+    r = knobs["replicates"]
+    cv = replicates.run(config, r, epochs=epochs, eval_every=epochs, **sweeps["cv"])
+    split = replicates.run(config, r, epochs=epochs, eval_every=every, **sweeps["val_split"])
+    final = replicates.run(config, r, epochs=epochs, eval_every=every, **sweeps["final"])
+    return dict(cv_val=np.stack([fold_values(x, "val_loss", knobs["cv_folds"]) for x in cv]),
+                split_val=replicates.setting_values(split, "val_loss")[1],
+                test=replicates.setting_values(final, "test_loss")[1],
+                val_curve=replicates.curves(split, "val_loss")[1][:, 0],
+                test_curve=replicates.curves(final, "test_loss")[1][:, 0])  # fmt: skip
+
+
+def rows_argmin(x) -> np.ndarray:
+    """Index of the smallest value along the last axis (NaN ignored), for every leading index."""
+    x = np.asarray(x, float)
+    return np.array([stats.argmin(v) for v in x.reshape(-1, x.shape[-1])]).reshape(x.shape[:-1])
+
+
+def choices(cv_val, split_val, test) -> dict:
+    """Chosen λ index per split ``[R]`` of each method (``one_fold_avg``: ``[R, folds]``) and of
+    the test oracle, from ``cv_val [R, S, F]``, ``split_val [R, S]``, ``test [R, S]``."""
+    per_fold = rows_argmin(np.moveaxis(cv_val, 2, 1))  # [R, F]
+    return dict(cv=rows_argmin(cv_val.mean(axis=2)), val_split=rows_argmin(split_val),
+                one_fold=per_fold[:, 0], one_fold_avg=per_fold,
+                zero=np.zeros(len(test), int), oracle=rows_argmin(test))  # fmt: skip
+
+
+def regret(test, idx) -> np.ndarray:
+    """``[R]``: test loss at the chosen λ minus the smallest test loss of the split; with ``idx``
+    of shape ``[R, F]`` the mean over the F choices of each split."""
+    test, idx = np.asarray(test, float), np.asarray(idx)
+    rows = np.arange(len(test)).reshape((-1,) + (1,) * (idx.ndim - 1))
+    out = test[rows, idx] - np.nanmin(test, axis=1).reshape(rows.shape)
+    return out.reshape(len(test), -1).mean(axis=1)
+
+
+def describe_regret(values, hits) -> dict:
+    """Median with its order-statistic interval, mean with its Student-t interval, oracle hits."""
+    m, t = stats.median_interval(values), stats.describe(values)
+    return dict(median=m.median, median_lo=m.lo, median_hi=m.hi, median_coverage=m.coverage,
+                mean=float(t.mean), std=float(t.std), lo=float(t.lo), hi=float(t.hi),
+                oracle_hits=float(np.mean(hits)), values=np.asarray(values).tolist())  # fmt: skip
+
+
+def analyse(m: dict, lam: np.ndarray) -> dict:
+    """Per method: regret statistics, cv − method paired by split, chosen λ."""
+    pick = choices(m["cv_val"], m["split_val"], m["test"])
+    oracle = pick.pop("oracle")
+    reg = {k: regret(m["test"], i) for k, i in pick.items()}
+    hit = {k: i == (oracle[:, None] if i.ndim == 2 else oracle) for k, i in pick.items()}
+    out = dict(regret={k: describe_regret(reg[k], hit[k]) for k in pick}, paired={},
+               lambda_={k: lam[i].tolist() for k, i in pick.items()})  # fmt: skip
+    out["lambda_"]["oracle"] = lam[oracle].tolist()
+    for k in pick:
+        if k != "cv":
+            d = stats.paired_differences(reg["cv"], reg[k])
+            out["paired"][k] = dict(mean=float(d.mean), lo=float(d.lo), hi=float(d.hi),
+                                    verdict=study.verdict(d.lo, d.hi))  # fmt: skip
+    t = stats.describe(m["test"], axis=0)
+    out["curve"] = dict(mean=t.mean.tolist(), lo=t.lo.tolist(), hi=t.hi.tolist())
     return out
+
+
+def min_epoch(curves) -> int:
+    """1-based epoch of the smallest mean over splits of ``curves [R, epochs]`` (None: no value)."""
+    i = stats.argmin(np.mean(curves, axis=0))  # epochs skipped by eval_every: NaN everywhere
+    return None if i is None else i + 1
+
+
+def conclusion(paired: dict) -> str:
+    """reproduced (cv lower than every single split at every n), contradicted (higher than one
+    anywhere), else inconclusive; with each n's verdicts."""
+    v = {n: {k: paired[n][k]["verdict"] for k in VERSUS} for n in paired}
+    flat = [x for d in v.values() for x in d.values()]
+    word = ("reproduced" if all(x == "lower" for x in flat)
+            else "contradicted" if "higher" in flat else "inconclusive")  # fmt: skip
+    detail = "; ".join(f"n = {n}: " + ", ".join(f"cv − {k} {x}" for k, x in d.items())
+                       for n, d in v.items())  # fmt: skip
+    return f"{word} ({detail})"
+
+
+COLUMNS = ["n", "method", "median regret [order-stat. interval]", "mean regret [95 % t]",
+           "cv − method, paired [95 % t]", "oracle hits", "λ chosen: median (range)"]  # fmt: skip
+
+
+def table_rows(per_n: dict, labels: dict) -> list[list]:
+    """One row per (n, method), the cells of :data:`COLUMNS`."""
+    rows = []
+    for n, a in per_n.items():
+        for k, r in a["regret"].items():
+            lam = np.asarray(a["lambda_"][k], float)
+            p = a["paired"].get(k)
+            rows.append([n, labels[k],
+                         f"{r['median']:.4f} [{r['median_lo']:.4f}, {r['median_hi']:.4f}]",
+                         study.fmt_ci(r["mean"], r["lo"], r["hi"], 4),
+                         study.fmt_ci(p["mean"], p["lo"], p["hi"], 4) if p else "",
+                         f"{r['oracle_hits']:.2f}",
+                         f"{np.median(lam):.3g} ({lam.min():.3g}–{lam.max():.3g})"])  # fmt: skip
+    return rows
 
 
 def main(argv=None) -> dict:
     run = study.setup(__doc__, NAME, get_config, argv)
-    cfg = run.config
+    cfg, k = run.config, run.knobs
+    if cfg.train_size is not None:
+        raise SystemExit("--train-size: select_lambda sets its own budgets; leave the flag out")
     lam = np.array(cfg.strengths)
-    s, f = len(lam), cfg.folds
-    cv = wdjax.sweep(cfg)
-    cv_val = study.by_strength(cv, "val_loss").reshape(s, cfg.seeds, f)
-    one = wdjax.sweep(cfg, folds=1)
-    m = {k: study.by_strength(one, k) for k in ("val_loss", "test_loss", "test_acc")}  # [S, seeds]
-    pick = dict(cv=stats.argmin(cv_val.mean(axis=(1, 2))),
-                val_split=stats.argmin(m["val_loss"].mean(1)),
-                test_best=stats.argmin(m["test_loss"].mean(1)), zero=0)  # fmt: skip
-    per_fold = [stats.argmin(cv_val[:, :, j].mean(1)) for j in range(f)]
-    per_seed = [stats.argmin(m["val_loss"][:, j]) for j in range(cfg.seeds)]
-    chosen = {k: float(lam[i]) for k, i in pick.items() if k != "zero"}
-    chosen.update(per_fold=lam[per_fold].tolist(), val_split_per_seed=lam[per_seed].tolist())
-    summary = {"lambda": chosen, **scores(m, pick, per_fold)}
-    tl, ta, regret = summary["test_loss"], summary["test_acc"], summary["regret"]
-    rows = []
-    for k, label in NAMES.items():
-        lam_txt = (", ".join(f"{x:.3g}" for x in chosen["per_fold"]) if k == "per_fold"
-                   else f"{lam[pick[k]]:.3g}")  # fmt: skip
-        rows.append([label.format(f=f), lam_txt, study.pm(tl, k), study.pm(ta, k),
-                     f"{regret[k]:+.4f}" if k in regret else ""])  # fmt: skip
-    summary.update(reg=cfg.reg, folds=f, selected_by="val_loss", epochs=cfg.epochs,
-                   seeds=cfg.seeds)  # fmt: skip
-    columns = ["selection", "λ", "test loss", "test acc", "regret (test loss)"]
-    fig = figure(lam, cv_val, m, pick)
-    return study.finish(run, summary, columns, rows, fig, f"{NAME}.png")
+    measured = {n: measure(cfg, n, e, every, k) for n, e, every in k["budgets"]}
+    per_n = {str(n): analyse(m, lam) for n, m in measured.items()}
+    labels = {m: t.format(f=k["cv_folds"], p=round(100 * k["val_fraction"]))
+              for m, t in METHODS.items()}  # fmt: skip
+    summary = dict(
+        regret={n: a["regret"] for n, a in per_n.items()},
+        paired={n: a["paired"] for n, a in per_n.items()},
+        conclusion=conclusion({n: a["paired"] for n, a in per_n.items()}),
+        test_loss_curve={n: a["curve"] for n, a in per_n.items()},
+        baseline_min_epoch={str(n): dict(val_loss=min_epoch(m["val_curve"]),
+                                         test_loss=min_epoch(m["test_curve"]))
+                            for n, m in measured.items()},
+        budgets=[dict(n=n, epochs=e, eval_every=v) for n, e, v in k["budgets"]],
+        strengths=lam.tolist(), replicates=k["replicates"], folds=k["cv_folds"],
+        val_fraction=k["val_fraction"], reg=cfg.reg, mask=cfg.mask, selected_by="val_loss",
+        dataset=cfg.dataset, **{"lambda": {n: a["lambda_"] for n, a in per_n.items()}},
+    )  # fmt: skip
+    fig = figure(measured, per_n, lam, labels)
+    return study.finish(run, summary, COLUMNS, table_rows(per_n, labels), fig, f"{NAME}.png")
 
 
-def figure(lam, cv_val, m, pick):
+def figure(measured: dict, per_n: dict, lam: np.ndarray, labels: dict):
     plt = study.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    x = lam[1:]
-    ax = axes[0]
-    for j in range(cv_val.shape[2]):
-        ax.plot(x, cv_val[1:, :, j].mean(1), color="C0", lw=0.6, alpha=0.5)
-    ax.plot(x, cv_val[1:].mean(axis=(1, 2)), color="C0", lw=2, label="CV mean (thin: folds)")
-    ax.plot(x, m["val_loss"][1:].mean(1), color="C1", ls="--", label="one 10 % split")
-    ax.plot(x, m["test_loss"][1:].mean(1), color="k", label="test")
-    ax.set_ylabel("cross-entropy")
-    ax.set_yscale("log")
-    mean, std = study.mean_std(m["test_acc"][1:], axis=1)
-    axes[1].plot(x, mean, color="k", label="test accuracy (single-split models)")
-    axes[1].fill_between(x, mean - std, mean + std, color="k", alpha=0.15)
-    axes[1].set_ylabel("test accuracy")
-    for a in axes:
-        for k, c, ls in (("cv", "C0", "-"), ("val_split", "C1", ":"), ("test_best", "k", ":")):
-            if pick[k] > 0:
-                a.axvline(lam[pick[k]], color=c, ls=ls, lw=1.2)
-        a.set_xscale("log")
-        a.set_xlabel("wd strength λ (vertical: chosen λ)")
-        a.grid(alpha=0.3)
-        a.legend(fontsize=8)
-    fig.suptitle("choosing λ: k-fold CV vs one validation split vs the test-set oracle")
+    fig, axes = plt.subplots(len(per_n), 2, figsize=(14, 4.2 * len(per_n)), squeeze=False)
+    rng = np.random.default_rng(0)  # jitter of the points only
+    x = np.arange(len(lam))
+    for (n, a), m, (ax_r, ax_c) in zip(per_n.items(), measured.values(), axes, strict=True):
+        names = list(a["regret"])
+        values = [a["regret"][k]["values"] for k in names]
+        ax_r.boxplot(values, whis=(0, 100), widths=0.5)
+        for i, v in enumerate(values):
+            ax_r.plot(i + 1 + rng.uniform(-0.12, 0.12, len(v)), v, "o", ms=4, alpha=0.7)
+        ax_r.set_xticks(range(1, len(names) + 1), [labels[k] for k in names], fontsize=8)
+        ax_r.set_yscale("symlog", linthresh=1e-3)  # many regrets are 0; λ = 0's are large
+        ax_r.set_ylim(0, 1.5 * np.nanmax([np.nanmax(v) for v in values] + [1e-3]))
+        ax_r.set_ylabel("test-loss regret vs oracle λ (symlog)")
+        ax_r.set_title(f"n = {n}: regret per split (points; box: quartiles, range)", fontsize=9)
+        curves = (("test", "final networks (all n): test", "k"),
+                  ("split_val", "one 10 % split: validation", "C1"))  # fmt: skip
+        for key, label, color in (*curves, ("cv_val", "CV: validation (fold mean)", "C0")):
+            v = m[key].mean(axis=2) if key == "cv_val" else m[key]
+            s = stats.describe(v, axis=0)
+            ax_c.plot(x, s.mean, marker="o", ms=3, color=color, label=label)
+            ax_c.fill_between(x, s.lo, s.hi, color=color, alpha=0.2)
+        ax_c.set_ylim(top=1.3 * np.nanmean(m["test"][:, 0]))  # large λ leave the frame
+        ax_c.set_xticks(x, [f"{v:.2g}" for v in lam], fontsize=7)
+        ax_c.set_xlabel("wd strength λ")
+        ax_c.set_ylabel("cross-entropy")
+        ax_c.set_title(f"n = {n}: loss vs λ, split mean (clipped at 1.3 × λ = 0)", fontsize=9)
+        ax_c.legend(fontsize=8)
+        for ax in (ax_r, ax_c):
+            ax.grid(alpha=0.3)
+    fig.suptitle("Choosing λ: CV vs one split (bands: 95 % Student-t intervals over splits)")
+    fig.tight_layout()
     return fig
 
 
