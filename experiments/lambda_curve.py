@@ -2,14 +2,18 @@
 best λ move with the training-set size and with label noise?
 
 Command: ``python experiments/lambda_curve.py`` (Fashion-MNIST; ``--dataset mnist`` where its idx
-files are present; ``--smoke``: digits, seconds). Runtime: MEASURED_RUNTIME.
+files are present; ``--smoke``: digits, seconds). Runtime: 24 minutes (1,439 s) on the
+2-core machine, shared with other jobs while it ran.
 
 Claim tested: explicit regularization gives a U-shaped test loss in λ (no effect at small λ, a
 minimum, collapse at large λ), and "smaller data and noisier labels want more regularization":
 the best λ and its gain over λ = 0 grow as n falls and as label noise rises (Krogh & Hertz 1992,
 "A simple weight decay can improve generalization"; Zhang et al. 2017, "Understanding deep
 learning requires rethinking generalization": on clean data explicit regularization gives modest
-gains, and networks memorize noisy labels without it). Verdict: VERDICT.
+gains, and networks memorize noisy labels without it). Verdict: *reproduced* for the U and for
+training-set size (the best λ and the gain fall as n grows, to none at 50,000); *contradicted* in
+part for label noise (the chosen λ grows with noise, but its gain in clean test loss does not: at
+6,000 and 50,000 images the λ chosen on noisy validation labels raises the clean test loss).
 
 Setup: the tutorial's program (784 → Dense 64 ReLU → Dense 64 ReLU → Dense 10, Adam 1e-3, batch
 128, the regularizer on the two hidden kernels only, ``mask="hidden"``) with a cosine learning-rate
@@ -41,7 +45,21 @@ and paired diffs of val_loss, test_loss, test_acc, train_loss)}}}), ``best_stren
 label: {reg: λ}}, ``selected_by`` ("val_loss"), ``strengths`` {reg: [λ]}, ``replicates``,
 ``dataset``, ``figure``, ``command``, ``seconds``.
 
-MEASURED
+Measured (Fashion-MNIST, 5 replicates; numbers are means [95 % t-interval]): at n = 1,000 every
+regularizer has a U with its minimum inside the grid, and the λ chosen by validation lowers the
+test loss by 0.09–0.10 (l2 −0.098 [−0.129, −0.067], wd −0.096 [−0.112, −0.079]) with no
+detectable change of accuracy except wd (+0.36 [+0.10, +0.61] points). At 6,000 the gains shrink
+to −0.004 … −0.010 (l1_prox: no detectable difference) and at 50,000 validation picks λ = 0 for
+all four. The best λ falls with n: wd 2.15 → 0.46 → 0, l2 0.014 → 0.0014 → 0, l1 4.6e-4 →
+4.6e-5 → 0. With 20 % noise the chosen λ is larger (wd 10, 1, 0.1; l1 1e-3, 2.2e-4, 4.6e-6) and at
+n = 1,000 accuracy gains 2.7–3.3 points, yet the clean test loss gains less than without noise
+(l1 −0.053 [−0.084, −0.022], wd no detectable difference) and at 6,000 every chosen λ raises it
+(+0.018 … +0.037, intervals excluding 0): validation labels with 20 % noise reward unconfident
+predictions that the clean test set penalizes. The baseline's validation loss passes its minimum
+at n = 1,000 (epoch 40 of 120, then rises by 0.061 [0.037, 0.085]; noisy: epoch 20, +0.30) and at
+6,000 with noise (epoch 24 of 40, rise 0.005 [−0.003, +0.013]: not detectable); at 6,000 clean and
+at 50,000 it is lowest at the last epoch of the cosine schedule: those conditions never overfit in
+this budget, so "no gain at 50,000" holds for 12 epochs, not in general.
 """
 
 import dataclasses
