@@ -1,14 +1,19 @@
 """The tutorial's program exactly: what do ``l1(0.01)`` and its alternatives do to its MLP?
 
 Command: ``python experiments/tutorial_mlp.py`` (Fashion-MNIST; ``--dataset mnist`` where its
-idx files are present; ``--smoke``: digits, seconds). Runtime: MEASURED_RUNTIME.
+idx files are present; ``--smoke``: digits, seconds). Runtime: 8 minutes (483 s, Keras
+included) on the 2-core machine, shared with other jobs while it ran.
 
 Claim tested: the tutorial's — L1 (``kernel_regularizer=l1(0.01)`` on the two hidden Dense
 layers) makes weights sparse and, like L2, fights overfitting; λ is chosen by validation. The
 literature it rests on: Tibshirani 1996 (the lasso's exact zeros come from its proximal /
 soft-thresholding solution, not from a subgradient step: Duchi & Singer 2009, FOBOS) and Krogh &
 Hertz 1992 (weight decay improves generalization when λ is tuned); for Adam, coupled L2 and
-decoupled decay differ (Loshchilov & Hutter 2019). Verdict: VERDICT.
+decoupled decay differ (Loshchilov & Hutter 2019). Verdict: "L1 makes weights sparse" is
+*contradicted* for the tutorial's Keras-style L1 (no exact zero at any λ; only the prox makes
+them); "it fights overfitting" is *inconclusive* here: the 10-epoch program does not overfit
+(validation loss still falling at epoch 10), no regularizer at its validation-chosen λ changes
+the test loss detectably, and the tutorial's ``l1(0.01)`` costs 10 points of accuracy.
 
 Setup (the tutorial's Keras program): 784 → Dense 64 ReLU → Dense 64 ReLU → Dense 10 softmax,
 Adam lr 1e-3, cross-entropy, batch 128, 10 epochs, constant learning rate; the regularizer on the
@@ -43,7 +48,16 @@ differences Keras − wdjax per arm), ``l1_curve`` (λ, paired Δ test loss mean
 loss), ``best_strength`` {reg: λ}, ``baseline_val_min_epoch``, ``epochs``, ``replicates``,
 ``train_size``, ``dataset``, ``figure``, ``command``, ``seconds``.
 
-MEASURED
+Measured (Fashion-MNIST, 50,000 / 10,000 / 10,000, 5 replicates; means [95 % t-interval]):
+without a regularizer test accuracy 0.874 [0.871, 0.877], loss 0.354 [0.349, 0.359]; the
+tutorial's ``l1(0.01)`` −10.4 [−11.2, −9.6] points and +0.302 [+0.287, +0.317] in loss, sparsity
+0.000; Keras running the tutorial's code agrees within the replicates' spread (Keras − wdjax:
+accuracy −0.001 [−0.007, +0.005] without a regularizer, +0.001 [−0.007, +0.009] with l1(0.01)).
+L1 stops hurting at λ ≤ 2.15e-5 (the next grid value, 4.64e-5, raises test loss by 0.0066
+[0.0039, 0.0094]). Validation chooses l1 1e-6, l2 0, wd 0.0215 and l1_prox 2.15e-6: every
+difference from no regularizer is within ±0.009 in test loss and ±0.004 in accuracy (no detectable
+difference at n = 5). ``l1_prox`` at 0.01 zeroes 97.0 [96.7, 97.4] % of the hidden weights at −9.8
+points; at its chosen λ 6.9 [4.1, 9.7] % at no detectable cost.
 """
 
 import dataclasses
