@@ -38,7 +38,9 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
     "tutorial_mlp": {"arms", "keras", "l1_curve", "l1_harmless_up_to", "best_strength",
                      "baseline_val_min_epoch", "epochs", "replicates", "steps", "train_size",
                      "dataset"},
-    "versus_dropout_batchnorm": {"setups", "best", "epochs", "seeds", "dropout"},
+    "versus_dropout_batchnorm": {"arms", "overfitting", "bn_wd", "claims", "tuning", "eval_check",
+                                 "best", "selected_by", "rates", "strengths", "epochs",
+                                 "eval_every", "replicates", "train_size", "hidden", "dataset"},
 }  # fmt: skip
 
 
@@ -198,25 +200,18 @@ def test_basin_edge_recovers_a_known_edge_slope(slope):
 
 def test_versus_dropout_batchnorm(smoke):
     s = summary(smoke, "versus_dropout_batchnorm")
-    assert set(s["setups"]) == {"dropout+bn", "dropout+bn+wd"}
-    assert s["setups"]["dropout+bn"]["strength"] == 0.0
-    assert s["setups"]["dropout+bn+wd"]["strength"] > 0.0
-    for row in s["setups"].values():
-        assert row["loss_gap"] == pytest.approx(row["test_loss"] - row["train_loss"], rel=1e-6)
-        assert row["acc_gap"] == pytest.approx(row["train_acc"] - row["test_acc"], abs=1e-6)
-
-
-def test_final_by_strength_groups_by_member_labels():
     mod = study("versus_dropout_batchnorm")
-
-    class Fake:
-        members = [dict(member=m, strength=s, seed=d) for m, (s, d) in
-                   enumerate([(0.1, 1), (0.0, 0), (0.1, 0), (0.0, 1)])]  # fmt: skip
-        history = {"x": np.array([[9, 101], [9, 0], [9, 100], [9, 1]], float)}
-
-    strengths, v = mod.final_by_strength(Fake, "x")
-    assert strengths.tolist() == [0.0, 0.1]
-    np.testing.assert_array_equal(v, [[0, 1], [100, 101]])  # [strength, seed], final epoch
+    assert set(s["arms"]) == set(mod.ARMS) and s["selected_by"] == "val_loss"
+    assert s["replicates"] >= 2 and s["eval_check"] < 1e-4
+    for arm, row in s["arms"].items():
+        assert ("bn" in arm) == row["batchnorm"] and (row["dropout"] > 0) == ("dropout" in arm)
+        assert (row["strength"] > 0) == arm.endswith("wd")
+        assert row["gap_mean"] == pytest.approx(
+            row["eval_test_loss_mean"] - row["eval_train_loss_mean"], abs=1e-6
+        )
+        assert row["eval_test_loss_lo"] <= row["eval_test_loss_mean"] <= row["eval_test_loss_hi"]
+    assert s["arms"]["none"]["eval_test_loss_diff"] == 0.0
+    assert len(s["claims"]) == 4
 
 
 # --- 6: batchnorm_equilibrium ---------------------------------------------------------------
