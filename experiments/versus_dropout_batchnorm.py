@@ -107,7 +107,7 @@ def get_config(smoke=False) -> dict:
     return dict(
         dataset="digits" if smoke else "fashion_mnist", hidden=(64, 64) if smoke else (256, 256),
         train_size=None if smoke else 6_000, val_size=0.2 if smoke else 10_000, mask="hidden",
-        strengths=(0.0, 0.3) if smoke else (0.0, 0.3, 1.0, 3.0),
+        strengths=(0.0, 0.3) if smoke else (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0),
         epochs=2 if smoke else 40, eval_every=1 if smoke else 4,
         rates=(0.3,) if smoke else (0.2, 0.5), replicates=2 if smoke else 5,
     )  # fmt: skip
