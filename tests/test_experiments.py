@@ -33,8 +33,9 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
                      "dataset"},
     "overhead": {"relative", "per_step_us", "iqr_us", "compile_seconds", "steps_per_call",
                  "repeats", "members", "backend", "strength", "method"},
-    "select_lambda": {"lambda", "test_loss", "test_acc", "regret", "reg", "folds", "selected_by",
-                      "epochs", "seeds"},
+    "select_lambda": {"regret", "paired", "lambda", "test_loss_curve", "baseline_min_epoch",
+                      "conclusion", "budgets", "strengths", "replicates", "folds", "val_fraction",
+                      "reg", "mask", "selected_by", "dataset"},
     "tutorial_mlp": {"arms", "keras", "l1_curve", "l1_harmless_up_to", "best_strength",
                      "baseline_val_min_epoch", "epochs", "replicates", "steps", "train_size",
                      "dataset"},
@@ -123,8 +124,9 @@ def test_lambda_curve(smoke):
 def test_tutorial_mlp(smoke):
     s = summary(smoke, "tutorial_mlp")
     arms = {a["arm"]: a for a in s["arms"]}
-    assert {"none", "l1(0.01)", "l1_prox(0.01)"} | {f"{r} at its λ" for r in s["best_strength"]}\
-        == set(arms)  # smoke: no Keras rows (they are tested in tests/test_tutorial_mlp.py)
+    assert {"none", "l1(0.01)", "l1_prox(0.01)"} | {
+        f"{r} at its λ" for r in s["best_strength"]
+    } == set(arms)  # smoke: no Keras rows (they are tested in tests/test_tutorial_mlp.py)
     assert arms["l1(0.01)"]["strength"] == 0.01 and arms["none"]["test_loss_diff"] == 0.0
     assert arms["l1_prox(0.01)"]["sparsity_mean"] > 0 == arms["l1(0.01)"]["sparsity_mean"]
     full = study("tutorial_mlp").get_config()
@@ -311,14 +313,19 @@ def test_trace_steps_trains_as_the_sweeps_epoch_does():
 
 def test_select_lambda(smoke):
     s = summary(smoke, "select_lambda")
-    lam = s["lambda"]
-    assert len(lam["per_fold"]) == s["folds"] == 2
-    assert len(lam["val_split_per_seed"]) == s["seeds"] == 1
-    grid = study("select_lambda").get_config(smoke=True)["strengths"]
-    assert {lam["cv"], lam["val_split"], lam["test_best"], *lam["per_fold"]} <= set(grid)
-    for k, regret in s["regret"].items():  # test_best minimizes mean test loss on the same models
-        assert regret >= -1e-7, k
-    assert np.isfinite(s["test_loss"]["zero"])
+    cfg = study("select_lambda").get_config(smoke=True)
+    grid, n = cfg["strengths"], str(cfg["budgets"][0][0])
+    methods = {"cv", "val_split", "one_fold", "one_fold_avg", "zero"}
+    regret, lam = s["regret"][n], s["lambda"][n]
+    assert set(regret) == methods and set(s["paired"][n]) == methods - {"cv"}
+    for k, r in regret.items():  # the oracle minimizes the same final networks' test losses
+        assert len(r["values"]) == s["replicates"] == 2 and min(r["values"]) >= 0, k
+        assert 0 <= r["oracle_hits"] <= 1, k
+    assert np.shape(lam["one_fold_avg"]) == (2, s["folds"]) and s["folds"] == 2
+    chosen = {*np.ravel(lam["one_fold_avg"]), *lam["cv"], *lam["val_split"], *lam["oracle"]}
+    assert chosen <= set(grid)
+    assert lam["zero"] == [0.0, 0.0] and len(s["test_loss_curve"][n]["mean"]) == len(grid)
+    assert s["conclusion"].split()[0] in {"reproduced", "contradicted", "inconclusive"}
 
 
 # --- 8: overhead ----------------------------------------------------------------------------
