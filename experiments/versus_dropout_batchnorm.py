@@ -1,8 +1,8 @@
 """Weight decay against dropout and BatchNorm, alone and combined: which closes the gap, and how?
 
 Command: ``python experiments/versus_dropout_batchnorm.py`` (Fashion-MNIST; ``--smoke``: digits,
-seconds). Runtime: 478 s (8.0 min) at full size on this 2-core machine, shared with other agents
-(under the full-run lock); ≈ 16 s in smoke mode, almost all of it compiling the 4 model shapes.
+seconds). Runtime: 895 s (14.9 min) at full size on this 2-core machine, shared with other jobs
+(a test run beside it); ≈ 16 s in smoke mode, almost all of it compiling the 4 model shapes.
 
 Claims tested: weight decay (Krogh & Hertz 1992), dropout (Srivastava et al. 2014) and BatchNorm
 (Ioffe & Szegedy 2015) each regularize: each lowers the test loss of a network that overfits.
@@ -17,17 +17,17 @@ the plain network); with BatchNorm, weight decay raises the effective learning r
 Setup: a wide MLP (784 → 256 → 256 → 10, ReLU) on a small training set, where the plain network
 overfits: 6,000 Fashion-MNIST training images (a calibration at 10,000 overfit too, later and
 less), 10,000 more of the training pool for validation, the 10,000 test images; Adam 1e-3 at a
-constant learning rate, batch 128, 40 epochs (1,840 steps), validation and test evaluated every
-4 epochs. Arms (8): none, wd, dropout, dropout+wd, bn, bn+wd, dropout+bn, dropout+bn+wd.
-Dropout follows each hidden ReLU, BatchNorm sits before it (those kernels then have no bias);
-``wd`` is decoupled (AdamW, ``reg="wd"``) on the hidden kernels only (``mask="hidden"``: with
-BatchNorm exactly the scale-invariant ones). One sweep per (dropout rate, BatchNorm) shape (rates
-0, 0.2, 0.5 × BatchNorm off/on) holds the λ grid {0, 0.3, 1, 3}, so a dropout sweep gives both
+constant learning rate, batch 128, 40 epochs (1,840 steps), validation and test evaluated every 4
+epochs. Arms (8): none, wd, dropout, dropout+wd, bn, bn+wd, dropout+bn, dropout+bn+wd. Dropout
+follows each hidden ReLU, BatchNorm sits before it (those kernels then have no bias); ``wd`` is
+decoupled (AdamW, ``reg="wd"``) on the hidden kernels only (``mask="hidden"``: with BatchNorm
+exactly the scale-invariant ones). One sweep per (dropout rate, BatchNorm) shape (rates 0, 0.2, 0.5
+× BatchNorm off/on) holds the λ grid {0, 0.1, 0.3, 1, 3, 10, 30}, so a dropout sweep gives both
 "dropout" (λ = 0) and "dropout+wd" (λ > 0). Each arm is tuned over its own grid only (rates for
 dropout arms, λ > 0 for +wd arms, both for dropout+wd and dropout+bn+wd) by the lowest final
-validation loss averaged over replicates (never the test set); the chosen (rate, λ) is in the
-table and every candidate's validation loss in ``tuning``. R = 5 replicates re-run every sweep
-with new initial weights, dropout masks, batch order, training subset and validation split
+validation loss averaged over replicates (never the test set); the chosen (rate, λ) is in the table
+and every candidate's validation loss in ``tuning``. R = 5 replicates re-run every sweep with new
+initial weights, dropout masks, batch order, training subset and validation split
 (``wdjax.replicates.replicate_configs``); inside a replicate every arm shares them, so each arm's
 difference from ``none`` is paired by replicate. Means and differences carry 95 % Student-t
 intervals over replicates (n − 1 = 4 degrees of freedom).
@@ -60,27 +60,26 @@ replicates; ``mean_curve_min_epoch``), ``bn_wd`` (bn+wd against bn, paired: ``te
 Measured (full run, n = 5 replicates; mean [95 % interval]; differences paired against none):
 the plain network overfits: its validation loss is lowest at epoch 15.2 [9.8, 20.6] (each
 replicate's minimum; evaluated every 4 epochs) at 0.429 [0.397, 0.461] and has risen by 0.187
-[0.159, 0.215] at epoch 40. Test loss: none 0.661 [0.608, 0.713]; wd (λ = 3) 0.456, −0.205
-[−0.268, −0.141]; dropout (0.5) 0.451, −0.210 [−0.253, −0.167]; dropout+wd (0.5, 0.3) 0.445,
-−0.216 [−0.246, −0.186]; bn 0.768, +0.107 [+0.064, +0.150]; bn+wd (λ = 3) 0.565, −0.096
-[−0.160, −0.031]; dropout+bn (0.5) 0.531, −0.130 [−0.169, −0.090]; dropout+bn+wd (0.5, 3)
-0.462, −0.199 [−0.242, −0.157]. The gap (0.599 [0.539, 0.660] for none) shrinks in every arm but
-bn (+0.145 [+0.084, +0.206]). Test accuracy barely moves (none 0.849 [0.844, 0.855]; dropout
-+0.002 [−0.003, +0.006] and wd −0.014 [−0.032, +0.003]: no detectable difference at this n;
-bn+wd −0.018 [−0.022, −0.014], dropout+bn+wd −0.013 [−0.017, −0.009]): the losses differ
-mostly in confidence. How they differ: wd shrinks the hidden kernels (‖W‖ 35.6 → 9.4) and
-keeps the training loss high (0.284 vs 0.061: it limits the fit); dropout leaves ‖W‖ near none's
-(33.8) and its clean training loss (0.203) sits well below its training-mode one (0.298); bn fits
-fastest (clean training loss 0.023) and overfits most; with BatchNorm, λ = 3 shrinks ‖W‖ to 0.235
-[0.229, 0.241] of bn's and raises η/‖W‖ 4.81 [4.70, 4.92]-fold, and lowers the test loss by
-0.203 [0.144, 0.261] against bn, although the decayed kernels are exactly the scale-invariant
-ones (the head is not decayed), so the change cannot come from a smaller function class: it
-comes through the training dynamics, as Zhang et al. argue. BatchNorm's running averages lag:
-the recorded bn test loss exceeds the population-statistics one by 0.087 [0.017, 0.157].
-Caveats: the tuned λ of wd, bn+wd and dropout+bn+wd is the grid's largest (3) and dropout+wd's
-the smallest positive one (0.3), so a wider grid could do better for those arms; the verdicts
-are for this one overfitting setting (small data, constant learning rate, final epoch, no early
-stopping), and the BatchNorm verdict is for the final epoch of a run where it overfits.
+[0.159, 0.215] at epoch 40. Test loss: none 0.661 [0.608, 0.713]; wd (λ = 3) −0.205
+[−0.268, −0.141]; dropout (0.5) −0.210 [−0.253, −0.167]; dropout+wd (0.5, 0.3) −0.216
+[−0.246, −0.186]; bn +0.134 [+0.108, +0.161]; bn+wd (λ = 10) −0.130 [−0.176, −0.085];
+dropout+bn (0.5) −0.129 [−0.162, −0.096]; dropout+bn+wd (0.5, 3) −0.195 [−0.244, −0.145]. Every
+tuned λ is inside the grid. The gap (0.599 [0.539, 0.660] for none) shrinks in every arm but bn
+(+0.192 [+0.165, +0.220]). Test accuracy (none 0.849 [0.844, 0.855]) shows no detectable
+difference for wd (−0.014 [−0.032, +0.003]), dropout (+0.002 [−0.003, +0.006]) and dropout+wd,
+and falls with BatchNorm plus decay (bn+wd −0.035 [−0.045, −0.026], dropout+bn+wd −0.013
+[−0.021, −0.005]): the test losses differ mostly in confidence. How they differ: wd shrinks the
+hidden kernels (‖W‖ 35.6 → 9.4) and keeps the clean training loss high (0.284 vs 0.061: it limits
+the fit); dropout leaves ‖W‖ near none's (33.8) and its clean training loss (0.203) sits well below
+its training-mode one (0.298); bn fits fastest (clean training loss 0.003) and overfits most; with
+BatchNorm, λ = 10 shrinks ‖W‖ to 0.119 [0.116, 0.122] of bn's and raises η/‖W‖ 9.6 [9.3, 9.9]-fold,
+and lowers the test loss by 0.265 [0.243, 0.286] against bn although the decayed kernels are
+exactly the scale-invariant ones (the head is not decayed): the change cannot come from a smaller
+function class; it comes through the training dynamics, as Zhang et al. argue. BatchNorm's running
+averages lag: bn+wd's recorded test loss exceeds the population-statistics one by 0.202
+[0.055, 0.349] (bn: +0.055 [−0.008, +0.119], not detectable). Caveat: the verdicts are for this one
+overfitting setting (small data, constant learning rate, final epoch, no early stopping), and the
+BatchNorm verdict is for the final epoch of a run where it overfits.
 """
 
 import functools
