@@ -204,18 +204,18 @@ def augment(res, ds):
 
 def grid_values(runs: dict, metric: str) -> dict:
     """``{(dropout, batchnorm, λ): [replicates]}`` final-epoch values of every setting swept."""
-    out = {}
-    for (d, bn), rs in runs.items():
-        settings, v = replicates.setting_values(rs, metric)
-        out.update({(d, bn, s["strength"]): v[:, j] for j, s in enumerate(settings)})
-    return out
+    return _by_setting(runs, metric, replicates.setting_values)
 
 
 def grid_curves(runs: dict, metric: str) -> dict:
     """``{(dropout, batchnorm, λ): [replicates, epochs]}`` per-epoch values."""
+    return _by_setting(runs, metric, replicates.curves)
+
+
+def _by_setting(runs: dict, metric: str, read) -> dict:
     out = {}
     for (d, bn), rs in runs.items():
-        settings, v = replicates.curves(rs, metric)
+        settings, v = read(rs, metric)
         out.update({(d, bn, s["strength"]): v[:, j] for j, s in enumerate(settings)})
     return out
 
