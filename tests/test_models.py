@@ -510,3 +510,24 @@ def test_apply_vmapped_over_stacked_members_equals_each_member(name):
         # √(var + 1e-5) ≥ 3e-3 amplifies an absolute error by ≤ 316 per layer (two BN layers):
         # 2·γ_1024·316² ≈ 2e-8 of the scale in float64; a wrong member or dropout key is O(1).
         assert_trees_close_to_scale(mine, singles[k], 2 * gamma(1024, U64) * 316**2)
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_bn_epsilon_zero_makes_bn_preceded_kernels_scale_invariant(model):
+    """BN(s·Wx) = BN(Wx) exactly when ε = 0 (train mode: batch statistics); ε = 1e-5 (the
+    default) breaks it by ~ε/var, far above float64 rounding."""
+    with jax.enable_x64(True):
+        x = jax.random.uniform(jax.random.key(1), (16, 28, 28, 1), jnp.float64)
+        out = {}
+        for eps in (0.0, models.BN_EPSILON):
+            kw = dict(batchnorm=True, bn_epsilon=eps)
+            net = models.MLP(10, hidden=(32, 32), **kw) if model == "mlp" else models.CNN(10, **kw)
+            v = net.init(jax.random.key(0), x, train=False)
+            scaled = jax.tree_util.tree_map_with_path(
+                lambda p, w: 2.0 * w if "kernel" in jax.tree_util.keystr(p) and "head" not in
+                jax.tree_util.keystr(p) else w, v["params"])  # fmt: skip
+            a, _ = net.apply(v, x, train=True, mutable=["batch_stats"])
+            b, _ = net.apply({**v, "params": scaled}, x, train=True, mutable=["batch_stats"])
+            out[eps] = float(jnp.abs(a - b).max() / jnp.abs(a).max())
+    assert out[0.0] < 1e-12  # float64 rounding of a few dozen operations
+    assert out[models.BN_EPSILON] > 1e-9

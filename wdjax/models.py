@@ -7,8 +7,9 @@ lives in the loss). Variables are plain pytrees, so ``jit``/``vmap``/``lax.scan`
   masks); ``"bias"`` and BatchNorm ``"scale"``/``"bias"`` are not. Dense kernels are ``(in, out)``,
   conv kernels ``(kh, kw, cin, cout)``: the LAST axis is the output unit (a group-lasso group).
 * ``"batch_stats"`` (only with ``batchnorm=True``): BatchNorm running ``mean``/``var``, updated
-  with momentum 0.9 (``new = 0.9 * old + 0.1 * batch``) and epsilon 1e-5 (PyTorch's defaults), using
-  batch statistics when ``train`` and the running averages otherwise. Pass
+  with momentum 0.9 (``new = 0.9 * old + 0.1 * batch``) and epsilon 1e-5 (PyTorch's defaults;
+  each model's ``bn_epsilon`` sets ε: 0 makes the kernels BatchNorm follows exactly
+  scale-invariant), using batch statistics when ``train`` and the running averages otherwise. Pass
   ``mutable=["batch_stats"]`` when ``train`` is true.
 * Dropout draws from the rng stream named ``"dropout"`` and is active only when ``train``.
 
@@ -37,9 +38,9 @@ BN_EPSILON = 1e-5
 _Initializer = Callable[..., jax.Array]
 
 
-def _batch_norm(train: bool, name: str) -> nn.BatchNorm:
+def _batch_norm(train: bool, name: str, epsilon: float = BN_EPSILON) -> nn.BatchNorm:
     return nn.BatchNorm(
-        use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=name
+        use_running_average=not train, momentum=BN_MOMENTUM, epsilon=epsilon, name=name
     )
 
 
@@ -138,6 +139,7 @@ class MLP(nn.Module):
     hidden: Sequence[int] = (64, 64)
     dropout: float = 0.0
     batchnorm: bool = False
+    bn_epsilon: float = BN_EPSILON  # 0: BN-preceded kernels exactly scale-invariant (train mode)
 
     @nn.compact
     def __call__(self, x_NHWC: jax.Array, train: bool) -> jax.Array:
@@ -145,7 +147,7 @@ class MLP(nn.Module):
         for i, width in enumerate(self.hidden):
             x = nn.Dense(width, use_bias=not self.batchnorm, name=f"dense_{i}")(x)
             if self.batchnorm:
-                x = _batch_norm(train, f"bn_{i}")(x)
+                x = _batch_norm(train, f"bn_{i}", self.bn_epsilon)(x)
             x = nn.relu(x)
             if self.dropout > 0:
                 x = nn.Dropout(self.dropout, deterministic=not train)(x)
@@ -165,6 +167,7 @@ class CNN(nn.Module):
     dense: int = 128
     dropout: float = 0.0
     batchnorm: bool = False
+    bn_epsilon: float = BN_EPSILON
 
     @nn.compact
     def __call__(self, x_NHWC: jax.Array, train: bool) -> jax.Array:
@@ -172,12 +175,12 @@ class CNN(nn.Module):
         for i, feats in enumerate(self.features):
             x = Conv3x3(feats, use_bias=not self.batchnorm, name=f"conv_{i}")(x)
             if self.batchnorm:
-                x = _batch_norm(train, f"conv_bn_{i}")(x)
+                x = _batch_norm(train, f"conv_bn_{i}", self.bn_epsilon)(x)
             x = max_pool_2x2(nn.relu(x))
         x = x.reshape(x.shape[0], -1)
         x = nn.Dense(self.dense, use_bias=not self.batchnorm, name="dense_0")(x)
         if self.batchnorm:
-            x = _batch_norm(train, "bn_0")(x)
+            x = _batch_norm(train, "bn_0", self.bn_epsilon)(x)
         x = nn.relu(x)
         if self.dropout > 0:
             x = nn.Dropout(self.dropout, deterministic=not train)(x)
@@ -190,16 +193,17 @@ class _BasicBlock(nn.Module):
     features: int
     strides: int
     batchnorm: bool
+    bn_epsilon: float = BN_EPSILON
 
     @nn.compact
     def __call__(self, x_NHWC: jax.Array, train: bool) -> jax.Array:
         conv = dict(use_bias=not self.batchnorm, kernel_init=nn.initializers.he_normal())
         y = Conv3x3(self.features, self.strides, name="conv_0", **conv)(x_NHWC)
         if self.batchnorm:
-            y = _batch_norm(train, "bn_0")(y)
+            y = _batch_norm(train, "bn_0", self.bn_epsilon)(y)
         y = Conv3x3(self.features, name="conv_1", **conv)(nn.relu(y))
         if self.batchnorm:
-            y = _batch_norm(train, "bn_1")(y)
+            y = _batch_norm(train, "bn_1", self.bn_epsilon)(y)
         shortcut = x_NHWC[:, :: self.strides, :: self.strides, :]
         extra = self.features - shortcut.shape[-1]
         shortcut = jnp.pad(shortcut, ((0, 0), (0, 0), (0, 0), (0, extra)))
@@ -225,6 +229,7 @@ class ResNet(nn.Module):
     widths: Sequence[int] = (16, 32, 64)
     dropout: float = 0.0
     batchnorm: bool = False
+    bn_epsilon: float = BN_EPSILON
 
     @nn.compact
     def __call__(self, x_NHWC: jax.Array, train: bool) -> jax.Array:
@@ -236,12 +241,13 @@ class ResNet(nn.Module):
             name="stem",
         )(x_NHWC)
         if self.batchnorm:
-            x = _batch_norm(train, "stem_bn")(x)
+            x = _batch_norm(train, "stem_bn", self.bn_epsilon)(x)
         x = nn.relu(x)
         for s, width in enumerate(self.widths):
             for b in range(n_blocks):
                 strides = 2 if (s > 0 and b == 0) else 1
-                block = _BasicBlock(width, strides, self.batchnorm, name=f"stage{s}_block{b}")
+                block = _BasicBlock(width, strides, self.batchnorm, self.bn_epsilon,
+                                    name=f"stage{s}_block{b}")  # fmt: skip
                 x = block(x, train)
         x = jnp.mean(x, axis=(1, 2))
         if self.dropout > 0:
