@@ -121,12 +121,13 @@ def hidden_sparsity(runs) -> np.ndarray:
     return zeros / size
 
 
-def arm_row(arm: str, reg: str, lam: float, row: dict, sparsity: np.ndarray, steps: int):
-    """One table arm (wdjax): the replicates.table row at λ plus hidden sparsity and shrink."""
+def arm_row(arm: str, reg: str, lam: float, row: dict, sparsity: np.ndarray, lr_sum: float):
+    """One table arm (wdjax): the replicates.table row at λ plus hidden sparsity and the shrink
+    λ·Σ_t η_t (``lr_sum`` = lr·T at the tutorial's constant learning rate)."""
     sp = stats.describe(sparsity)
     out = dict(arm=arm, reg=reg, strength=lam, framework="wdjax",
                sparsity_mean=float(sp.mean), sparsity_lo=float(sp.lo), sparsity_hi=float(sp.hi),
-               shrink=lam * 1e-3 * steps if reg in ("wd", "l1_prox") else None)  # fmt: skip
+               shrink=lam * lr_sum if reg in ("wd", "l1_prox") else None)  # fmt: skip
     keys = [k for k in row if k.split("_")[0] in ("test", "val", "train", "weight")]
     return dict(out, **{k: row[k] for k in keys})
 
@@ -253,24 +254,24 @@ def sweep_regs(run) -> dict:
     return out
 
 
-def choose_arms(sweeps: dict, steps: int) -> tuple[list[dict], dict, dict]:
+def choose_arms(sweeps: dict, lr_sum: float) -> tuple[list[dict], dict, dict]:
     """Table arms (none, l1(0.01), each regularizer at its validation-chosen λ, l1_prox(0.01)),
     the chosen λ per regularizer, and per arm the per-replicate values Keras is compared with."""
     g, runs, rows, sp = sweeps["l1"]
     nominal = g.index(NOMINAL) if NOMINAL in g else None
-    arms = [arm_row("none", "none", 0.0, sweeps["wd"][2][0], sweeps["wd"][3][:, 0], steps)]
+    arms = [arm_row("none", "none", 0.0, sweeps["wd"][2][0], sweeps["wd"][3][:, 0], lr_sum)]
     if nominal is not None:
-        arms.append(arm_row("l1(0.01)", "l1", NOMINAL, rows[nominal], sp[:, nominal], steps))
+        arms.append(arm_row("l1(0.01)", "l1", NOMINAL, rows[nominal], sp[:, nominal], lr_sum))
     best = {}
     for reg in REGS:
         g, runs, rows, sp = sweeps[reg]
         i = stats.argmin([r["val_loss_mean"] for r in rows])
         best[reg] = float(g[i])
-        arms.append(arm_row(f"{reg} at its λ", reg, g[i], rows[i], sp[:, i], steps))
+        arms.append(arm_row(f"{reg} at its λ", reg, g[i], rows[i], sp[:, i], lr_sum))
     g, _, rows, sp = sweeps["l1_prox"]
     if NOMINAL in g:
         j = g.index(NOMINAL)
-        arms.append(arm_row("l1_prox(0.01)", "l1_prox", NOMINAL, rows[j], sp[:, j], steps))
+        arms.append(arm_row("l1_prox(0.01)", "l1_prox", NOMINAL, rows[j], sp[:, j], lr_sum))
     per_rep = {}
     for arm, reg, j in (("none", "wd", 0), ("l1(0.01)", "l1", nominal)):
         if j is not None:
@@ -285,7 +286,7 @@ def main(argv=None) -> dict:
     sweeps = sweep_regs(run)
     first = sweeps["wd"][1][0]
     steps = int(np.nanmax(first.history["step"][:, -1]))
-    arms, best, per_rep = choose_arms(sweeps, steps)
+    arms, best, per_rep = choose_arms(sweeps, run.config.lrs[0] * steps)  # constant lr
     harmless, curve = l1_harmless(sweeps["l1"][2])
     use_keras = run.knobs["keras"] and keras_available()
     welch = {}

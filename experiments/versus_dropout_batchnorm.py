@@ -229,10 +229,7 @@ def arm_row(values: dict, base: dict) -> dict:
     """Per metric ``x``: mean/std/lo/hi over replicates and the paired difference to ``base``."""
     row = {}
     for x, v in values.items():
-        s, d = stats.describe(v), stats.paired_differences(v, base[x])
-        row.update({f"{x}_mean": float(s.mean), f"{x}_std": float(s.std), f"{x}_lo": float(s.lo),
-                    f"{x}_hi": float(s.hi), f"{x}_diff": float(d.mean),
-                    f"{x}_diff_lo": float(d.lo), f"{x}_diff_hi": float(d.hi)})  # fmt: skip
+        row.update(replicates.summarize(x, v, base[x]))
     return row
 
 

@@ -1,6 +1,7 @@
 """Replicates: every source of randomness varies, one compile, paired differences by hand."""
 
 import dataclasses
+import types
 
 import numpy as np
 import pytest
@@ -60,3 +61,16 @@ def test_curves_are_each_settings_member_mean_per_epoch(runs):
     np.testing.assert_allclose(c[2, 1], h[2:].mean(axis=0), rtol=1e-12)  # members 2, 3: λ = 0.1
     _, final = replicates.setting_values(runs, "val_loss")
     np.testing.assert_allclose(c[:, :, -1], final, rtol=1e-12)
+
+
+def test_a_diverged_member_makes_its_setting_nan_in_that_replicate():
+    members = [dict(member=k, strength=s, lr=1e-3, seed=k % 2, fold=0)
+               for k, s in enumerate((0.0, 0.0, 0.1, 0.1))]  # fmt: skip
+    loss = np.arange(8.0).reshape(4, 2)
+    diverged = np.array([[0, 0], [0, 0], [0, 1], [0, 0]], bool)  # member 2 (λ = 0.1) diverged
+    runs = [types.SimpleNamespace(members=members, history={"x": loss, "diverged": d})
+            for d in (diverged, np.zeros_like(diverged))]  # fmt: skip
+    _, v = replicates.setting_values(runs, "x")
+    np.testing.assert_array_equal(v, [[2.0, np.nan], [2.0, 6.0]])  # means of final epochs
+    row = replicates.table(runs, ["x"], baseline={"strength": 0.0})[1]
+    assert np.isnan(row["x_mean"]) and np.isnan(row["x_diff"])  # never silently dropped

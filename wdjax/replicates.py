@@ -21,7 +21,7 @@ import numpy as np
 from wdjax import results, stats
 from wdjax.config import SweepConfig
 
-__all__ = ["curves", "replicate_configs", "run", "setting_values", "table"]
+__all__ = ["curves", "replicate_configs", "run", "setting_values", "summarize", "table"]
 
 
 def replicate_configs(config: SweepConfig, n: int) -> list[SweepConfig]:
@@ -46,14 +46,8 @@ def run(config: SweepConfig, n: int, **sweep_kw) -> list:
 def setting_values(runs: list, metric: str) -> tuple[list[dict], np.ndarray]:
     """``(settings, values [replicates, settings])``: each setting's final ``metric``, averaged
     over the replicate's members of that setting (NaN if one of them diverged)."""
-    settings = [s for s, _ in results.settings(runs[0].members)]
-    rows = []
-    for res in runs:
-        groups = results.settings(res.members)
-        assert [s for s, _ in groups] == settings, "replicates must share their grid"
-        final = results.final_values(res.history, metric)
-        rows.append([float(np.mean(final[idx])) for _, idx in groups])
-    return settings, np.asarray(rows)
+    settings, c = curves(runs, metric)
+    return settings, c[:, :, -1]
 
 
 def curves(runs: list, metric: str) -> tuple[list[dict], np.ndarray]:
@@ -71,6 +65,19 @@ def curves(runs: list, metric: str) -> tuple[list[dict], np.ndarray]:
     return settings, np.asarray(out)
 
 
+def summarize(name: str, values, baseline=None) -> dict:
+    """``name_mean, name_std, name_lo, name_hi`` of ``values`` over replicates and, with a
+    ``baseline`` sample of the same replicates, the paired ``name_diff, name_diff_lo,
+    name_diff_hi`` (:func:`wdjax.stats.describe`, :func:`wdjax.stats.paired_differences`)."""
+    s = stats.describe(values)
+    row = {f"{name}_{k}": float(getattr(s, k)) for k in ("mean", "std", "lo", "hi")}
+    if baseline is not None:
+        d = stats.paired_differences(values, baseline)
+        row.update({f"{name}_diff": float(d.mean), f"{name}_diff_lo": float(d.lo),
+                    f"{name}_diff_hi": float(d.hi)})  # fmt: skip
+    return row
+
+
 def table(runs: list, metrics, baseline: dict | None = None) -> list[dict]:
     """One row per setting: per metric ``x``, ``x_mean, x_std, x_lo, x_hi`` over replicates, and
     with a ``baseline`` setting (e.g. ``{"strength": 0.0}``: the keys it fixes), the paired
@@ -81,12 +88,7 @@ def table(runs: list, metrics, baseline: dict | None = None) -> list[dict]:
         out = out or [dict(s, n=v.shape[0]) for s in settings]
         base = None if baseline is None else _baseline_column(settings, v, baseline)
         for j, row in enumerate(out):
-            s = stats.describe(v[:, j])
-            row.update({f"{x}_{k}": float(getattr(s, k)) for k in ("mean", "std", "lo", "hi")})
-            if base is not None:
-                d = stats.paired_differences(v[:, j], base)
-                row.update({f"{x}_diff": float(d.mean), f"{x}_diff_lo": float(d.lo),
-                            f"{x}_diff_hi": float(d.hi)})  # fmt: skip
+            row.update(summarize(x, v[:, j], base))
     return out
 
 

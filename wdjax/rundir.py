@@ -49,6 +49,7 @@ def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
     if not os.path.exists(config_path):
         raise ConfigError(f"--resume: {out!r} holds no run (no config.json); drop --resume to "
                           "start one")  # fmt: skip
+
     def normal(c: SweepConfig) -> dict:  # settings a config.json lacks (older runs) = defaults
         return json.loads(json.dumps(c.to_json()))
 

@@ -57,8 +57,12 @@ def parse_args(doc: str, name: str, argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
     p.add_argument("--label-noise", type=float, default=None)
     p.add_argument("--train-size", type=int, default=None)
-    p.add_argument("--replicates", type=int, default=None,
-                   help="override the number of replicates (studies that have them)")
+    p.add_argument(
+        "--replicates",
+        type=int,
+        default=None,
+        help="override the number of replicates (studies that have them)",
+    )
     return p.parse_args(argv)
 
 
@@ -160,7 +164,7 @@ def ci(row: dict, key: str, digits=3) -> str:
     return fmt_ci(row[key + "_mean"], row[key + "_lo"], row[key + "_hi"], digits)
 
 
-def verdict(diff_lo: float, diff_hi: float, better: str = "lower") -> str:
+def verdict(diff_lo: float, diff_hi: float) -> str:
     """What a paired difference's 95 % interval allows one to say: ``"lower"``/``"higher"`` when
     it excludes 0, ``"no detectable difference"`` when it contains 0 (NaN: ``"undefined"``)."""
     if not (np.isfinite(diff_lo) and np.isfinite(diff_hi)):
