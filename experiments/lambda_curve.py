@@ -52,10 +52,11 @@ detectable change of accuracy except wd (+0.36 [+0.10, +0.61] points). At 6,000 
 to −0.004 … −0.010 (l1_prox: no detectable difference) and at 50,000 validation picks λ = 0 for
 all four. The best λ falls with n: wd 2.15 → 0.46 → 0, l2 0.014 → 0.0014 → 0, l1 4.6e-4 →
 4.6e-5 → 0. With 20 % noise the chosen λ is larger (wd 10, 1, 0.1; l1 1e-3, 2.2e-4, 4.6e-6) and at
-n = 1,000 accuracy gains 2.7–3.3 points, yet the clean test loss gains less than without noise
-(l1 −0.053 [−0.084, −0.022], wd no detectable difference) and at 6,000 every chosen λ raises it
-(+0.018 … +0.037, intervals excluding 0): validation labels with 20 % noise reward unconfident
-predictions that the clean test set penalizes. The baseline's validation loss passes its minimum
+n = 1,000 accuracy gains 2.7–3.3 points, yet the clean test loss does not gain more than without
+noise (l1 −0.053 [−0.084, −0.022] against −0.091 [−0.125, −0.056], wd no detectable difference)
+and at 6,000 every chosen λ raises it (+0.018 … +0.037, intervals excluding 0); a likely reason,
+not measured here: validation labels with 20 % noise reward unconfident predictions that the clean
+test set penalizes. The baseline's validation loss passes its minimum
 at n = 1,000 (epoch 40 of 120, then rises by 0.061 [0.037, 0.085]; noisy: epoch 20, +0.30) and at
 6,000 with noise (epoch 24 of 40, rise 0.005 [−0.003, +0.013]: not detectable); at 6,000 clean and
 at 50,000 it is lowest at the last epoch of the cosine schedule: those conditions never overfit in

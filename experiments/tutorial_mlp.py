@@ -48,16 +48,16 @@ differences Keras − wdjax per arm), ``l1_curve`` (λ, paired Δ test loss mean
 loss), ``best_strength`` {reg: λ}, ``baseline_val_min_epoch``, ``epochs``, ``replicates``,
 ``train_size``, ``dataset``, ``figure``, ``command``, ``seconds``.
 
-Measured (Fashion-MNIST, 50,000 / 10,000 / 10,000, 5 replicates; means [95 % t-interval]):
-without a regularizer test accuracy 0.874 [0.871, 0.877], loss 0.354 [0.349, 0.359]; the
-tutorial's ``l1(0.01)`` −10.4 [−11.2, −9.6] points and +0.302 [+0.287, +0.317] in loss, sparsity
-0.000; Keras running the tutorial's code agrees within the replicates' spread (Keras − wdjax:
-accuracy −0.001 [−0.007, +0.005] without a regularizer, +0.001 [−0.007, +0.009] with l1(0.01)).
-L1 stops hurting at λ ≤ 2.15e-5 (the next grid value, 4.64e-5, raises test loss by 0.0066
-[0.0039, 0.0094]). Validation chooses l1 1e-6, l2 0, wd 0.0215 and l1_prox 2.15e-6: every
-difference from no regularizer is within ±0.009 in test loss and ±0.004 in accuracy (no detectable
-difference at n = 5). ``l1_prox`` at 0.01 zeroes 97.0 [96.7, 97.4] % of the hidden weights at −9.8
-points; at its chosen λ 6.9 [4.1, 9.7] % at no detectable cost.
+Measured (Fashion-MNIST, 50,000 / 10,000 / 10,000, 5 replicates; means [95 % t-interval]): without
+a regularizer test accuracy 0.874 [0.871, 0.877], loss 0.354 [0.349, 0.359]; the tutorial's
+``l1(0.01)`` −10.4 [−11.2, −9.6] points and +0.302 [+0.287, +0.317] in loss, sparsity 0.000; Keras
+running the tutorial's code agrees within the replicates' spread (Keras − wdjax: accuracy −0.001
+[−0.007, +0.005] without a regularizer, +0.001 [−0.007, +0.009] with l1(0.01)). L1 does no
+detectable harm at λ ≤ 2.15e-5 (the next grid value, 4.64e-5, raises test loss by 0.0066 [0.0039,
+0.0094]). Validation chooses l1 1e-6, l2 0, wd 0.0215 and l1_prox 2.15e-6: every difference from no
+regularizer has an interval containing 0 and inside ±0.009 in test loss and ±0.005 in accuracy (no
+detectable difference at n = 5). ``l1_prox`` at 0.01 zeroes 97.0 [96.7, 97.4] % of the hidden
+weights at −9.8 points; at its chosen λ 6.9 [4.1, 9.7] % at no detectable cost.
 """
 
 import dataclasses
