@@ -1,25 +1,11 @@
-"""Exact scale symmetries of BatchNorm-preceded weights under each regularized optimizer.
+"""Each exact scale map of :mod:`wdjax.symmetry` maps a training trajectory onto itself.
 
-With BatchNorm (ε = 0) after a kernel W, the loss is invariant to its scale: L(s·W) = L(W), so
-∇L(s·W) = ∇L(W)/s. For each strategy there is a map (learning rate, λ, initial weights) →
-(c·lr, λ', s·w₀) under which the whole trajectory maps onto itself: the weights are s times
-larger at every step and every prediction is identical. Derivations (G = g + λw for coupled L2;
-Adam with eps = eps_root = 0 is invariant to the gradient's scale; the heavy-ball buffer scales
-as the gradient does):
-
-* SGD + L2, heavy ball + L2, heavy ball + ``wd`` (u = −η(b + λw), torch's SGDW form):
-  s·w − s·η·g − s·ηλ·w must equal s·w − c·η·g/s − c·η·λ'·s·w, so c = s² and λ' = λ/c: the
-  trajectory depends on (η, λ) through ηλ (and the weights' scale).
-* heavy ball + ``wd_paper`` (u = −η·b − λ·w, Loshchilov & Hutter's SGDW): c = s², λ' = λ.
-* Adam + L2: the direction is invariant only if G' = G/s, i.e. λ'·s = λ/s, λ' = λ/s²; the step
-  c·η·d must be s·η·d, so s = c and λ' = λ/c²: (η, λ) enter through η²λ.
-* AdamW (optax, u = −η(d + λw)): s = c, λ' = λ/c (ηλ invariant).
-* Adam + ``wd_paper`` (u = −η·d − λ·w): s = c, λ' = λ.
-
-Each map is checked in float64 over 25 steps on changing minibatches, with c = 4, and a wrong map
-(the SGD map applied to Adam + L2) is shown to fail by many orders more. (With c and s powers of
-two every operation commutes exactly with the scaling, so here the two runs agree to the bit; the
-tolerance, 1e-11 of the scale, is what a general c would need.)
+The derivations are in wdjax/symmetry.py. Each map is checked in float64 over 25 steps on changing
+minibatches with c = 4: a pure-JAX MLP whose two kernels are each followed by BatchNorm with ε = 0
+(no scale or offset) and a fixed head, trained by :func:`wdjax.make_optimizer` (Adam with eps =
+eps_root = 0). A wrong map (the SGD map applied to Adam + L2) fails by many orders more. (With c
+and s powers of two every operation commutes exactly with the scaling, so here the two runs agree
+to the bit; the tolerance, 1e-11 of the scale, is what a general c would need.)
 """
 
 import jax
@@ -29,18 +15,11 @@ import optax
 import pytest
 
 import wdjax
+from wdjax.symmetry import SCALE_MAPS, predicted_slope, scale_map
 
 C = 4.0
 # name: (optimizer, reg, s(c), λ'(λ, c))
-MAPS = {
-    "sgd+l2": ("sgd", "l2", np.sqrt(C), lambda lam: lam / C),
-    "momentum+l2": ("momentum", "l2", np.sqrt(C), lambda lam: lam / C),
-    "momentum+wd": ("momentum", "wd", np.sqrt(C), lambda lam: lam / C),
-    "momentum+wd_paper": ("momentum", "wd_paper", np.sqrt(C), lambda lam: lam),
-    "adam+l2": ("adam", "l2", C, lambda lam: lam / C**2),
-    "adam+wd": ("adam", "wd", C, lambda lam: lam / C),
-    "adam+wd_paper": ("adam", "wd_paper", C, lambda lam: lam),
-}
+ARMS = sorted(SCALE_MAPS)
 BASE = {"sgd": (0.1, 1e-2), "momentum": (0.05, 1e-2), "adam": (3e-3, 3e-2)}  # (lr, λ)
 
 
@@ -91,11 +70,12 @@ def _pair(problem, optimizer, reg, s, lam2, lr, lam):
     return a, b
 
 
-@pytest.mark.parametrize("name", sorted(MAPS))
-def test_the_scale_map_maps_the_trajectory_onto_itself(problem, name):
-    optimizer, reg, s, lam_map = MAPS[name]
+@pytest.mark.parametrize("arm", ARMS, ids="+".join)
+def test_the_scale_map_maps_the_trajectory_onto_itself(problem, arm):
+    optimizer, reg = arm
+    lam_factor, s = scale_map(optimizer, reg, C)
     lr, lam = BASE[optimizer]
-    (w, logits), (w2, logits2) = _pair(problem, optimizer, reg, s, lam_map(lam), lr, lam)
+    (w, logits), (w2, logits2) = _pair(problem, optimizer, reg, s, lam_factor * lam, lr, lam)
     # float64: each step's rounding (~1e-16 relative) is carried by 25 steps of a well-conditioned
     # map; 1e-11 of the logits' scale leaves a wide margin and is still ~1e9 times below a wrong map
     scale = np.abs(logits).max()
@@ -110,3 +90,19 @@ def test_a_wrong_map_fails_clearly(problem):
     lr, lam = BASE["adam"]  # Adam + L2 with the SGD map (s = √c, λ/c) instead of (c, λ/c²)
     (_, logits), (_, logits2) = _pair(problem, "adam", "l2", np.sqrt(C), lam / C, lr, lam)
     assert np.abs(logits2 - logits).max() > 1e-3 * np.abs(logits).max()
+
+
+def test_predicted_slopes_are_the_maps_exponents():
+    # by hand from the derivations: ηλ invariant → −1, η²λ → −2, λ alone (decoupled) → 0
+    expected = {("sgd", "l2"): -1, ("momentum", "l2"): -1, ("momentum", "wd"): -1,
+                ("momentum", "wd_paper"): 0, ("adam", "l2"): -2, ("adam", "wd"): -1,
+                ("adam", "wd_paper"): 0}  # fmt: skip
+    assert {arm: predicted_slope(*arm) for arm in ARMS} == expected
+    assert scale_map("momentum", "l2", 4.0) == (0.25, 2.0)
+
+
+def test_an_underived_arm_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="no scale map for optimizer='adam', reg='l1'"):
+        scale_map("adam", "l1", 4.0)
+    with pytest.raises(ValueError, match="c must be a positive"):
+        scale_map("adam", "wd", 0.0)
