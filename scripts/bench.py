@@ -34,7 +34,14 @@ How to run (from the repository root)::
     python scripts/bench.py                 # everything; ~18 min on 2 cores
     python scripts/bench.py --quick         # tiny sizes, a smoke test in seconds
     python scripts/bench.py --sections mlp,torch --epochs 5 --out results/mlp-vs-torch.json
+    python scripts/bench.py --gpu           # on an accelerator: the preset below, <= 8 min
     python scripts/bench.py --ks 1,8,32,128,1024 --sections mlp    # e.g. on an accelerator
+
+``--gpu`` is the accelerator preset (refused on a CPU backend, where K = 1,024 would take hours):
+the MLP at K = 1, 32, 256, 1,024 and the CNN at K = 1, 8, 64, a 4-member sequential baseline, an
+8192³ matmul peak (float32 at JAX's default matmul precision, i.e. TF32 on NVIDIA tensor cores,
+as the sweeps run), no peers (their loops here run on the CPU) and no ratio check; explicit flags
+override it. Off the CPU nothing CPU-specific is set: no split-CPU child, no CPU compile options.
 
 The JSON (``--out``, default ``results/bench.json``) holds ``meta``, ``peak``, ``rows`` (one per
 table line), ``memory`` (per K of the tutorial MLP), ``ratios``, ``rounds`` (the ratio check, or
@@ -106,6 +113,14 @@ QUICK = dict(
     matmul_n=256,
     rounds=2,
     round_k=2,
+)
+GPU = dict(
+    sections=("mlp", "cnn"),
+    ks=(1, 32, 256, 1024),
+    cnn_ks=(1, 8, 64),
+    seq_k=4,
+    matmul_n=8192,
+    rounds=0,
 )
 
 
@@ -885,6 +900,11 @@ def build_parser() -> argparse.ArgumentParser:
     """bench.py's flags; those left out (None) take :class:`Plan`'s value (``--quick``'s)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test in seconds")
+    p.add_argument(
+        "--gpu",
+        action="store_true",
+        help="the accelerator preset (MLP K=1,32,256,1024; CNN K=1,8,64; no peers)",
+    )
     p.add_argument("--sections", help=f"comma list from {','.join(SECTIONS)} (default: all)")
     for field, help_ in SIZE_FLAGS.items():
         p.add_argument(_flag(field), help=help_)
@@ -906,7 +926,14 @@ def parse_args(argv=None) -> Plan:
 
 def _plan_fields(a: argparse.Namespace) -> dict:
     """:class:`Plan`'s fields given on the command line (over ``QUICK`` with ``--quick``)."""
-    kw = dict(QUICK) if a.quick else {}
+    if a.quick and a.gpu:
+        raise ValueError("--quick and --gpu: choose one preset (--quick is the CPU smoke test)")
+    if a.gpu and jax.default_backend() == "cpu":
+        raise ValueError(
+            "--gpu: JAX's backend is cpu; the preset (K up to 1,024) is for an "
+            "accelerator: drop --gpu, or install jax with CUDA/TPU support"
+        )
+    kw = dict(QUICK) if a.quick else dict(GPU) if a.gpu else {}
     kw.update(quick=a.quick, reg=a.reg, child=a.child, peak_gflops=a.peak_gflops)
     if a.sections is not None:
         kw["sections"] = _sections(a.sections)

@@ -137,6 +137,45 @@ def test_parse_args_rejects_bad_flags(argv, match):
         bench.parse_args(argv)
 
 
+def test_gpu_preset_is_refused_on_a_cpu_backend_and_with_quick():
+    with pytest.raises(ValueError, match="--gpu: JAX's backend is cpu"):
+        bench.parse_args(["--gpu"])
+    with pytest.raises(ValueError, match="--quick and --gpu"):
+        bench.parse_args(["--quick", "--gpu"])
+
+
+def test_gpu_preset_sizes_and_nothing_cpu_specific_off_the_cpu(monkeypatch):
+    monkeypatch.setattr(bench.jax, "default_backend", lambda: "gpu")
+    plan = bench.parse_args(["--gpu", "--cnn-ks", "1,8"])  # explicit flags override the preset
+    assert plan.ks == (1, 32, 256, 1024) and plan.cnn_ks == (1, 8) and plan.rounds == 0
+    assert plan.sections == ("mlp", "cnn") and plan.n_train == 60_000  # no peers, full data
+    # the split-CPU child (XLA_FLAGS / jax_num_cpu_devices in a subprocess) is never started
+    assert bench.split_devices(plan) == 0
+    assert bench.bench_split("mlp", plan, 1.0) == ([], [])
+    monkeypatch.setattr(bench.jax, "default_backend", lambda: "cpu")
+    on_cpu = bench.parse_args(["--cpu-devices", "2"])
+    assert bench.split_devices(on_cpu) == 2  # the guard's other side
+
+
+def test_small_programs_get_cpu_compile_options_on_cpu_only():
+    from wdjax import programs
+
+    class Lowered:  # records the options it is compiled with
+        def compile(self, **kw):
+            self.kw = kw
+            return "compiled"
+
+    def shard(platform):
+        device = type("Device", (), {"platform": platform})()
+        return type("Shard", (), {"mesh": type("Mesh", (), {"devices": np.array([device])})()})()
+
+    cpu = {"compiler_options": programs.CPU_SMALL_OPTIONS}
+    for platform, expected in (("gpu", {}), ("tpu", {}), ("cpu", cpu)):
+        lowered = Lowered()
+        assert programs.compile_small(lowered, shard(platform)) == "compiled"
+        assert lowered.kw == expected, platform
+
+
 # --- report --------------------------------------------------------------------------------------
 
 
