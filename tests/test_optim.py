@@ -96,6 +96,27 @@ def test_elastic_net_and_group_lasso_prox_fixed_points(optimizer):
         assert 0 < np.sum(norms <= lam * np.sqrt(3)) < 5
 
 
+def test_group_lasso_prox_outgoing_fixed_point_removes_rows():
+    """f = ½‖W − B‖² with outgoing groups (rows, |g| = 5): W_i = max(0, 1 − λ√5/‖B_i‖)·B_i."""
+    lr, steps, hyper = _SETTINGS["adam"]
+    rng = np.random.default_rng(2)
+    big_b = rng.normal(size=(4, 5)) * np.array([[1.0], [0.1], [1.0], [0.2]])
+    lam = 0.2
+    with jax.enable_x64(True):
+        w0 = {"kernel": jnp.asarray(rng.normal(size=(4, 5)))}
+        tx = make_optimizer("adam", lr, "group_lasso_prox", lam, groups="outgoing", **hyper)
+        w = np.asarray(_run(tx, lambda w: {"kernel": w["kernel"] - big_b}, w0, steps)["kernel"])
+    norms = np.linalg.norm(big_b, axis=1, keepdims=True)
+    expected = np.maximum(0, 1 - lam * np.sqrt(5) / norms) * big_b
+    np.testing.assert_allclose(w, expected, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(np.all(w == 0, axis=1), norms[:, 0] <= lam * np.sqrt(5))
+    assert 0 < np.sum(norms <= lam * np.sqrt(5)) < 4
+    with pytest.raises(ValueError, match="groups"):
+        make_optimizer("adam", lr, "group_lasso_prox", lam, groups="rows")
+    with pytest.raises(TypeError, match="groups"):
+        make_optimizer("adam", lr, "l1_prox", lam, groups="outgoing")
+
+
 @pytest.mark.parametrize("reg", ["l1_prox", "elastic_net_prox"])
 def test_prox_strategies_match_scikit_learn(reg):
     """f = (1/2n)‖Xw − y‖²: l1_prox λ is Lasso(alpha=λ); elastic_net_prox (λ, ρ) is

@@ -17,6 +17,7 @@ from wdjax.penalties import (
     decay_mask,
     group_lasso_penalty,
     group_norms,
+    group_sizes,
     l1_penalty,
     l2_penalty,
     mask_from_spec,
@@ -134,6 +135,22 @@ def test_group_norms_and_penalty_use_output_units():
     p = {"Dense_0": {"kernel": dense, "bias": jnp.ones(2)}, "Conv_0": {"kernel": conv}}
     expected = np.sqrt(2) * 6.0 + np.sqrt(18) * 3 * np.sqrt(18)
     assert float(group_lasso_penalty(p)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_outgoing_groups_are_rows_and_input_channels():
+    dense = jnp.array([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])  # (in=3, out=3)
+    np.testing.assert_allclose(group_norms(dense, "outgoing"), [[5.0], [0.0], [1.0]])
+    assert group_sizes(dense, "outgoing") == 3 and group_sizes(dense) == 3
+    conv = jnp.ones((3, 3, 2, 4)).at[:, :, 1, :].set(0.0)  # 2 input channels of 3·3·4 weights
+    assert group_norms(conv, "outgoing").shape == (1, 1, 2, 1)
+    np.testing.assert_allclose(group_norms(conv, "outgoing").reshape(-1), [6.0, 0.0])
+    assert group_sizes(conv, "outgoing") == 36 and group_sizes(conv) == 18
+    np.testing.assert_allclose(group_norms(jnp.array([-2.0, 1.0]), "outgoing"), [2.0, 1.0])
+    p = {"Dense_0": {"kernel": dense, "bias": jnp.ones(3)}, "Conv_0": {"kernel": conv}}
+    expected = np.sqrt(3) * 6.0 + np.sqrt(36) * 6.0
+    assert float(group_lasso_penalty(p, groups="outgoing")) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="groups"):
+        group_lasso_penalty(p, groups="rows")
 
 
 # --- Flax NNX states, Linen params, member stacks: one rule ---------------------------------

@@ -186,6 +186,31 @@ def test_prox_group_lasso_in_a_diagonal_metric_satisfies_optimality():
         )
 
 
+def test_prox_group_lasso_outgoing_shrinks_rows_by_hand_and_in_a_metric():
+    """Rows of a Dense kernel: block soft-thresholding by hand, and the metric prox's
+    optimality D(v − w) = c·w/‖w‖ on kept rows, ‖Dv‖ <= c on removed ones."""
+    with jax.enable_x64(True):
+        v = np.array([[3.0, 4.0, 0.0], [0.3, 0.4, 0.0], [0.0, 6.0, 8.0]])  # ‖rows‖ 5, 0.5, 10
+        w = np.ones((3, 3))
+        c = 0.1 * 10.0 * np.sqrt(3)  # lr·λ·√|g|, |g| = 3 (the row's length)
+        new = np.asarray(_step(prox_group_lasso(10.0, 0.1, groups="outgoing"), v - w, w))
+        expected = np.array([1 - c / 5, 0.0, 1 - c / 10])[:, None] * v
+        np.testing.assert_allclose(new, expected, rtol=1e-14)
+        assert np.all(new[1] == 0)
+        d = np.array([[1.0, 1e-3, 10.0], [1.0, 2.0, 3.0], [1e2, 1.0, 1e-4]])
+        new = np.asarray(_step(prox_group_lasso(10.0, 0.1, groups="outgoing"), v - w, w, metric=d))
+        zero = np.linalg.norm(d * v, axis=1) <= c
+        np.testing.assert_array_equal(zero, [False, True, False])
+        np.testing.assert_array_equal(np.all(new == 0, axis=1), zero)
+        kept = new[~zero]
+        np.testing.assert_allclose(
+            (d * (v - new))[~zero], c * kept / np.linalg.norm(kept, axis=1, keepdims=True),
+            rtol=1e-10,
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="groups"):
+        prox_group_lasso(1.0, 0.1, groups="columns")
+
+
 def test_prox_group_lasso_zero_group_and_zero_strength_is_finite():
     w = jnp.zeros((3, 2))
     new = _step(prox_group_lasso(0.0, 0.1), jnp.zeros((3, 2)), w)

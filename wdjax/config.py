@@ -230,6 +230,12 @@ class SweepConfig:
     first_seed: int = setting(0, "the first seed (replicates of a study use disjoint seeds)")
     folds: int = setting(1, "k-fold cross-validation (members per point)", check=_at_least(1))
     l1_ratio: float = setting(0.5, "elastic net: l1 = λ·ρ, l2 = λ·(1−ρ)")
+    groups: str = setting(
+        "incoming",
+        "group_lasso_prox: incoming (a group per unit's incoming weights, a kernel column) or "
+        "outgoing (per input pixel or unit's outgoing weights, a kernel row)",
+        check=_one_of("incoming", "outgoing"),
+    )
     momentum: float = setting(0.9, "momentum coefficient μ (optimizer momentum)")
     epochs: int = setting(10, "epochs", check=_at_least(1))
     batch_size: int = setting(128, "batch size", check=_at_least(1))
@@ -285,6 +291,8 @@ class SweepConfig:
             hyper["momentum"] = self.momentum
         if self.reg == "elastic_net_prox":
             hyper["l1_ratio"] = self.l1_ratio
+        if self.reg == "group_lasso_prox" and self.groups != "incoming":
+            hyper["groups"] = self.groups
         return hyper
 
     def schedule_params(self) -> dict:
@@ -350,7 +358,7 @@ class RunOptions:
 _MODEL_ARGS = {"model": "model", "hidden": "hidden", "dropout": "dropout", "batchnorm": "batchnorm"}
 _OPTIM_ARGS = {"optimizer": "optimizer", "reg": "reg", "learning_rate": "lrs",
                "strength": "strengths", "momentum": "momentum", "l1_ratio": "l1_ratio",
-               "keyword": "axes"}  # fmt: skip
+               "groups": "groups", "keyword": "axes"}  # fmt: skip
 _SCHEDULE_ARGS = {"schedule": "schedule", "warmup_epochs": "warmup_epochs",
                   "warmup_init": "warmup_init", "alpha": "alpha", "decay_epochs": "decay_epochs",
                   "decay_factor": "decay_factor", "restart_epochs": "restart_epochs",

@@ -33,7 +33,9 @@ differently. So a λ grid containing 0 holds a valid baseline.
 - ``elastic_net_prox``: base, then ``w ← S_{τρ}(w + u)/(1 + τ(1−ρ))``: λρ·Σ|w| +
   (λ(1−ρ)/2)·Σw², scikit-learn ``ElasticNet(alpha=λ, l1_ratio=ρ)``.
 - ``group_lasso_prox``: base, then block soft-thresholding with τ·√|g|: λ·Σ_g √|g|·‖w_g‖
-  over output units (:mod:`wdjax.penalties`).
+  over units (:mod:`wdjax.penalties`): ``groups="incoming"`` (default; a kernel's columns,
+  each unit's incoming weights) or ``"outgoing"`` (its rows: the weights leaving each input
+  pixel or unit; Scardapane et al. 2017).
 
 The prox threshold τ is ``lr·λ`` after ``sgd``, ``lr·λ/(1−μ)`` after ``momentum`` and the
 per-coordinate ``lr·λ/(√v̂+ε)`` after ``adam`` (:func:`wdjax.transforms.adam_prox`), so the
@@ -47,7 +49,7 @@ from typing import Any
 import jax
 import optax
 
-from wdjax.penalties import Mask, resolve_mask
+from wdjax.penalties import GROUPS, Mask, resolve_mask
 from wdjax.transforms import (
     ScalarOrSchedule,
     adam_prox,
@@ -78,7 +80,11 @@ _OPTIMIZER_HYPER = {
     "momentum": {"momentum": 0.9, "nesterov": False},
     "adam": {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "eps_root": 0.0, "nesterov": False},
 }
-_STRATEGY_HYPER = {"elastic_net_prox": {"l1_ratio": 0.5}, "wd_paper": {"schedule": 1.0}}
+_STRATEGY_HYPER = {
+    "elastic_net_prox": {"l1_ratio": 0.5},
+    "wd_paper": {"schedule": 1.0},
+    "group_lasso_prox": {"groups": "incoming"},
+}
 _PROX = ("l1_prox", "elastic_net_prox", "group_lasso_prox")
 
 
@@ -108,6 +114,8 @@ def _split_hyper(optimizer: str, reg: str, hyper: dict[str, Any]) -> tuple[dict,
             raise ValueError(f"l1_ratio must be in [0, 1], got {ratio!r}.")
     if "schedule" in reg_hyper:
         check_hyperparameter("schedule", reg_hyper["schedule"])
+    if reg_hyper.get("groups", GROUPS[0]) not in GROUPS:
+        raise ValueError(f"groups must be one of {GROUPS}, got {reg_hyper['groups']!r}.")
     return opt_hyper, reg_hyper
 
 
@@ -150,7 +158,7 @@ def _prox(reg: str, strength, learning_rate, mask, reg_hyper):
         return prox_elastic_net(
             _times(strength, ratio), _times(strength, 1 - ratio), learning_rate, mask
         )
-    return prox_group_lasso(strength, learning_rate, mask)
+    return prox_group_lasso(strength, learning_rate, mask, groups=reg_hyper["groups"])
 
 
 def _wd_paper(precond, alpha, strength, mask_fn, schedule) -> optax.GradientTransformation:
@@ -181,6 +189,7 @@ def make_optimizer(
     eps_root: Hyper = None,
     l1_ratio: Hyper = None,
     schedule: ScalarOrSchedule | None = None,
+    groups: str | None = None,
 ) -> optax.GradientTransformation:
     """Compose a named regularization strategy with a base optimizer (table in module doc).
 
@@ -202,6 +211,8 @@ def make_optimizer(
         (defaults 0.9, 0.999, 1e-8, 0.0, False).
       l1_ratio: ``reg="elastic_net_prox"``: l1 = λ·ρ, l2 = λ·(1−ρ), as scikit-learn (default 0.5).
       schedule: ``reg="wd_paper"``: the multiplier η(t), float or callable (default 1.0).
+      groups: ``reg="group_lasso_prox"``: ``"incoming"`` (default) or ``"outgoing"`` units
+        (:mod:`wdjax.penalties`); a string, so static under ``inject_hyperparams``.
 
     A hyperparameter left at None takes its default; one that does not apply to ``optimizer``
     and ``reg`` is an error. Every numeric argument may be injected:
@@ -238,7 +249,7 @@ def make_optimizer(
     check_hyperparameter("learning_rate", learning_rate)
     check_hyperparameter("strength", strength)
     given = dict(momentum=momentum, nesterov=nesterov, b1=b1, b2=b2, eps=eps)
-    given.update(eps_root=eps_root, l1_ratio=l1_ratio, schedule=schedule)
+    given.update(eps_root=eps_root, l1_ratio=l1_ratio, schedule=schedule, groups=groups)
     hyper = {key: value for key, value in given.items() if value is not None}
     opt_hyper, reg_hyper = _split_hyper(optimizer, reg, hyper)
     precond = _preconditioner(optimizer, opt_hyper)

@@ -40,12 +40,21 @@ any matrix (a lone bias vector) give a zero penalty and pass through the transfo
 :func:`wdjax.make_optimizer` refuses those too (a strategy that regularizes nothing is
 ``reg="none"``). Stacked along a member axis outside ``vmap``, vectors have rank 2 and count.
 
-Groups (for :func:`group_lasso_penalty` and :func:`wdjax.transforms.prox_group_lasso`): the
-group of a weight is its position along the leaf's LAST axis, the output unit. A Dense
-kernel ``(in, out)`` has one group per column (``|g| = in``); a Conv kernel
-``(kh, kw, cin, cout)`` has one group per output filter (``|g| = kh·kw·cin``). A leaf with
-fewer than two axes (a bias) has one group of size 1 per entry, where the group norm is
-``|w|`` and group lasso reduces to L1.
+Groups (for :func:`group_lasso_penalty` and :func:`wdjax.transforms.prox_group_lasso`, argument
+``groups``):
+
+- ``"incoming"`` (the default): the group of a weight is its position along the leaf's LAST
+  axis, the output unit. A Dense kernel ``(in, out)`` has one group per column (``|g| = in``,
+  the unit's incoming weights); a Conv kernel ``(kh, kw, cin, cout)`` one group per output
+  filter (``|g| = kh·kw·cin``).
+- ``"outgoing"``: the group is the position along the SECOND-TO-LAST axis, the input unit. A
+  Dense kernel has one group per row (``|g| = out``: the weights leaving one input pixel or one
+  unit of the previous layer); a Conv kernel one group per input channel (``|g| = kh·kw·cout``).
+  A unit's outgoing weights live in the NEXT layer's kernel, so removing the units of a layer
+  needs that kernel in the mask (``"kernels"``, not ``"hidden"``, for the last hidden layer).
+
+A leaf with fewer than two axes (a bias) has one group of size 1 per entry in both, where the
+group norm is ``|w|`` and group lasso reduces to L1.
 """
 
 import dataclasses
@@ -61,7 +70,9 @@ PyTree = Any
 Mask = PyTree | Callable[[PyTree], PyTree] | str | None
 
 __all__ = [
+    "GROUPS",
     "decay_mask",
+    "group_axes",
     "group_lasso_penalty",
     "group_norms",
     "group_sizes",
@@ -72,6 +83,7 @@ __all__ = [
     "resolve_mask",
 ]
 
+GROUPS = ("incoming", "outgoing")  # group lasso's groups: a kernel's columns or its rows
 _DECAYED_NAMES = ("kernel",)
 _OUTPUT_MODULE = "head"
 _VARIABLE_VALUE = ("value", "raw_value")  # an nnx.Variable's own array, the last key of a path
@@ -347,37 +359,75 @@ def l2_penalty(params: PyTree, mask: Mask = None) -> jax.Array:
     return _masked_sum(lambda x: jnp.sum(jnp.square(x)), params, mask)
 
 
-def group_sizes(x: jax.Array) -> int:
-    """Number of weights in each group of leaf ``x`` (product of all axes but the last)."""
-    return int(np.prod(x.shape[:-1])) if x.ndim >= 2 else 1
+def _check_groups(groups: str) -> None:
+    if groups not in GROUPS:
+        raise ValueError(f"groups must be one of {GROUPS}, got {groups!r}.")
 
 
-def group_norms(x: jax.Array) -> jax.Array:
-    """Euclidean norm of each group (output unit) of leaf ``x``, keeping dims to broadcast.
+def group_axes(x: jax.Array, groups: str = "incoming") -> tuple[int, ...]:
+    """The axes of leaf ``x`` that one group spans (reduced over to get its norm).
+
+    ``"incoming"``: every axis but the last; ``"outgoing"``: every axis but the second-to-last
+    (module docstring). Empty for a leaf with fewer than two axes (each entry its own group).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> group_axes(jnp.ones((3, 3, 2, 4))), group_axes(jnp.ones((3, 3, 2, 4)), "outgoing")
+      ((0, 1, 2), (0, 1, 3))
+    """
+    _check_groups(groups)
+    if x.ndim < 2:
+        return ()
+    keep = x.ndim - 1 if groups == "incoming" else x.ndim - 2
+    return tuple(a for a in range(x.ndim) if a != keep)
+
+
+def group_sizes(x: jax.Array, groups: str = "incoming") -> int:
+    """Number of weights in each group of leaf ``x`` (the product of :func:`group_axes`)."""
+    return int(np.prod([x.shape[a] for a in group_axes(x, groups)]))
+
+
+def group_norms(x: jax.Array, groups: str = "incoming") -> jax.Array:
+    """Euclidean norm of each group of leaf ``x``, keeping dims to broadcast.
 
     Args:
       x: one leaf, e.g. a Dense kernel ``(in, out)`` or a Conv kernel ``(kh, kw, cin, cout)``.
+      groups: ``"incoming"`` (one group per output unit) or ``"outgoing"`` (one per input unit).
 
     Returns:
-      For ``x.ndim >= 2``, an array of shape ``(1, ..., 1, out)`` (same rank as ``x``);
-      otherwise ``|x|`` (each entry is its own group).
+      For ``x.ndim >= 2``, an array of the rank of ``x`` with 1 on the :func:`group_axes`:
+      ``(1, ..., 1, out)`` for incoming groups, ``(1, ..., in, 1)`` for outgoing; otherwise
+      ``|x|`` (each entry is its own group).
     """
-    if x.ndim < 2:
+    axes = group_axes(x, groups)
+    if not axes:
         return jnp.abs(x)
-    return jnp.sqrt(jnp.sum(jnp.square(x), axis=tuple(range(x.ndim - 1)), keepdims=True))
+    return jnp.sqrt(jnp.sum(jnp.square(x), axis=axes, keepdims=True))
 
 
-def group_lasso_penalty(params: PyTree, mask: Mask = None) -> jax.Array:
-    r"""Group lasso penalty over output units: :math:`\sum_g \sqrt{|g|}\,\|w_g\|_2`.
+def group_lasso_penalty(params: PyTree, mask: Mask = None, groups: str = "incoming") -> jax.Array:
+    r"""Group lasso penalty: :math:`\sum_g \sqrt{|g|}\,\|w_g\|_2`.
 
-    Groups are described in the module docstring; ``strength * group_lasso_penalty`` is the
-    penalty whose proximal operator :func:`wdjax.transforms.prox_group_lasso` applies.
+    Groups are described in the module docstring (``groups="incoming"``: output units, a Dense
+    kernel's columns; ``"outgoing"``: input units, its rows); ``strength *
+    group_lasso_penalty`` is the penalty whose proximal operator
+    :func:`wdjax.transforms.prox_group_lasso` applies (with the same ``groups``).
 
     Args:
       params: parameter pytree.
       mask: see :func:`resolve_mask`; None means :func:`decay_mask` (kernels only).
+      groups: ``"incoming"`` or ``"outgoing"``.
 
     Returns:
       A scalar.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> w = jnp.array([[3.0, 4.0], [0.0, 0.0], [0.0, 1.0]])  # rows: 3 inputs; columns: 2 units
+      >>> float(group_lasso_penalty(w, groups="outgoing"))  # √2·(5 + 0 + 1)
+      8.485280990600586
     """
-    return _masked_sum(lambda x: np.sqrt(group_sizes(x)) * jnp.sum(group_norms(x)), params, mask)
+    _check_groups(groups)
+    return _masked_sum(
+        lambda x: np.sqrt(group_sizes(x, groups)) * jnp.sum(group_norms(x, groups)), params, mask
+    )

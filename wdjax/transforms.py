@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from wdjax.penalties import Mask, group_norms, group_sizes, resolve_mask
+from wdjax.penalties import GROUPS, Mask, group_axes, group_norms, group_sizes, resolve_mask
 
 PyTree = Any
 ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
@@ -284,12 +284,13 @@ def prox_elastic_net(
     return _regularizer(leaf, mask)
 
 
-def _group_reduce(fn, x: jax.Array) -> jax.Array:
-    """Reduce over each group (all axes but the last, dims kept); 1-d leaves: identity."""
-    return fn(x, axis=tuple(range(x.ndim - 1)), keepdims=True) if x.ndim >= 2 else x
+def _group_reduce(fn, x: jax.Array, groups: str) -> jax.Array:
+    """Reduce over each group (its :func:`group_axes`, dims kept); 1-d leaves: identity."""
+    axes = group_axes(x, groups)
+    return fn(x, axis=axes, keepdims=True) if axes else x
 
 
-def _group_shrink_in_metric(v, d, c, iterations: int = 8):
+def _group_shrink_in_metric(v, d, c, groups: str = "incoming", iterations: int = 8):
     """Prox of c·‖w_g‖ in the metric diag(d): ``(zero, s)`` with prox = 0 or ``v − s·v``.
 
     The minimizer of ½(w−v)ᵀD(w−v) + c‖w‖ is w = d·v/(d+μ) where μ > 0 solves the secular
@@ -299,15 +300,15 @@ def _group_shrink_in_metric(v, d, c, iterations: int = 8):
     for d spanning 10 decades in our checks).
     """
     d = jnp.maximum(d, jnp.finfo(d.dtype).tiny)
-    norm_dv = jnp.sqrt(_group_reduce(jnp.sum, jnp.square(d * v)))
+    norm_dv = jnp.sqrt(_group_reduce(jnp.sum, jnp.square(d * v), groups))
     zero = norm_dv <= c
-    mu0 = c * _group_reduce(jnp.max, d) / jnp.where(zero, 1, norm_dv - c)
+    mu0 = c * _group_reduce(jnp.max, d, groups) / jnp.where(zero, 1, norm_dv - c)
 
     def newton(_, mu):
         w = v * (d / (d + mu))
-        norm_w = jnp.where(zero, 1, jnp.sqrt(_group_reduce(jnp.sum, jnp.square(w))))
+        norm_w = jnp.where(zero, 1, jnp.sqrt(_group_reduce(jnp.sum, jnp.square(w), groups)))
         f = c / norm_w - mu
-        df = c * _group_reduce(jnp.sum, jnp.square(w) / (d + mu)) / norm_w**3 - 1
+        df = c * _group_reduce(jnp.sum, jnp.square(w) / (d + mu), groups) / norm_w**3 - 1
         return jnp.where(zero, 0, mu - f / df)
 
     mu = jax.lax.fori_loop(0, iterations, newton, jnp.where(zero, 0, mu0))
@@ -315,12 +316,16 @@ def _group_shrink_in_metric(v, d, c, iterations: int = 8):
 
 
 def prox_group_lasso(
-    strength: ScalarOrSchedule, learning_rate: ScalarOrSchedule, mask: Mask = None
+    strength: ScalarOrSchedule,
+    learning_rate: ScalarOrSchedule,
+    mask: Mask = None,
+    groups: str = "incoming",
 ) -> optax.GradientTransformationExtraArgs:
-    r"""Proximal group-lasso step (block soft-thresholding of output units), placed last.
+    r"""Proximal group-lasso step (block soft-thresholding of units), placed last.
 
-    With :math:`v = w + u` and groups as in :mod:`wdjax.penalties` (one per output unit: a
-    Dense kernel column, a Conv output filter; each entry of a 1-d leaf is its own group):
+    With :math:`v = w + u` and groups as in :mod:`wdjax.penalties` (``groups="incoming"``: one
+    per output unit, a Dense kernel column, a Conv output filter; ``"outgoing"``: one per input
+    unit, a Dense kernel row, a Conv input channel; each entry of a 1-d leaf is its own group):
 
     .. math::
        w_g \leftarrow \max\Big(0,\ 1 - \frac{\mathrm{lr}\,\lambda\sqrt{|g|}}
@@ -343,21 +348,33 @@ def prox_group_lasso(
       strength: λ >= 0 (float, traced 0-d array or schedule).
       learning_rate: the learning rate of the preceding step (float, traced or schedule).
       mask: which leaves to shrink (see :mod:`wdjax.penalties`); None = kernels only.
+      groups: ``"incoming"`` (columns) or ``"outgoing"`` (rows; :mod:`wdjax.penalties`).
 
     Returns:
       An ``optax.GradientTransformationExtraArgs`` (see :func:`prox_l1`).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> w = jnp.array([[3.0, 4.0], [0.3, 0.4]])  # rows: 2 inputs; ‖row‖ = 5 and 0.5
+      >>> tx = prox_group_lasso(1.0, 1.0, groups="outgoing")  # threshold 1·1·√2 per row
+      >>> u, _ = tx.update(jnp.zeros((2, 2)), tx.init(w), w)
+      >>> (w + u).round(4)  # row 0 scaled by 1 − √2/5, row 1 removed
+      Array([[2.1515, 2.8686],
+             [0.    , 0.    ]], dtype=float32)
     """
     check_hyperparameter("strength", strength)
     check_hyperparameter("learning_rate", learning_rate)
+    if groups not in GROUPS:
+        raise ValueError(f"groups must be one of {GROUPS}, got {groups!r}.")
 
     def leaf(u, w, d, count):
-        c = _at(learning_rate, count) * _at(strength, count) * math.sqrt(group_sizes(w))
+        c = _at(learning_rate, count) * _at(strength, count) * math.sqrt(group_sizes(w, groups))
         v = w + u
         if d is None:
-            norm = group_norms(v)
+            norm = group_norms(v, groups)
             factor = jnp.maximum(0, 1 - c / jnp.maximum(norm, jnp.finfo(norm.dtype).tiny))
             return jnp.where(factor == 0, -w, u - (1 - factor) * v)
-        zero, shrink = _group_shrink_in_metric(v, d, c)
+        zero, shrink = _group_shrink_in_metric(v, d, c, groups)
         return jnp.where(zero, -w, u - shrink * v)
 
     return _regularizer(leaf, mask)
