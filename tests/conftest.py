@@ -11,6 +11,9 @@ os.environ["XLA_FLAGS"] = " ".join([*_flags, _DEVICES])
 os.environ.setdefault("WDJAX_OFFLINE", "1")  # tests are hermetic: never touch the network
 # Caches written by tests go to a throwaway folder, never to ~/tensorflow_datasets.
 os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="wdjax-tests-tfds-")
+# No compile cache in the user's home either: off for this process and the CLI runs it starts
+# (tests/test_compile_cache.py turns it on in a temporary directory for its own subprocesses).
+os.environ["WDJAX_COMPILE_CACHE"] = "off"
 
 import jax  # noqa: E402
 

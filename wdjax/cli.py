@@ -124,6 +124,13 @@ def _setup(cfg: SweepConfig, opts: RunOptions) -> None:
 
     if cfg.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
+    from wdjax import compile_cache
+
+    try:
+        given = opts.compile_cache
+        compile_cache.configure(compile_cache.default_root() if given is None else given)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     given = [opts.coordinator is not None, opts.num_processes is not None,
              opts.process_id is not None]  # fmt: skip
     if any(given) and not all(given):
@@ -166,8 +173,10 @@ def _report(result, out: str) -> None:
     s = result.summary
     if "dataset" in result.meta:  # runs made before meta recorded it have none
         print(dataset_line(result.meta["dataset"]))
+    start = result.meta.get("startup_seconds")
+    began = "" if start is None else f", training began {start:.2f}s after the data loaded"
     print(f"{result.config.num_members} members, {result.meta['run_seconds']:.1f}s "
-          f"(compile {result.meta['compile_seconds']:.1f}s) -> {out}")  # fmt: skip
+          f"(compile {result.meta['compile_seconds']:.1f}s{began}) -> {out}")  # fmt: skip
     print(results.markdown_table(results.table_rows(result.members, result.history), s))
     if s["best_member"] is None:
         print("no setting can be selected: every setting has a diverged member")

@@ -345,6 +345,13 @@ class RunOptions:
         parse=_optional_int,
         check=_at_least(1, True),
     )
+    compile_cache: str | None = setting(
+        None,
+        "directory of the persistent compile caches, or 'off' (default: $WDJAX_COMPILE_CACHE, "
+        "else $XDG_CACHE_HOME/wdjax or ~/.cache/wdjax): a repeat run of the same shape skips "
+        "compiling",
+        parse=str,
+    )
     coordinator: str | None = setting(None, "HOST:PORT of process 0 (multi-process)", parse=str)
     num_processes: int | None = setting(None, "process count", parse=_optional_int)
     process_id: int | None = setting(None, "this process's index", parse=_optional_int)

@@ -16,6 +16,7 @@ the compiled epoch's ``memory_analysis()`` (arguments + outputs + temporaries âˆ
 
 import concurrent.futures
 import functools
+import logging
 import math
 import time
 from typing import Any, NamedTuple
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
+from wdjax import compile_cache
 from wdjax import devices as dev
 from wdjax.train import Data, Engine, Hyper
 
@@ -38,6 +40,7 @@ __all__ = ["CPU_SMALL_OPTIONS", "MEMORY_FRACTION", "Programs", "clear_cache", "c
 # program the classic emitters cost ~20 % run time, so it keeps the defaults.)
 CPU_SMALL_OPTIONS = {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": False}
 MEMORY_FRACTION = 0.7  # automatic chunking keeps a compiled epoch under this share of memory
+log = logging.getLogger("wdjax")
 _CACHE: dict = {}  # key (see module docstring) -> (init, order, epoch)
 _MAX_CACHED = 16
 
@@ -62,6 +65,22 @@ def get(engine: Engine, data: Data, chunk: int, shard, repl, data_seed: int,
     if key in _CACHE:
         return Programs(*_CACHE[key], chunk, 0.0)
     t = time.perf_counter()
+    disk = compile_cache.program_key(engine, shapes, chunk, devices, axes, engine.eval_every > 1)
+    compiled = disk and compile_cache.load_programs(disk, shard.mesh.devices.flat)
+    if compiled:
+        log.info("loaded the compiled programs from the compile cache (%s)", compile_cache.root())
+    else:
+        compiled = _compile(engine, data, chunk, shard, repl, data_seed, axes)
+        if disk:
+            compile_cache.save_programs(disk, compiled)
+    if len(_CACHE) >= _MAX_CACHED:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = compiled
+    return Programs(*compiled, chunk, time.perf_counter() - t)
+
+
+def _compile(engine, data, chunk, shard, repl, data_seed, axes) -> tuple:
+    """Trace, lower and compile (init, order, epoch)."""
     fdt = jnp.dtype(engine.dtype)
     spec = functools.partial(jax.ShapeDtypeStruct, (chunk,), sharding=shard)
     hyper = Hyper(spec(dtype=fdt), spec(dtype=fdt), spec(dtype=jnp.int32), spec(dtype=jnp.int32),
@@ -79,11 +98,7 @@ def get(engine: Engine, data: Data, chunk: int, shard, repl, data_seed: int,
         epoch = jax.jit(engine.train_epoch, donate_argnums=0, out_shardings=(shard, shard))
         flag = (jax.ShapeDtypeStruct((), jnp.bool_, sharding=repl),) * (engine.eval_every > 1)
         epoch_c = epoch.lower(states, hyper, data, order_spec, *flag).compile()
-        compiled = (init_f.result(), order_f.result(), epoch_c)
-    if len(_CACHE) >= _MAX_CACHED:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[key] = compiled
-    return Programs(*compiled, chunk, time.perf_counter() - t)
+        return init_f.result(), order_f.result(), epoch_c
 
 
 def clear_cache() -> None:

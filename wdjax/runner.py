@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wdjax import compile_cache, programs, results, rundir
 from wdjax import data as D
 from wdjax import devices as dev
-from wdjax import programs, results, rundir
 from wdjax.checkpoints import Checkpoints
 from wdjax.config import ConfigError, RunOptions, SweepConfig, check_fields, validate
 from wdjax.progress import Bar, epoch_info
@@ -83,6 +83,8 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
     if out and rundir.prepare(out, cfg, resume):
         return load_result(out)  # finished earlier: nothing to train
     ds = _dataset(cfg, data)
+    t_data = time.perf_counter()
+    compile_cache.ensure()  # on by default (the CLI has configured it already)
     host = host_data(ds, cfg)
     if writer:
         rundir.write_config(out, cfg)
@@ -98,10 +100,11 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
         rundir.check_fingerprint(out, rundir.fingerprint(cfg, progs.init.out_info.params), resume)
     ckpt = Checkpoints(out, checkpoint_every, write=writer) if out else None
     run = _Run(cfg, progs, arrays, shard, hyper_arrays(members, _padded(k, progs.chunk), cfg.dtype),
-               ckpt, progress, resume and ckpt is not None and ckpt.exists())  # fmt: skip
+               ckpt, progress, resume and ckpt is not None and ckpt.exists(), t_data)  # fmt: skip
     with _stop_requests(enabled=writer and jax.process_count() == 1) as stop:
         history, params, run_s, steps = _train(run, stop)
     meta = rundir.meta(cfg, shard.mesh, progs, run_s, steps, ds)
+    meta["startup_seconds"] = run.startup  # data loaded -> the first epoch's program called
     if writer:
         meta["checkpoint_seconds"] = ckpt.save_seconds
     history = {name: v[:k] for name, v in history.items()}
@@ -182,6 +185,8 @@ class _Run:
     ckpt: Checkpoints | None
     progress: Any
     resume: bool
+    t_data: float = 0.0  # perf_counter when the data had loaded
+    startup: float | None = None  # seconds from then to the first epoch's call (this session)
 
     @property
     def chunks(self) -> int:
@@ -257,6 +262,8 @@ def _epoch(run: _Run, states, hyper, hist: dict, epoch: int):
     order = run.progs.order(jnp.int32(run.cfg.data_seed), jnp.int32(epoch))
     every, last = run.cfg.eval_every, epoch + 1 == run.cfg.epochs
     flag = (jnp.bool_(last or (epoch + 1) % every == 0),) * (every > 1)  # evaluate this epoch?
+    if run.startup is None:
+        run.startup = time.perf_counter() - run.t_data
     states, metrics = run.progs.epoch(states, hyper, run.arrays, order, *flag)
     for k, v in dev.to_host(metrics).items():
         hist[k] = np.concatenate([hist[k], v[:, None]], 1) if k in hist else v[:, None]
