@@ -19,8 +19,9 @@ One run on one machine prints one table and writes it as JSON. It measures
    CNN: PyTorch's default AdamW, and Keras at K = 1 only, its XLA:CPU convolutions being slow);
 5. the ratio check (with ``mlp`` and a peer): ``--rounds`` rounds, each timing the MLP sweep at
    K = ``--round-k`` (32) and then every peer at K = 1, back to back; the ratios per round and
-   their median. The table's rows are measured minutes apart, and single timings here drift by
-   ±20 % over minutes; the two sides of a round's ratio are about a minute apart.
+   their median; with ``cnn`` too, the same for the CNN sweep at K = ``--cnn-round-k`` (8)
+   (JSON ``cnn_rounds``). The table's rows are measured minutes apart, and single timings here
+   drift by ±20 % over minutes; the two sides of a round's ratio are about a minute apart.
 
 Timings are medians over warm epochs: the first epoch of every run (and every peer model) is
 dropped, so ``--epochs`` must be at least 2. Model FLOPs are a labelled convention (defined in
@@ -94,6 +95,7 @@ class Plan:
     cpu_devices: int | None = None  # CPU devices of the split rows (None: 2 per core, at most 8)
     rounds: int = 3  # rounds of the back-to-back ratio check (0: none)
     round_k: int = 32  # members of the sweep in the ratio check
+    cnn_round_k: int = 8  # members of the CNN sweep in its ratio check
     child: bool = False  # internal: this process measures the split rows for its parent
     peak_gflops: float | None = None  # internal: the parent's peak, for a child's %peak
     out: str | None = "results/bench.json"
@@ -113,6 +115,7 @@ QUICK = dict(
     matmul_n=256,
     rounds=2,
     round_k=2,
+    cnn_round_k=2,
 )
 GPU = dict(
     sections=("mlp", "cnn"),
@@ -519,9 +522,10 @@ def _peer_variants(w: Workload, plan: Plan, peers, epochs: int) -> list[tuple]:
 # --- the ratio check -----------------------------------------------------------------------------
 
 
-def bench_rounds(w: Workload, plan: Plan, peak: float, peers) -> dict | None:
-    """The ratio check: ``plan.rounds`` rounds, each timing wdjax's sweep at K = ``round_k`` (on
-    the split CPU where the benchmark splits it) and then every peer at K = 1, back to back.
+def bench_rounds(w: Workload, plan: Plan, peak: float, peers, section: str = "mlp") -> dict | None:
+    """The ratio check: ``plan.rounds`` rounds, each timing wdjax's sweep of model section
+    ``section`` at K = ``round_k`` (``cnn_round_k`` for the CNN; on the split CPU where the
+    benchmark splits it) and then every peer at K = 1, back to back.
 
     A single timing here drifts by ±20 % over minutes, and the table's rows are measured minutes
     apart; the two sides of a round's ratio are a minute apart at most. Returns the per-round
@@ -530,14 +534,14 @@ def bench_rounds(w: Workload, plan: Plan, peak: float, peers) -> dict | None:
     """
     if plan.rounds < 1 or not peers:
         return None
-    k, n = plan.round_k, split_devices(plan)
+    k, n = plan.cnn_round_k if section == "cnn" else plan.round_k, split_devices(plan)
     how = f"sweep, {n} CPU devices" if n else "sweep"
     sweep = f"wdjax {how}"
     variants = _peer_variants(w, plan, peers, plan.epochs)
     rounds = []
     for i in range(plan.rounds):
         _log(f"ratio round {i + 1}/{plan.rounds}: wdjax {how} K={k}, then each peer at K=1")
-        times = {sweep: _round_sweep(w, plan, peak, n)}
+        times = {sweep: _round_sweep(w, plan, peak, n, section, k)}
         for framework, peer_how, _, train in variants:
             times[f"{framework} {peer_how}"] = statistics.median(train(_grid(1)[0])[1:])
         rounds.append(times)
@@ -552,12 +556,12 @@ def bench_rounds(w: Workload, plan: Plan, peak: float, peers) -> dict | None:
     }
 
 
-def _round_sweep(w: Workload, plan: Plan, peak: float, split: int) -> float:
-    """Seconds per member-epoch of wdjax's sweep at K = ``round_k``: in a child process on
-    ``split`` CPU devices, or in this one when ``split`` is 0."""
-    sub = dataclasses.replace(plan, ks=(plan.round_k,))
+def _round_sweep(w: Workload, plan: Plan, peak: float, split: int, section: str, k: int) -> float:
+    """Seconds per member-epoch of wdjax's sweep of ``section`` at K = ``k``: in a child process
+    on ``split`` CPU devices, or in this one when ``split`` is 0."""
+    sub = dataclasses.replace(plan, ks=(k,), cnn_ks=(k,))
     if split:
-        rows, _ = bench_split("mlp", sub, peak)
+        rows, _ = bench_split(section, sub, peak)
     else:
         rows, _ = bench_wdjax(dataclasses.replace(w, ks=sub.ks), sub, peak, memory=False)
     return rows[0]["s_per_member_epoch"]
@@ -648,8 +652,9 @@ def table(result: dict) -> str:
         lines += ["", *_memory_lines(result["memory"])]
     if result["ratios"]:
         lines += ["", *_ratio_lines(result["ratios"])]
-    if result.get("rounds"):
-        lines += ["", *_rounds_lines(result["rounds"])]
+    for key in ("rounds", "cnn_rounds"):
+        if result.get(key):
+            lines += ["", *_rounds_lines(result[key])]
     lines += ["", *("note: " + n for n in result["notes"])]
     return "\n".join(lines)
 
@@ -734,7 +739,7 @@ def run(plan: Plan, save=None) -> dict:
     for name in models:
         measure_section(result, plan, name, peers, first=name == models[0])
         checkpoint(result, t0, save)
-    if "mlp" in plan.sections:
+    if {"mlp", "cnn"} & set(plan.sections):
         ratio_check(result, plan, peers)
         checkpoint(result, t0, save)
     finish(result, plan, load0)
@@ -756,8 +761,8 @@ def new_result(plan: Plan, peak: dict, load0, notes: list[str]) -> dict:
         "loadavg_start": load0,
         "complete": False,
     }
-    keys = ("meta", "peak", "rows", "memory", "ratios", "rounds", "notes")
-    return dict(zip(keys, (meta, peak, [], [], [], None, notes), strict=True))
+    keys = ("meta", "peak", "rows", "memory", "ratios", "rounds", "cnn_rounds", "notes")
+    return dict(zip(keys, (meta, peak, [], [], [], None, None, notes), strict=True))
 
 
 def _versions() -> dict:
@@ -832,10 +837,14 @@ def measure_wdjax(result: dict, plan: Plan, name: str, w: Workload, peak: float)
 
 
 def ratio_check(result: dict, plan: Plan, peers) -> None:
-    """Run the ratio check (:func:`bench_rounds`) into ``result["rounds"]``, or note its absence."""
-    mlp = workload("mlp", plan)
-    result["rounds"] = bench_rounds(mlp, plan, result["peak"]["gflops"], peers)
-    if result["rounds"] is None and plan.rounds:
+    """Run the ratio checks (:func:`bench_rounds`): the MLP's into ``result["rounds"]``, the
+    CNN's (with the ``cnn`` section) into ``result["cnn_rounds"]``; or note their absence."""
+    peak = result["peak"]["gflops"]
+    if "mlp" in plan.sections:
+        result["rounds"] = bench_rounds(workload("mlp", plan), plan, peak, peers)
+    if "cnn" in plan.sections:
+        result["cnn_rounds"] = bench_rounds(workload("cnn", plan), plan, peak, peers, "cnn")
+    if result["rounds"] is None and result["cnn_rounds"] is None and plan.rounds:
         result["notes"].append("ratio check skipped: no peer to compare with")
 
 
@@ -889,6 +898,7 @@ COUNT_FLAGS = {  # integers: (the least value, help)
     "rounds": (0, "rounds of the ratio check: the MLP sweep at K = --round-k, then each peer at "
                "K = 1, back to back, repeated (default 3; 0: none)"),
     "round_k": (1, "members of the ratio check's sweep (default 32)"),
+    "cnn_round_k": (1, "members of the CNN ratio check's sweep (default 8; with --sections cnn)"),
 }  # fmt: skip
 
 

@@ -236,6 +236,12 @@ def test_ratio_check_pairs_each_round_and_takes_the_median(monkeypatch):
     text = bench.table({"rows": [], "memory": [], "ratios": [], "rounds": got, "notes": []})
     assert "ratio check, 3 rounds" in text and "median 3.00x" in text
     assert bench.bench_rounds(w, plan, 100.0, []) is None  # no peer: nothing to compare
+    # the CNN's check: its own K (--cnn-round-k), its sweep measured on the CNN's sizes
+    sweep_s, calls[:] = iter([0.5, 0.25, 0.5]), []
+    cnn = bench.Workload("cnn", "cnn", bench_common.synthetic(256), (), (1, 8))
+    got = bench.bench_rounds(cnn, bench.Plan(rounds=3, cnn_round_k=8), 100.0, ["torch"], "cnn")
+    assert [c[0] for c in calls] == [(8,)] * 3 and got["k"] == 8
+    assert got["median_faster"] == {"torch eager, AdamW": pytest.approx(2.0)}  # no fused: CNN
     assert bench.bench_rounds(w, bench.Plan(rounds=0), 100.0, ["keras"]) is None
 
 
@@ -282,7 +288,8 @@ def test_quick_run_prints_table_and_notes(quick_run):
 
 def test_quick_run_json_fields(quick_run):
     _, res = quick_run
-    assert set(res) == {"meta", "peak", "rows", "memory", "ratios", "rounds", "notes"}
+    assert set(res) == {"meta", "peak", "rows", "memory", "ratios", "rounds", "cnn_rounds", "notes"}
+    assert res["cnn_rounds"] is None  # no cnn section: no CNN ratio check
     assert res["peak"]["n"] == 256 and res["peak"]["gflops"] > 0
     assert res["meta"]["plan"]["quick"] is True and res["meta"]["loadavg_start"]
     assert res["meta"]["complete"] is True and res["peak"]["gflops_end"] > 0
