@@ -2,7 +2,7 @@
 a given sparsity, and what can actually be removed?
 
 Command: ``python experiments/l1_sparsity.py`` (Fashion-MNIST; ``--smoke``: digits, seconds).
-Runtime: RUNTIME.
+Runtime: pending (budget 12 minutes on the shared 2-core machine).
 
 Claims tested: magnitude pruning of a trained network, then fine-tuning the survivors with the
 pruned weights held at zero, keeps its accuracy at high sparsity, and training with an L1 penalty
@@ -12,11 +12,11 @@ weights exactly to zero while the subgradient (Keras-style) L1 leaves none (Duch
 2009). Group lasso removes whole units: on each unit's incoming weights (Yuan & Lin 2006;
 Wen et al. 2016, "Learning structured sparsity in deep neural networks") or on its outgoing
 weights, which also removes input pixels (Scardapane et al. 2017, "Group sparse regularization
-for deep neural networks"). Verdict: VERDICT.
+for deep neural networks"). Verdict: pending the full run.
 
 Setup: the tutorial MLP 784-64-64-10 on Fashion-MNIST (50,000 training images, 10,000-image
 validation split from the training pool, the 10,000 test images), Adam lr 1e-3, batch 128,
-EPOCHS epochs. Arms, each a sweep whose λ = 0 member is the dense baseline (every arm of a
+15 epochs. Arms, each a sweep whose λ = 0 member is the dense baseline (every arm of a
 replicate shares its initial weights and batch order: paired):
 
 * ``l1_prox``: Adam + proximal L1 in Adam's metric (:func:`wdjax.transforms.adam_prox`) on the
@@ -24,10 +24,12 @@ replicate shares its initial weights and batch order: paired):
 * ``prune``: the dense baseline, magnitude-pruned layer-wise (hidden kernels only, the smallest
   |w| of each layer) to exactly the per-layer zero count of the ``l1_prox`` model at the same λ
   and replicate (same sparsity, same allocation over layers).
-* ``…+ft``: FT_EPOCHS more epochs of Adam (lr FT_LR) with every zero of the hidden kernels held
-  at zero (``l1_prox+ft``: the L1-trained model's own zeros; ``prune+ft``: Han et al.'s prune
-  and retrain; ``l1→prune+ft``: Han et al.'s full recipe, the subgradient-L1 model pruned as
-  ``prune`` and retrained). Fine-tuned arms train EPOCHS + FT_EPOCHS epochs in all.
+* ``…+ft``: 5 more epochs of Adam (lr 1e-4, Han et al.'s lowered rate) with every zero of
+  the hidden kernels held at zero: ``l1_prox+ft`` (the L1-trained model's own zeros),
+  ``prune+ft`` (Han et al.'s prune and retrain) and ``l1→prune+ft`` (Han et al.'s full recipe:
+  the subgradient-L1 model pruned as ``prune``, then retrained). Fine-tuned arms train 15 + 5
+  epochs in all; ``dense+ft`` (the dense model fine-tuned alike) separates the effect of those
+  epochs from that of the zeros.
 * ``group_in`` / ``group_out``: proximal group lasso (Adam metric) with a group per unit's
   incoming weights (kernel columns; ``mask="hidden"``: the 128 hidden units) or per unit's
   outgoing weights (kernel rows, ``groups="outgoing"``; ``mask="kernels"``: the 784 pixels
@@ -41,11 +43,13 @@ multiply-adds of a forward pass (784·64 + 64·64 + 64·10) in the removed rows 
 a dense implementation saves. ``sparsity`` is the share of exact zeros among those 54,912 kernel
 weights (what a sparse kernel could skip; parameters only).
 
-Statistics: R = REPS replicates (new initial weights, batch order, validation split); per arm
+Statistics: R = 5 replicates (new initial weights, batch order, validation split); per arm
 and λ the mean over replicates and its Student-t 95 % interval, the paired difference against
 the dense baseline and, for the pruned arms, against ``l1_prox`` (or ``l1_prox+ft``) at the same
 λ, hence the same sparsity. Operating point of an arm (chosen on validation, never on test):
-its largest λ whose mean validation loss is at most TOL above the dense model's.
+its largest λ whose mean validation loss is at most 5 % above the dense model's. λ grids:
+l1_prox, l1 and the pruned arms 1e-4, 3e-4, 1e-3, 3e-3; group lasso 1e-5, 1e-4, 1e-3 (ranges
+from a range-finding run at 20,000 images, 5 epochs: from ≈ no loss to a collapse).
 
 summary.json keys: ``arms`` {arm: {``strengths``, ``rows`` (per λ: ``strength``, ``n`` and
 mean/std/lo/hi of ``val_loss, test_loss, test_acc, sparsity, units_removed, pixels_removed,
@@ -55,9 +59,11 @@ macs_removed`` with paired ``_diff/_diff_lo/_diff_hi`` vs dense; pruned arms als
 ``max_sparsity`` {arm: largest mean sparsity over λ}, ``sparsity_check`` (largest |engine's
 sparsity metric − recount from the parameters| over trained members), ``macs_total``,
 ``strengths`` {sweep: λ grid}, ``tolerance``, ``selected_by``, ``epochs``, ``fine_tune``
-{epochs, lr}, ``replicates``, ``dataset``, ``figure``, ``command``, ``seconds``.
+{epochs, lr}, ``eval_check`` (largest |test loss "as given" by the fine-tuning path − the
+sweep's own| for dense and l1_prox: 0), ``replicates``, ``dataset``, ``figure``, ``command``,
+``seconds``.
 
-Measured: MEASURED
+Measured: pending the full run.
 """
 
 import dataclasses
