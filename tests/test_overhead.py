@@ -1,0 +1,116 @@
+"""experiments/overhead.py's own helpers against hand-computed values (the study end to end runs
+in tests/test_experiments.py)."""
+
+import math
+import types
+
+import numpy as np
+import pytest
+from helpers import load_script
+
+import wdjax
+
+ov = load_script("experiments/overhead.py")
+T_975_5 = 2.570581835636  # Student t_{0.975} with 5 degrees of freedom
+
+
+def fake_runs(val, strengths):
+    """Sweep results with ``val`` [replicates, settings, epochs] as val_loss (one member each)."""
+    runs = []
+    for v in np.asarray(val, float):
+        members = [dict(member=j, strength=float(s), lr=1e-3, seed=0, fold=0)
+                   for j, s in enumerate(strengths)]  # fmt: skip
+        runs.append(types.SimpleNamespace(members=members, history={"val_loss": v}))
+    return runs
+
+
+def test_time_round_rotates_the_order_and_time_all_collects_every_round():
+    calls = []
+    runners = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    assert set(ov.time_round(runners, offset=4)) == set("abc")  # 4 mod 3 = 1
+    assert calls == list("bca")
+    calls.clear()
+    times = ov.time_all(runners, repeats=3)
+    assert calls == list("abcbcacab")  # round r starts at runner r
+    assert all(len(v) == 3 and min(v) >= 0 for v in times.values())
+
+
+def test_ratio_summary_pairs_rounds_before_the_median():
+    t_none = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0]  # the load changes from round to round
+    t = [1.0, 4.0, 3.0, 8.0, 5.0, 12.0]  # ratios 1..6 within each round
+    s = ov.ratio_summary(t, t_none)
+    assert s["ratio"] == 3.5  # the median of 1..6
+    # n = 6: the order-statistic interval [x_(1), x_(6)] covers 1 - 2/64 of the time
+    assert (s["ratio_lo"], s["ratio_hi"], s["coverage"]) == (1.0, 6.0, 1 - 2 / 64)
+    logs = np.log(np.arange(1.0, 7.0))
+    half = T_975_5 * np.std(logs, ddof=1) / math.sqrt(6)
+    assert s["geo"] == pytest.approx(720 ** (1 / 6))  # geometric mean of 1..6
+    assert s["geo_lo"] == pytest.approx(math.exp(logs.mean() - half), rel=1e-9)
+    assert s["geo_hi"] == pytest.approx(math.exp(logs.mean() + half), rel=1e-9)
+
+
+def test_cell_summary_gives_microseconds_per_step_and_none_at_ratio_one():
+    times = {"none": [0.010, 0.020, 0.030], "wd": [0.015, 0.030, 0.045]}
+    c = ov.cell_summary(times, steps=10, compile_s={"none": 1.5, "wd": 2.5})
+    assert c["none"]["us"] == pytest.approx(2000.0) and c["wd"]["us"] == pytest.approx(3000.0)
+    assert c["none"]["ratio"] == 1.0 and c["wd"]["ratio"] == pytest.approx(1.5)
+    assert np.isnan(c["wd"]["ratio_lo"])  # 3 rounds: no 95 % order-statistic interval
+    assert (c["none"]["compile_s"], c["wd"]["compile_s"]) == (1.5, 2.5)
+
+
+def test_epochs_to_target_is_the_first_epoch_at_or_below_it_and_nan_when_censored():
+    curves = [[3.0, 2.0, 1.0], [3.0, 3.0, 3.0], [np.nan, 1.0, 0.5]]
+    e = ov.epochs_to_target(curves, [2.0, 2.5, 1.0])
+    np.testing.assert_array_equal(e, [2.0, np.nan, 2.0])
+
+
+def test_tuned_index_is_the_lowest_minimum_over_epochs():
+    val = [[1.0, 0.5, 0.9], [0.8, 0.6, 0.55], [np.nan, 0.45, np.nan]]  # minima .5, .55, .45
+    assert ov.tuned_index(val) == 2
+    assert ov.tuned_index([[np.nan, np.nan], [1.0, 2.0]]) == 1
+
+
+def test_time_to_target_pairs_each_replicate_with_its_own_none_target():
+    none = fake_runs([[[1.0, 0.8, 0.9]], [[1.2, 0.9, 0.85]]], [0.0])  # best 0.8, 0.85
+    wd = fake_runs([[[1.1, 1.05, 0.7], [2, 2, 2]], [[1.2, 1.0, 0.8], [2, 2, 2]]], [0.1, 1.0])
+    l1 = fake_runs([[[2.0, 2.0, 2.0]], [[2.0, 2.0, 2.0]]], [1e-4])  # never reaches the target
+    t = ov.time_to_target({"none": none, "wd": wd, "l1": l1}, factor=1.25,
+                          seconds_per_epoch={"none": 2.0, "wd": 3.0, "l1": 1.0})  # fmt: skip
+    assert t["none"]["targets"] == pytest.approx([1.0, 1.0625])  # 1.25 × each replicate's best
+    assert t["none"]["epochs"] == [1.0, 2.0] and t["none"]["epochs_diff"] == 0.0
+    w = t["wd"]
+    assert (w["strength"], w["index"], w["reached"]) == (0.1, 0, 2)
+    assert w["val_min"] == pytest.approx([0.75, 2.0])  # the mean curves' minima
+    assert w["epochs"] == [3.0, 2.0] and w["epochs_diff"] == pytest.approx(1.0)  # [2, 0] vs none
+    assert w["seconds_mean"] == pytest.approx(7.5)  # 3 s an epoch × [3, 2]
+    assert w["seconds_diff"] == pytest.approx(4.5)  # [9 − 2, 6 − 4]
+    half = 12.706204736 * np.std([7.0, 2.0], ddof=1) / math.sqrt(2)  # t_{0.975, 1}
+    assert w["seconds_diff_hi"] - w["seconds_diff"] == pytest.approx(half)
+    assert w["best_val_diff"] == pytest.approx(-0.075)  # [0.7 − 0.8, 0.8 − 0.85]
+    assert w["curve"] == pytest.approx([1.15, 1.025, 0.75])
+    assert t["l1"]["reached"] == 0 and np.isnan(t["l1"]["epochs_mean"])  # censored: no mean
+    assert np.isnan(t["l1"]["seconds_diff"])
+
+
+def test_interval_shows_the_median_alone_without_an_interval():
+    assert ov.interval(1.234, np.nan, np.nan) == "1.23"
+    assert ov.interval(1.0, 0.9, 1.2) == "1.00 [0.90, 1.20]"
+
+
+def test_full_config_meets_the_issue_rules():
+    c = ov.get_config()
+    assert c["replicates"] >= 5 and c["val_size"] >= 5000 and c["rounds"] >= 6
+    assert c["cells"][0][:2] == ("mlp", 1) and {m for m, *_ in c["cells"]} == {"mlp", "cnn"}
+    assert tuple(c["strategies"]) == wdjax.STRATEGIES
+    for reg in wdjax.STRATEGIES[1:]:  # every regularizer, a small grid without λ = 0
+        assert len(c["grids"][reg]) == 3 and min(c["grids"][reg]) > 0
+
+
+def test_make_runner_runs_the_steps_it_claims_across_an_epoch_boundary():
+    ds = wdjax.load("digits")  # 1,294 training images: 10 steps an epoch at batch 128
+    fn, compile_s = ov.make_runner("wd", 2, wdjax.SweepConfig(), 13, ds)
+    states, metrics = fn()
+    assert metrics["train_loss"].shape == (2,) and compile_s > 0
+    np.testing.assert_array_equal(np.asarray(states.step), [13, 13])  # 13 steps, every call
+    np.testing.assert_array_equal(np.asarray(fn()[0].step), [13, 13])  # from the same start
+    assert np.isnan(metrics["val_loss"]).all() and np.isnan(metrics["test_loss"]).all()
