@@ -1,0 +1,123 @@
+"""experiments/decoupling.py's own helpers against hand-computed values (the study end to end
+runs in tests/test_experiments.py)."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from helpers import load_script
+
+dc = load_script("experiments/decoupling.py")
+
+
+@pytest.mark.parametrize("x_star", [0.3, -1.37, 0.0])
+def test_vertex_of_an_exact_parabola(x_star):
+    x = np.linspace(-3, 3, 13)  # step 0.5
+    loss = 2.0 * (x - x_star) ** 2 + 0.7
+    got, edge = dc.vertex(x, loss)
+    assert not edge and got == pytest.approx(x_star, abs=1e-12)
+
+
+def test_vertex_uses_only_the_minimum_and_its_neighbours():
+    x = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
+    loss = np.array([100.0, 3.0, 1.0, 2.0, -50.0])  # global min at the end: an edge
+    assert dc.vertex(x, loss) == (pytest.approx(np.nan, nan_ok=True), True)
+    loss = np.array([100.0, 3.0, 1.0, 2.0, 80.0])
+    # parabola through (1, 3), (2, 1), (3, 2): y = 1.5x² − 6.5x + 8 → vertex 6.5 / 3
+    assert dc.vertex(x, loss) == (pytest.approx(6.5 / 3), False)
+
+
+def test_edge_cells_at_either_end_or_next_to_a_diverged_value():
+    x = np.arange(5.0)
+    assert dc.vertex(x, [0.5, 1, 2, 3, 4])[1]  # minimum at the low end
+    assert dc.vertex(x, [4, 3, 2, 1, 0.5])[1]  # at the high end
+    assert dc.vertex(x, [4, np.nan, 0.5, 1, 2])[1]  # neighbour diverged (NaN)
+    assert dc.vertex(x, [4, 1, 0.5, np.inf, 2])[1]  # neighbour diverged (inf)
+    assert not dc.vertex(x, [np.nan, 1, 0.5, 1, np.nan])[1]  # diverged, but not a neighbour
+    assert dc.vertex(x, [1, 1, 1, 1, 1])[1]  # flat: the first index is the minimum, an edge
+    assert dc.vertex(x, [2, 1, 1, 1, 0.5])[1]
+    # a tie: the first minimum (index 1) and its neighbours (0, 2), (1, 1), (2, 1): vertex 1.5
+    assert dc.vertex(x, [2, 1, 1, 1, 2]) == (1.5, False)
+
+
+@pytest.mark.parametrize("slope", [-2.0, -1.0, 0.0, 0.5])
+def test_fit_slope_recovers_an_exact_power_law(slope):
+    log_lr = np.log10(np.geomspace(1e-4, 1e-1, 7))
+    log_lam = 0.37 + slope * log_lr
+    assert dc.fit_slope(log_lr, log_lam) == pytest.approx(slope, abs=1e-12)
+    log_lam[[0, 6]] = np.nan  # edge cells are left out
+    assert dc.fit_slope(log_lr, log_lam) == pytest.approx(slope, abs=1e-12)
+    log_lam[1:5] = np.nan  # 1 point left: no slope
+    assert np.isnan(dc.fit_slope(log_lr, log_lam))
+
+
+def test_the_sheared_grid_centres_follow_the_predicted_line():
+    tx = dc.Sheared("adam", "l2", lam_anchor=1e-3, lr_anchor=1e-3, slope=-2.0, steps_per_epoch=10,
+                    epochs=2)  # fmt: skip
+    lrs = np.geomspace(3e-5, 3e-2, 7)
+    centres = tx.centre(lrs)
+    assert centres[3] == pytest.approx(1e-3 * (lrs[3] / 1e-3) ** -2)
+    np.testing.assert_allclose(np.diff(np.log10(centres)) / np.diff(np.log10(lrs)), -2.0)
+    rel = dc.rel_grid(4, 6)
+    assert len(rel) == 13 and rel[6] == 1.0
+    np.testing.assert_allclose(np.log10(rel), np.arange(-6, 7) / 4)
+
+
+def test_sheared_factory_applies_lambda_times_the_centre_to_the_hidden_kernels():
+    # sgd + l2, one step at t = 0 (cosine multiplier 1): u = −lr·(g + λ·w) on hidden kernels only
+    tx = dc.Sheared("sgd", "l2", lam_anchor=0.5, lr_anchor=0.1, slope=-1.0, steps_per_epoch=5,
+                    epochs=1)  # fmt: skip
+    params = {"dense_0": {"kernel": jnp.ones((2, 2))}, "head": {"kernel": jnp.ones((2, 2))}}
+    grads = {"dense_0": {"kernel": jnp.zeros((2, 2))}, "head": {"kernel": jnp.zeros((2, 2))}}
+    opt = tx(0.2, 2.0)  # λ = 2 · 0.5 · (0.2/0.1)^−1 = 0.5
+    u, _ = opt.update(grads, opt.init(params), params)
+    np.testing.assert_allclose(u["dense_0"]["kernel"], -0.2 * 0.5)
+    np.testing.assert_allclose(u["head"]["kernel"], 0.0)
+    assert isinstance(opt, optax.GradientTransformation)
+
+
+def test_agreement_rule():
+    assert dc.agreement(-1.0, -1.2, -0.7) == "agrees"  # half-width 0.25, contains −1
+    assert dc.agreement(-1.0, -0.6, -0.2) == "disagrees"  # half-width 0.2, excludes −1
+    assert dc.agreement(-1.0, -1.5, -0.8) == "inconclusive"  # half-width 0.35 > 0.3
+    assert dc.agreement(0.0, -0.3, 0.3) == "agrees"  # exactly 0.3 is still decisive
+    assert dc.agreement(0.0, np.nan, np.nan) == "inconclusive"
+    assert dc.agreement(None, -1.0, -0.9) == "no prediction"
+
+
+def test_bootstrap_interval_is_seeded_and_inside_the_range():
+    x = [-1.1, -0.9, -1.0, -1.2, -0.8]
+    lo, hi = dc.bootstrap_interval(x)
+    assert (lo, hi) == dc.bootstrap_interval(x)  # fixed seed
+    assert -1.2 <= lo < -1.0 < hi <= -0.8
+    assert dc.bootstrap_interval([3.0, 3.0]) == (3.0, 3.0)
+    assert np.isnan(dc.bootstrap_interval([1.0, np.nan])[0])  # one finite value: no interval
+
+
+def test_interp_loss_and_reuse_regret():
+    log_grid = np.array([[-2.0], [-1.0], [0.0]])  # [r, L=1]
+    assert dc.interp_loss(log_grid[:, 0], [3.0, 1.0, 2.0], -1.5) == (2.0, False)
+    assert dc.interp_loss(log_grid[:, 0], [3.0, 1.0, 2.0], 1.0) == (2.0, True)  # clamped
+    # two lrs sharing a grid; reference lr 0 tunes index 1 in both replicates, lr 1's own is 2
+    log_grid = np.array([[-2.0, -2.0], [-1.0, -1.0], [0.0, 0.0]])
+    val = np.array([[[3.0, 3.0], [1.0, 2.0], [2.0, 1.0]]] * 2)  # [R=2, r=3, L=2]
+    test = val + np.array([0.0, 0.1])[:, None, None]
+    out = dc.reuse(log_grid, val, test, ref=0)
+    assert out["reuse"][0]["test_regret_mean"] == 0.0
+    assert out["reuse"][1]["val_regret_mean"] == pytest.approx(1.0)  # 2 − 1 at lr 1
+    assert out["reuse"][1]["test_regret_mean"] == pytest.approx(1.0)
+    assert out["test_loss"] == [pytest.approx(1.05), pytest.approx(1.05)]
+
+
+def test_shrink_units():
+    assert dc.shrink("adam", "wd", 2.0, 1e-3, 100.0) == pytest.approx(0.2)
+    assert dc.shrink("momentum", "l2", 2.0, 1e-3, 100.0) == pytest.approx(2.0)  # /(1 − 0.9)
+    assert dc.shrink("adam", "wd_paper", 2e-3, 1e-3, 100.0) == pytest.approx(0.2)  # lr-free
+    assert dc.shrink("adam", "l2", 2.0, 1e-3, 100.0) is None
+
+
+def test_the_bn_model_is_exactly_scale_invariant_and_the_plain_one_is_named():
+    cfg = dc.wdjax.SweepConfig()
+    m = dc.model(True, cfg, 10)
+    assert m.batchnorm and m.bn_epsilon == 0.0 and tuple(m.hidden) == cfg.hidden
+    assert dc.model(False, cfg, 10) == "mlp"
