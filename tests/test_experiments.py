@@ -26,8 +26,8 @@ STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
 NEEDS: dict = {}  # a study that reads another study's summary.json beside its --out
 KEYS = {  # the headline keys each study's docstring lists for summary.json
     "batchnorm_equilibrium": {"equilibrium", "steps", "window", "batch_size"},
-    "decoupling": {"slopes", "slopes_seed_std", "slopes_basin_edge", "lambda_edge", "lambda_star",
-                   "edge", "best", "lrs", "strengths", "selected_by", "epochs"},
+    "decoupling": {"arms", "agree", "disagree", "inconclusive", "estimator", "steps", "epochs",
+                   "train_size", "replicates", "selected_by", "dataset"},
     "l1_sparsity": {"operating_point", "max_sparsity", "frontier", "epochs", "seeds"},
     "lambda_curve": {"conditions", "best_strength", "selected_by", "strengths", "replicates",
                      "dataset"},
@@ -153,48 +153,20 @@ def test_l1_sparsity(smoke):
 
 def test_decoupling(smoke):
     s = summary(smoke, "decoupling")
-    assert set(s["slopes"]) == {"adam+wd_paper+bn"}
-    assert math.isfinite(s["slopes"]["adam+wd_paper+bn"])
-    best = s["best"]["adam+wd_paper+bn"]
-    assert best["lr"] in s["lrs"]["adam+wd_paper+bn"]
-    assert 0.0 <= best["test_acc"] <= 1.0 and best["test_loss"] > 0
-
-
-@pytest.mark.parametrize("slope", [-1.0, 0.0, 1.0, -0.5])
-def test_best_strength_and_slope_recover_a_known_slope(slope):
     mod = study("decoupling")
-    lrs = np.geomspace(1e-3, 1e-1, 5)
-    lams = np.geomspace(1e-6, 1.0, 13)
-    star = 1e-3 * (lrs / 1e-2) ** slope * 1.37  # off the grid points
-    loss = (np.log(lams)[:, None] - np.log(star)[None, :]) ** 2 + 0.5  # [λ, lr], quadratic in log λ
-    got, edge = mod.best_strength(lams, loss)
-    np.testing.assert_allclose(got, star, rtol=1e-6)
-    assert not edge.any()
-    assert mod.fit_slope(lrs, got) == pytest.approx(slope, abs=1e-6)
-
-
-def test_best_strength_flags_edges_and_ignores_diverged():
-    mod = study("decoupling")
-    lams = np.array([1e-3, 1e-2, 1e-1])
-    loss = np.array([[1.0, np.nan], [2.0, 0.5], [3.0, np.inf]])  # col 0: edge; col 1: NaN is +inf
-    got, edge = mod.best_strength(lams, loss)
-    assert edge.tolist() == [True, False]
-    assert got[0] == pytest.approx(1e-3) and got[1] == pytest.approx(1e-2)
-
-
-@pytest.mark.parametrize("slope", [-1.0, 0.0])
-def test_basin_edge_recovers_a_known_edge_slope(slope):
-    mod = study("decoupling")
-    lrs = np.geomspace(1e-3, 1e-1, 5)
-    lams = np.geomspace(1e-6, 1.0, 13)
-    edge = 1e-3 * (lrs / 1e-2) ** slope * 1.37
-    # Minimum 1.0 at the smallest λ, then linear in log λ, reaching 1.1 exactly at the edge.
-    x = np.log(lams)[:, None] - np.log(lams[0])
-    loss = 1.0 + 0.1 * x / (np.log(edge) - np.log(lams[0]))[None, :]
-    got = mod.basin_edge(lams, loss, rise=0.1)
-    np.testing.assert_allclose(got, edge, rtol=1e-6)
-    assert mod.fit_slope(lrs, got) == pytest.approx(slope, abs=1e-6)
-    assert np.isnan(mod.basin_edge(lams, np.ones((13, 1)))[0])  # never exceeds: NaN
+    assert set(s["arms"]) == {"adam+wd+bn"} and s["selected_by"] == "val_loss"
+    a = s["arms"]["adam+wd+bn"]
+    assert a["predicted_slope"] == -1.0 and a["batchnorm"]  # from wdjax.symmetry's tested map
+    R, L = s["replicates"], len(a["lrs"])
+    assert np.shape(a["edge"]) == (R, L) and np.shape(a["lambda_star"]) == (R, L)
+    assert a["edge_cells"] == int(np.sum(a["edge"]))
+    assert all((v is None) == e for row, er in zip(a["lambda_star"], a["edge"], strict=True)
+               for v, e in zip(row, er, strict=True))  # fmt: skip
+    assert a["verdict"] in {"agrees", "disagrees", "inconclusive"}
+    assert len(a["reuse"]) == L and a["reuse"][L // 2]["test_regret_mean"] == 0.0  # λ(η₀) at η₀
+    full = mod.get_config()
+    assert len(full["arms"]) == 10 and full["replicates"] >= 5 and full["n_lr"] >= 7
+    assert len(full["rel_bn"]) == 13
 
 
 # --- 5: versus_dropout_batchnorm ------------------------------------------------------------
