@@ -34,15 +34,16 @@ full 50,000 validation picks λ ≈ 0 for every strategy, tutorial_mlp and lambd
 "tuned" regularizer would be none), 30 epochs of 78 steps, validation loss every epoch. Each
 strategy trains a grid of 3 λ over one decade (``GRIDS``, around what lambda_curve chose at 6,000
 images; none: λ = 0) as one sweep per replicate; R = 5 replicates (new initial weights, batch
-order, training subset and validation split), every strategy of a replicate on the same draws.
-The tuned λ has the lowest minimum over epochs of the replicate-mean validation loss (never test).
+order, training subset and validation split), every strategy of a replicate on the same draws. The
+tuned λ has the lowest minimum over epochs of the replicate-mean validation loss (never test).
 Target, a rule fixed before the run: 1.05 × the replicate's own ``none`` run's lowest validation
 loss. Epochs to target = the first epoch whose validation loss is ≤ the target; seconds = epochs ×
-78 × the strategy's median per-step time (MLP, K = 1; evaluation is left out: it costs every
-strategy the same); mean and 95 % Student-t interval over replicates (n − 1 = 4 degrees of
-freedom), differences against ``none`` paired by replicate. A replicate that never reaches the
-target within 30 epochs is censored: "reached" counts the others, and the strategy's mean and
-differences are NaN (nothing is imputed). The timing interval is not carried into the seconds.
+78 × the strategy's step time (MLP, K = 1: none's median × the strategy's median paired ratio;
+evaluation is left out: it costs every strategy the same); mean and 95 % Student-t interval over
+replicates (n − 1 = 4 degrees of freedom), differences against ``none`` paired by replicate. A
+replicate that never reaches the target within 30 epochs is censored: "reached" counts the others,
+and the strategy's mean and differences are NaN (nothing is imputed). The timing interval is not
+carried into the seconds.
 
 summary.json keys: ``timing`` {cell: {strategy: ``us, us_lo, us_hi`` (µs per step, median and
 order-statistic interval), ``ratio, ratio_lo, ratio_hi, coverage`` (vs none), ``geo, geo_lo,
@@ -176,6 +177,14 @@ def cell_summary(times: dict, steps: int, compile_s: dict) -> dict:
     return out
 
 
+def seconds_per_epoch(cell: dict, steps: int) -> dict:
+    """{strategy: seconds of ``steps`` steps}: none's median step time × the strategy's median
+    paired ratio (the study's estimate of relative cost, steadier than the ratio of two
+    separately taken medians)."""
+    base = cell["none"]["us"] * 1e-6 * steps
+    return {reg: base * d["ratio"] for reg, d in cell.items()}
+
+
 def cell_name(model: str, k: int) -> str:
     return f"{model} K={k}"
 
@@ -298,8 +307,8 @@ def table(cells: dict, ttt: dict, strategies) -> tuple[list, list]:
         row += [interval(*(cells[c][reg][x] for x in ("ratio", "ratio_lo", "ratio_hi")))
                 for c in cells]  # fmt: skip
         row += [f"{t['strength']:.3g}", f"{t['reached']}/{t['n']}", study.ci(t, "epochs", 1),
-                study.ci(t, "epochs_diff", 1), study.ci(t, "seconds", 1),
-                study.ci(t, "seconds_diff", 1), study.ci(t, "best_val_diff", 4)]  # fmt: skip
+                study.ci(t, "epochs_diff", 1), study.ci(t, "seconds", 2),
+                study.ci(t, "seconds_diff", 2), study.ci(t, "best_val_diff", 4)]  # fmt: skip
         rows.append(row)
     return cols, rows
 
@@ -330,8 +339,8 @@ def figure(cells: dict, ttt: dict, strategies):
     low = np.nanmin([np.nanmin(ttt[r]["curve_lo"]) for r in strategies])
     if np.isfinite(low) and low < target:
         axes[1].set_ylim(0.97 * low, 1.4 * target)  # where the curves cross the target
-    axes[1].set(xlabel="epoch", ylabel="validation loss", yscale="log",
-                title="validation loss at the tuned λ (bands: 95 % t-interval)")  # fmt: skip
+    axes[1].set(xlabel="epoch", ylabel="validation loss",
+                title="val. loss at the tuned λ (bands: 95 % t-int. over replicates)")  # fmt: skip
     axes[1].legend(fontsize=7)
     mid = np.array([ttt[r]["seconds_diff"] for r in strategies])
     lo, hi = (
@@ -354,7 +363,7 @@ def main(argv=None) -> dict:
     cells, load = time_strategies(run, ds)
     first = next(iter(cells))  # the single model (K = 1): the per-epoch cost of a user's run
     spe = len(ds.x_train) // run.config.batch_size  # steps an epoch (partial batch dropped)
-    per_epoch = {reg: cells[first][reg]["us"] * 1e-6 * spe for reg in k["strategies"]}
+    per_epoch = seconds_per_epoch(cells[first], spe)
     ttt = time_to_target(train_strategies(run), k["target_factor"], per_epoch)
     load["after_training"] = os.getloadavg()[0]
     cols, rows = table(cells, ttt, k["strategies"])

@@ -114,3 +114,10 @@ def test_make_runner_runs_the_steps_it_claims_across_an_epoch_boundary():
     np.testing.assert_array_equal(np.asarray(states.step), [13, 13])  # 13 steps, every call
     np.testing.assert_array_equal(np.asarray(fn()[0].step), [13, 13])  # from the same start
     assert np.isnan(metrics["val_loss"]).all() and np.isnan(metrics["test_loss"]).all()
+
+
+def test_seconds_per_epoch_prices_none_by_its_median_and_the_rest_by_their_paired_ratio():
+    cell = {"none": {"us": 400.0, "ratio": 1.0}, "wd": {"us": 450.0, "ratio": 0.98}}
+    s = ov.seconds_per_epoch(cell, steps=78)
+    assert s["none"] == pytest.approx(400e-6 * 78)
+    assert s["wd"] == pytest.approx(400e-6 * 78 * 0.98)  # not 450 µs: the paired ratio
