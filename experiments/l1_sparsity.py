@@ -2,7 +2,9 @@
 a given sparsity, and what can actually be removed?
 
 Command: ``python experiments/l1_sparsity.py`` (Fashion-MNIST; ``--smoke``: digits, seconds).
-Runtime: pending (budget 12 minutes on the shared 2-core machine).
+Runtime: 314 s (5.2 min) on the 2-core machine, shared with other agents' jobs (run under
+flock: 4 training sweeps of 5 + 4 + 3 + 3 members × 15 epochs and 13 members fine-tuned 5
+epochs, per replicate).
 
 Claims tested: magnitude pruning of a trained network, then fine-tuning the survivors with the
 pruned weights held at zero, keeps its accuracy at high sparsity, and training with an L1 penalty
@@ -12,7 +14,13 @@ weights exactly to zero while the subgradient (Keras-style) L1 leaves none (Duch
 2009). Group lasso removes whole units: on each unit's incoming weights (Yuan & Lin 2006;
 Wen et al. 2016, "Learning structured sparsity in deep neural networks") or on its outgoing
 weights, which also removes input pixels (Scardapane et al. 2017, "Group sparse regularization
-for deep neural networks"). Verdict: pending the full run.
+for deep neural networks"). Verdict: *reproduced* for exact zeros (prox yes, subgradient
+no) and for whole units from group lasso (outgoing groups also remove pixels); *reproduced in
+part* for Han et al.: prune-and-retrain keeps the dense accuracy up to 54 % sparsity and L1
+before pruning helps without retraining and at 90 %, but with retraining at 24–81 % sparsity
+pruning the unregularized model beats every L1 arm in accuracy. L1 wins where it counts for a
+dense implementation: at the same sparsity it removes 14–88 % of the multiply-adds, pruning
+0–27 %.
 
 Setup: the tutorial MLP 784-64-64-10 on Fashion-MNIST (50,000 training images, 10,000-image
 validation split from the training pool, the 10,000 test images), Adam lr 1e-3, batch 128,
@@ -63,7 +71,31 @@ sparsity metric − recount from the parameters| over trained members), ``macs_t
 sweep's own| for dense and l1_prox: 0), ``replicates``, ``dataset``, ``figure``, ``command``,
 ``seconds``.
 
-Measured: pending the full run.
+Measured (Fashion-MNIST, R = 5; mean [95 % t-interval]; Δ paired by replicate): dense test
+loss 0.358 [0.347, 0.369], accuracy 0.8740 [0.8693, 0.8788]; 5 more epochs at lr 1e-4
+(``dense+ft``) alone lower the loss by 0.026 [0.017, 0.034] and raise accuracy by 1.02 [0.49,
+1.54] points, so fine-tuned arms compare with that. The subgradient ``l1`` has no exact zero at
+any λ (sparsity 0.000 at λ = 3e-3, where accuracy is down 6.3 points); ``l1_prox`` reaches 23.5,
+54, 81 and 90 % zeros. No ``l1_prox`` λ is within 5 % of the dense validation loss (at 1e-4 the
+test loss rises by 0.020 [0.004, 0.037]); fine-tuned (``l1_prox+ft``, chosen λ = 1e-4: 23.5 %
+zeros, 14 % of MACs removed) its test loss is 0.019 [0.008, 0.030] below the dense model's.
+Magnitude pruning at the same per-layer sparsity: without fine-tuning it matches l1_prox at
+23.5 % (accuracy +0.93 [+0.56, +1.29] points vs l1_prox) and collapses at 81 % (0.570 [0.491,
+0.650]); fine-tuned (``prune+ft``) it is the most accurate sparse arm up to 81 %: +0.69, +1.66,
++1.63 points over ``l1_prox+ft`` (intervals [0.45, 0.92], [1.39, 1.93], [1.27, 1.99]), at 54 %
+zeros (chosen on validation) 0.8823 [0.8816, 0.8831] with test loss 0.332 [0.326, 0.337], like
+``dense+ft``; at 90 % it falls 2.62 [1.33, 3.91] points below ``l1_prox+ft``. Han et al.'s
+L1-then-prune: the subgradient-L1 model pruned without retraining stays near l1_prox
+(``l1→prune`` at 81 %: 0.830 [0.825, 0.835], −0.40 [−0.71, −0.08] points vs l1_prox) where
+the pruned dense model collapses, and retrained it shows no detectable difference from
+``l1_prox+ft`` at any sparsity. What is removable: at equal sparsity l1_prox removes 14, 40, 74,
+88 % of the MACs (13–63 hidden units, 16–89 pixels) against 0, 0, 9, 27 % for pruning. Group
+lasso at its chosen λ = 1e-5 costs no detectable test loss (incoming −0.0028 [−0.0071, +0.0016],
+outgoing −0.0028 [−0.0066, +0.0009]) and removes 12.0 [9.5, 14.5] units (10 % of MACs) or 11.2
+units and 12.4 [9.5, 15.3] pixels (11 %); at λ = 1e-4 incoming groups remove 22.4 units at
+22.5 % zeros where l1_prox (λ = 1e-4) removes 13.2 at 23.5 %; at 1e-3 incoming groups remove
+72.8 units (88.5 % of MACs, −5.7 points), outgoing ones 64.6 units and 134.8 pixels (80.5 %,
+−6.8 points). The pixels removed are the image corners (figure).
 """
 
 import dataclasses
@@ -89,8 +121,8 @@ SWEEPS = {  # sweep -> (reg, mask, groups)
 }
 VS_L1 = {"prune": "l1_prox", "prune+ft": "l1_prox+ft", "l1→prune": "l1_prox",
          "l1→prune+ft": "l1_prox+ft"}  # fmt: skip
-TABLE_ARMS = ("l1_prox", "l1_prox+ft", "prune", "prune+ft", "l1→prune+ft", "group_in",
-              "group_out")  # fmt: skip
+TABLE_ARMS = ("l1_prox", "l1_prox+ft", "prune", "prune+ft", "l1→prune", "l1→prune+ft",
+              "group_in", "group_out")  # fmt: skip
 
 
 def get_config(smoke=False) -> dict:
@@ -432,13 +464,15 @@ def figure(s: dict, reps: list[dict], shape):
         ax.grid(alpha=0.3)
     axes[0, 1].set_yscale("log")
     axes[0, 0].legend(fontsize=7)
-    for ax, arm in zip(axes[1], ("l1_prox", "group_in", "group_out"), strict=True):
+    # l1_prox+ft has l1_prox's zeros: its operating point shows the L1 prox's pixels
+    for ax, arm in zip(axes[1], ("l1_prox+ft", "group_in", "group_out"), strict=True):
         a = s["arms"][arm]
         j = a["chosen"] if a["chosen"] is not None else 0
         im = ax.imshow(pixel_map(reps, arm, j, shape), vmin=0, vmax=1, cmap="viridis")
         r = a["rows"][j]
         used = np.prod(shape) - r["pixels_removed_mean"]
-        ax.set_title(f"{arm} λ={r['strength']:.2g}: {used:.0f} pixels used", fontsize=9)
+        none = "" if a["chosen"] is not None else " (no λ within the tolerance)"
+        ax.set_title(f"{arm} λ={r['strength']:.2g}: {used:.0f} pixels used{none}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.colorbar(im, ax=axes[1, -1], label="fraction of replicates using the pixel")
