@@ -1,0 +1,179 @@
+"""The helpers of experiments/batchnorm_equilibrium.py against hand-computed values, and the
+study's Adam + L2 equilibrium formula against a simulated scale-invariant unit."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import load_script
+
+import wdjax
+from wdjax import symmetry
+
+STUDY = load_script("experiments/batchnorm_equilibrium.py")
+K = 0.1 / 1.9  # (1 − β₁)/(1 + β₁) at β₁ = 0.9
+
+
+def test_closed_forms_by_hand():
+    p = STUDY.predicted
+    assert p("adam", "wd", 1e-3, 1.0) == pytest.approx(math.sqrt(2e-3 * K))
+    assert p("momentum", "l2", 1e-2, 0.1, momentum=0.9) == pytest.approx(math.sqrt(2e-3 / 1.9))
+    assert p("momentum", "wd", 1e-2, 0.1, momentum=0.8) == pytest.approx(math.sqrt(4e-4 / 1.8))
+    # adam+l2: θ³ = 2·k^{3/2}·√C·η²λ/Γ; C = 64, Γ = 0.5: 2·k^1.5·8·1e-6·0.1/0.5
+    theta3 = 2 * K**1.5 * 8 * 1e-6 * 0.1 / 0.5
+    assert p("adam", "l2", 1e-3, 0.1, gamma=0.5, fan_in=64) == pytest.approx(theta3 ** (1 / 3))
+    with pytest.raises(ValueError, match="gamma and fan_in"):
+        p("adam", "l2", 1e-3, 0.1)
+    with pytest.raises(ValueError, match="no prediction"):
+        p("sgd", "l1", 1e-2, 0.1)
+
+
+@pytest.mark.parametrize("c", [0.1, 0.5, 2.0, 7.0])
+def test_adam_l2_prediction_depends_on_eta_and_lambda_only_through_eta2_lambda(c):
+    """The exact scale map of Adam + L2 (wdjax.symmetry: η → c·η, λ → λ/c²) leaves it unchanged,
+    and Γ is scale-free, so the formula must not move; 8× η²λ doubles it (the cube root)."""
+    lam_factor, _ = symmetry.scale_map("adam", "l2", c)
+    assert lam_factor == pytest.approx(1 / c**2)
+    base = STUDY.predicted("adam", "l2", 1e-3, 0.05, gamma=0.02, fan_in=784)
+    mapped = STUDY.predicted("adam", "l2", c * 1e-3, 0.05 * lam_factor, gamma=0.02, fan_in=784)
+    assert mapped == pytest.approx(base, rel=1e-12)
+    assert STUDY.predicted("adam", "l2", c * 1e-3, 0.05, gamma=0.02, fan_in=784) != pytest.approx(
+        base
+    )
+    eight = STUDY.predicted("adam", "l2", 1e-3, 0.4, gamma=0.02, fan_in=784)
+    assert eight == pytest.approx(2 * base)
+
+
+def test_adam_gamma_by_hand_and_scale_free():
+    w = jnp.array([[3.0, 1.0], [4.0, 0.0]])  # units: (3, 4) and (1, 0)
+    d = jnp.array([[1.0, 2.0], [2.0, 5.0]])
+    # unit 0: ‖w‖³ = 125, Σ w²/d = 9 + 8 = 17; unit 1: 1 / (1/2) = 2
+    np.testing.assert_allclose(STUDY.adam_gamma(w, d), [125 / 17, 2.0], rtol=1e-6)
+    # scale-invariant weights: w → s·w makes Adam's denominator d/s; Γ does not move
+    np.testing.assert_allclose(STUDY.adam_gamma(7 * w, d / 7), STUDY.adam_gamma(w, d), rtol=1e-6)
+    # one denominator for every coordinate: Γ = ‖w‖·d
+    np.testing.assert_allclose(STUDY.adam_gamma(w, jnp.full((2, 2), 0.5)), [2.5, 0.5], rtol=1e-6)
+
+
+def test_effective_gamma_gives_the_rms_of_the_units_predictions():
+    g = np.array([0.01, 0.05, 0.2])
+    each = STUDY.predicted("adam", "l2", 1e-3, 0.1, gamma=g, fan_in=64)
+    pooled = STUDY.predicted("adam", "l2", 1e-3, 0.1, gamma=STUDY.effective_gamma(g), fan_in=64)
+    assert float(pooled) == pytest.approx(math.sqrt(np.mean(each**2)), rel=1e-5)
+
+
+def simulate(reg, eta, lam, steps=12000, window=6000, c=32, units=16, seed=0):
+    """Adam (+ L2 or AdamW) on units whose gradient is pure noise orthogonal to w, scaled as
+    1/‖w‖ (a scale-invariant loss) with per-coordinate scale-free scales s_i: returns the
+    measured RMS angle over the last ``window`` steps and the study's prediction."""
+    rng = np.random.default_rng(seed)
+    s = np.exp(rng.normal(0, 0.5, size=(c, units)))
+    w = rng.normal(size=(c, units)) / math.sqrt(c)
+    m, v, angles, snaps = np.zeros_like(w), np.zeros_like(w), [], []
+    for t in range(1, steps + 1):
+        n = np.linalg.norm(w, axis=0)
+        xi, wh = s * rng.normal(size=w.shape) / n, w / n
+        g = xi - wh * np.sum(wh * xi, axis=0)
+        g = g + lam * w if reg == "l2" else g
+        m, v = 0.9 * m + 0.1 * g, 0.999 * v + 0.001 * g * g
+        d = np.sqrt(v / (1 - 0.999**t)) + 1e-8
+        w1 = w - eta * (m / (1 - 0.9**t)) / d - (eta * lam * w if reg == "wd" else 0)
+        if t > steps - window:
+            cos = np.sum(w * w1, 0) / np.linalg.norm(w, axis=0) / np.linalg.norm(w1, axis=0)
+            angles.append(np.arccos(np.clip(cos, -1, 1)))
+            if t % 10 == 0:
+                snaps.append((w1, d))
+        w = w1
+    measured = math.sqrt(np.mean(np.square(angles)))
+    if reg == "wd":
+        return measured, STUDY.predicted("adam", "wd", eta, lam)
+    ws, ds = (jnp.asarray(np.stack(x)) for x in zip(*snaps, strict=True))
+    gamma = STUDY.effective_gamma(jax.vmap(STUDY.adam_gamma)(ws, ds))
+    pred = STUDY.predicted("adam", "l2", eta, lam, gamma=np.asarray(gamma), fan_in=c)
+    return measured, math.sqrt(np.mean(np.square(pred)))
+
+
+@pytest.mark.parametrize("reg", ["wd", "l2"])
+def test_equilibrium_formulas_hold_on_a_simulated_scale_invariant_unit(reg):
+    """Noise-only gradients ⟂ w (the regime the formulas assume): AdamW's closed form and the
+    study's Adam + L2 formula within 2 % (measured 0.3 % and 0.4 % with these seeds)."""
+    measured, pred = simulate(reg, 1e-2, 0.1)
+    assert measured == pytest.approx(pred, rel=0.02)
+
+
+def test_adam_l2_simulation_is_invariant_under_its_scale_map():
+    """(2η, λ/4) keeps η²λ: the simulated equilibrium angle is the same (to 1 %)."""
+    a, _ = simulate("l2", 1e-2, 0.1, steps=6000, window=3000)
+    b, _ = simulate("l2", 2e-2, 0.025, steps=6000, window=3000)
+    assert b == pytest.approx(a, rel=0.01)
+
+
+def test_smoothed_is_a_trailing_rms():
+    v = np.array([3.0, 4.0, 0.0, 0.0])
+    np.testing.assert_allclose(STUDY.smoothed(v, 2), [math.sqrt(12.5), math.sqrt(8.0), 0.0])
+    assert STUDY.smoothed(np.ones((5, 3)), 5).shape == (1, 3)
+
+
+def test_time_to_equilibrium_counts_steps_to_the_last_exit_from_the_band():
+    angle = np.array([5.0, 3.0, 1.0, 1.05, 0.95, 1.0, 1.0])
+    # trailing RMS over 1 step: the last point outside ±10 % of 1 is index 1 -> 2 + 1 steps
+    assert STUDY.time_to_equilibrium(angle, 1.0, 1, 0.1) == 3.0
+    assert STUDY.time_to_equilibrium(np.ones(6), 1.0, 2, 0.1) == 2.0  # inside from the start
+    assert math.isnan(STUDY.time_to_equilibrium(np.array([1.0, 1.0, 2.0]), 1.0, 1, 0.1))
+
+
+def test_equivalence_against_a_margin():
+    e = STUDY.equivalence
+    assert e(-0.004, 0.003, 0.005) == "within the margin"
+    assert e(0.006, 0.01, 0.005) == "outside the margin"
+    assert e(-0.002, 0.008, 0.005).startswith("inconclusive")
+    assert e(np.nan, 0.0, 0.005) == "undefined"
+
+
+def test_rescale_sets_followers_to_their_leaders_unit_norms():
+    w = jnp.array(np.random.default_rng(0).normal(size=(3, 4, 2)), jnp.float32)  # [K, in, out]
+    params = {"dense_0": {"kernel": w}, "head": {"kernel": jnp.ones((3, 2, 2))}}
+    out = STUDY.rescale(params, jnp.array([0, 0, 2]), ["dense_0"])
+    norms = np.linalg.norm(np.asarray(out["dense_0"]["kernel"]), axis=1)
+    np.testing.assert_allclose(norms[1], np.linalg.norm(np.asarray(w[0]), axis=0), rtol=1e-6)
+    cos = np.sum(np.asarray(out["dense_0"]["kernel"][1] * w[1]), 0)
+    np.testing.assert_allclose(cos / norms[1] / np.linalg.norm(np.asarray(w[1]), axis=0), 1, 1e-6)
+    np.testing.assert_array_equal(out["dense_0"]["kernel"][0], w[0])  # leaders: bit for bit
+    np.testing.assert_array_equal(out["dense_0"]["kernel"][2], w[2])
+    assert out["head"] is params["head"]
+
+
+@pytest.mark.parametrize("optimizer,momentum", [("adam", 0.9), ("momentum", 0.9), ("sgd", 0.0)])
+@pytest.mark.parametrize("reg", ["l2", "wd"])
+def test_decay_factory_is_make_optimizers_chain(optimizer, momentum, reg):
+    """The study's one-program factory (traced optimizer, decay and schedule) makes the updates
+    of wdjax.make_optimizer's strategy at a constant learning rate (μ = 0: plain SGD)."""
+    rng = np.random.default_rng(1)
+    params = {"dense_0": {"kernel": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)},
+              "head": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}}  # fmt: skip
+    kw = {"momentum": momentum} if optimizer == "momentum" else {}
+    ref = wdjax.make_optimizer(optimizer, 0.05, reg, 0.3, mask="hidden", **kw)
+    mine = STUDY.Decay("hidden", 100)(0.05, 0.3, adam=float(optimizer == "adam"),
+                                      coupled=float(reg == "l2"), cosine=0.0,
+                                      momentum=momentum)  # fmt: skip
+    p_ref, p_mine, s_ref, s_mine = params, params, ref.init(params), mine.init(params)
+    for _ in range(3):
+        g = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
+        u_ref, s_ref = ref.update(g, s_ref, p_ref)
+        u_mine, s_mine = mine.update(g, s_mine, p_mine)
+        p_ref, p_mine = (jax.tree.map(jnp.add, p, u) for p, u in ((p_ref, u_ref), (p_mine, u_mine)))
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), p_ref, p_mine)
+
+
+def test_settings_put_every_arm_in_one_program():
+    cfg = STUDY.get_config(smoke=True)
+    s = STUDY.settings_of(cfg, 0.9)
+    names = [x.name for x in s]
+    assert names[:2] == ["adam+wd", "adam+wd@4λ"] and names[-4:] == [
+        "zero", "decayed", "rescaled", "plain"
+    ]  # fmt: skip
+    zero, rescaled = s[-4], s[-2]
+    assert zero.momentum == 0.0 and zero.lam == 0.0  # plain SGD without decay
+    assert s[rescaled.follow].name == "decayed" and rescaled.lam == 0.0 and rescaled.cosine
