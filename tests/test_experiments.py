@@ -25,7 +25,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
 NEEDS: dict = {}  # a study that reads another study's summary.json beside its --out
 KEYS = {  # the headline keys each study's docstring lists for summary.json
-    "batchnorm_equilibrium": {"equilibrium", "steps", "window", "batch_size"},
+    "batchnorm_equilibrium": {"equilibrium", "zero", "mechanism", "steps", "window", "smooth",
+                              "band", "batch_size", "replicates", "dataset"},
     "decoupling": {"arms", "agree", "disagree", "inconclusive", "estimator", "steps", "epochs",
                    "train_size", "replicates", "selected_by", "dataset"},
     "l1_sparsity": {"operating_point", "max_sparsity", "frontier", "epochs", "seeds"},
@@ -192,10 +193,21 @@ def test_versus_dropout_batchnorm(smoke):
 
 
 def test_batchnorm_equilibrium(smoke):
-    e = summary(smoke, "batchnorm_equilibrium")["equilibrium"]["adam+wd"]
+    s = summary(smoke, "batchnorm_equilibrium")
+    eq = s["equilibrium"]
+    arms = ("adam+wd", "momentum+l2", "momentum+wd", "adam+l2")
+    assert set(eq) == {a + m for a in arms for m in ("", "@4λ")}
+    e = eq["adam+wd"]
     assert e["predicted"] == pytest.approx(math.sqrt(2e-3 * 0.1 / 1.9))
-    assert 0 < e["measured"] < 0.5
+    assert 0 < e["measured_mean"] < 0.5
+    assert e["measured_lo"] <= e["measured_mean"] <= e["measured_hi"]
     assert set(e["per_layer"]) == {"dense_0", "dense_1"}  # the BatchNorm-preceded kernels only
+    assert eq["adam+wd@4λ"]["predicted_scaling_mean"] == pytest.approx(2.0)
+    assert set(eq["adam+l2"]["decay_frac_last"]) == {"dense_0", "dense_1"}
+    assert s["zero"]["growth_ratio_mean"] == pytest.approx(1.0, abs=1e-3)  # g ⟂ W exactly (ε = 0)
+    m = s["mechanism"]
+    assert m["norm_mismatch"] < 1e-5  # the rescaled member sits at the decayed member's norms
+    assert {"test_acc_diff", "test_loss_diff"} <= set(m["rescaled"]) and s["replicates"] == 2
 
 
 def test_predicted_equilibria_by_hand():
