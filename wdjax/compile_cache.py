@@ -12,7 +12,11 @@ Two layers, both under one root directory (on by default for the CLI and :func:`
   jax/jaxlib versions, the x64 and matmul-precision settings, ``XLA_FLAGS`` and the host CPU's
   model and feature flags. Files are written atomically (temp file + rename), so processes that
   share the directory see a whole file or none; a file that fails to load is reported and
-  compiled afresh. At most :data:`MAX_PROGRAM_FILES` files are kept (oldest use evicted).
+  compiled afresh. At most :data:`MAX_PROGRAM_FILES` files are kept (oldest use evicted). Only
+  programs compiled in this process are saved: an XLA:CPU executable that JAX loaded from its own
+  cache serializes without its kernels' code (a later process fails at the first call with
+  "Function ... not found"), so a compile during which JAX reported a cache hit is not saved
+  (:func:`jax_cache_hits` counts them).
 * ``<root>/jax``: JAX's persistent cache (keyed by the lowered program, so it also serves custom
   models and optimizers), with ``jax_persistent_cache_min_compile_time_secs`` lowered to
   :data:`MIN_COMPILE_SECONDS` so that the small programs (init, batch order: 0.3–0.7 s here)
@@ -52,7 +56,7 @@ OFF = ("off", "0", "false", "no", "none")
 MIN_COMPILE_SECONDS = 0.1
 MAX_JAX_BYTES = 2 << 30
 MAX_PROGRAM_FILES = 64
-FORMAT = 1  # bump when the file layout changes
+FORMAT = 2  # bump when the file layout changes, or to disown every file written before
 _STATE: dict = {}  # "root": the configured root (None: off); absent until decided
 
 
@@ -103,6 +107,19 @@ def root() -> str | None:
 
 
 # --- wdjax's program cache -----------------------------------------------------------------------
+
+
+def _count_hit(event: str, **_) -> None:
+    if event == "/jax/compilation_cache/cache_hits":
+        _STATE["hits"] = _STATE.get("hits", 0) + 1
+
+
+def jax_cache_hits() -> int:
+    """How many compiles JAX served from its persistent cache in this process so far."""
+    if "listening" not in _STATE:
+        _STATE["listening"] = True
+        jax.monitoring.register_event_listener(_count_hit)
+    return _STATE.get("hits", 0)
 
 
 def _source_digest() -> str:

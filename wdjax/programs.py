@@ -70,8 +70,9 @@ def get(engine: Engine, data: Data, chunk: int, shard, repl, data_seed: int,
     if compiled:
         log.info("loaded the compiled programs from the compile cache (%s)", compile_cache.root())
     else:
+        hits = compile_cache.jax_cache_hits()
         compiled = _compile(engine, data, chunk, shard, repl, data_seed, axes)
-        if disk:
+        if disk and compile_cache.jax_cache_hits() == hits:  # never re-save JAX's loaded ones
             compile_cache.save_programs(disk, compiled)
     if len(_CACHE) >= _MAX_CACHED:
         _CACHE.pop(next(iter(_CACHE)))
