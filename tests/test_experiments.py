@@ -11,7 +11,6 @@ import dataclasses
 import json
 import math
 import pathlib
-import time
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +31,10 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
     "l1_sparsity": {"operating_point", "max_sparsity", "frontier", "epochs", "seeds"},
     "lambda_curve": {"conditions", "best_strength", "selected_by", "strengths", "replicates",
                      "dataset"},
-    "overhead": {"relative", "per_step_us", "iqr_us", "compile_seconds", "steps_per_call",
-                 "repeats", "members", "backend", "strength", "method"},
+    "overhead": {"timing", "time_to_target", "load", "machine", "cells", "steps_per_call", "rounds",
+                 "train_size", "val_size", "steps_per_epoch", "seconds_per_epoch", "target_factor",
+                 "best_strength", "strengths", "selected_by", "replicates", "epochs", "dataset",
+                 "ratio_interval"},
     "select_lambda": {"regret", "paired", "lambda", "test_loss_curve", "baseline_min_epoch",
                       "conclusion", "budgets", "strengths", "replicates", "folds", "val_fraction",
                       "reg", "mask", "selected_by", "dataset"},
@@ -317,17 +318,16 @@ def test_select_lambda(smoke):
 
 def test_overhead(smoke):
     s = summary(smoke, "overhead")
-    assert s["relative"]["K=2"]["none"] == 1.0
-    assert set(s["relative"]["K=2"]) == {"none", "wd"}
-    assert all(v > 0 for v in s["per_step_us"]["K=2"].values())
-
-
-def test_overhead_timer_and_runner_do_the_work_they_claim():
-    mod = study("overhead")
-    times = mod.time_all({"fast": lambda: None, "slow": lambda: time.sleep(0.01)}, repeats=3)
-    assert len(times["fast"]) == 3 and min(times["slow"]) > max(times["fast"])
-    fn, compile_s = mod.make_runner("wd", 2, wdjax.SweepConfig(), 13, wdjax.load("digits"))
-    states, metrics = fn()
-    assert metrics["train_loss"].shape == (2,) and compile_s > 0
-    np.testing.assert_array_equal(np.asarray(states.step), [13, 13])  # 13 steps (> 1 epoch)
-    assert np.isnan(metrics["val_loss"]).all() and np.isnan(metrics["test_loss"]).all()
+    cell = s["timing"]["mlp K=1"]
+    assert s["cells"] == ["mlp K=1"] and set(cell) == {"none", "wd"}
+    assert cell["none"]["ratio"] == 1.0
+    assert all(v["us"] > 0 and v["compile_s"] > 0 for v in cell.values())
+    assert s["rounds"] == 2 and s["replicates"] == 2 and s["dataset"] == "digits"
+    ttt = s["time_to_target"]
+    assert ttt["none"]["strength"] == 0.0 and ttt["none"]["epochs_diff"] == 0.0  # self-paired
+    wd = ttt["wd"]
+    assert wd["strength"] == s["best_strength"]["wd"] and wd["strength"] in s["strengths"]["wd"]
+    assert wd["index"] == int(np.argmin(wd["val_min"]))  # tuned on validation loss, never test
+    assert len(wd["epochs"]) == wd["n"] == 2 and wd["targets"] == ttt["none"]["targets"]
+    assert set(s["load"]) == {"before", "after", "after_training"}
+    assert s["machine"]["jax"] == jax.__version__
