@@ -2,9 +2,9 @@
 a given sparsity, and what can actually be removed?
 
 Command: ``python experiments/l1_sparsity.py`` (Fashion-MNIST; ``--smoke``: digits, seconds).
-Runtime: 314 s (5.2 min) on the 2-core machine, shared with other agents' jobs (run under
-flock: 4 training sweeps of 5 + 4 + 3 + 3 members × 15 epochs and 13 members fine-tuned 5
-epochs, per replicate).
+Runtime: 314 s and 334 s (5.2–5.6 min; two runs, identical results) on the 2-core machine,
+shared with other agents' jobs (run under flock). Per replicate: 4 training sweeps of 5 + 4 +
+3 + 3 members × 15 epochs, then 13 members fine-tuned 5 epochs.
 
 Claims tested: magnitude pruning of a trained network, then fine-tuning the survivors with the
 pruned weights held at zero, keeps its accuracy at high sparsity, and training with an L1 penalty
