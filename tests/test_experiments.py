@@ -28,7 +28,9 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
                               "band", "batch_size", "replicates", "dataset"},
     "decoupling": {"arms", "agree", "disagree", "inconclusive", "estimator", "steps", "epochs",
                    "train_size", "replicates", "selected_by", "dataset"},
-    "l1_sparsity": {"operating_point", "max_sparsity", "frontier", "epochs", "seeds"},
+    "l1_sparsity": {"arms", "dense", "operating_point", "max_sparsity", "sparsity_check",
+                    "eval_check", "macs_total", "strengths", "tolerance", "selected_by", "epochs",
+                    "fine_tune", "replicates", "dataset"},
     "lambda_curve": {"conditions", "best_strength", "selected_by", "strengths", "replicates",
                      "dataset"},
     "overhead": {"timing", "time_to_target", "load", "machine", "cells", "steps_per_call", "rounds",
@@ -141,13 +143,22 @@ def test_tutorial_mlp(smoke):
 
 def test_l1_sparsity(smoke):
     s = summary(smoke, "l1_sparsity")
-    for reg, p in s["operating_point"].items():
-        # The engine's metric counts exact zeros of the kernels: recount them in the parameters.
-        assert p["sparsity"] == pytest.approx(p["sparsity_from_params"], abs=1e-6), reg
-        assert 0 <= p["pixels_alive"] <= p["pixels_total"] == 64
-    # λ = 0.1 for 2 epochs: the prox zeroes weights exactly, the subgradient (almost) never does.
-    assert s["max_sparsity"]["l1_prox"] > 0.1
-    assert s["max_sparsity"]["l1"] < 0.01
+    assert s["sparsity_check"] < 1e-6  # engine's sparsity metric == recount from the parameters
+    assert s["eval_check"] == 0.0  # fine-tuning's "as given" epoch at lr 0 keeps the weights
+    # λ = 1e-3 for 1 epoch: the prox zeroes weights exactly, the subgradient never does.
+    assert s["max_sparsity"]["l1_prox"] > 0.1 and s["max_sparsity"]["l1"] == 0.0
+    arms, tol = s["arms"], s["tolerance"]
+    for arm in ("l1_prox+ft", "prune", "prune+ft", "l1→prune", "l1→prune+ft"):  # matched sparsity
+        for a, b in zip(arms[arm]["rows"], arms["l1_prox"]["rows"], strict=True):
+            assert a["sparsity_mean"] == pytest.approx(b["sparsity_mean"], abs=1e-12), arm
+    dense = s["dense"]["val_loss_mean"]
+    for arm, a in arms.items():  # operating point: largest λ within tolerance, on validation
+        ok = [j for j, r in enumerate(a["rows"]) if r["val_loss_mean"] <= (1 + tol) * dense]
+        assert a["chosen"] == (max(ok) if ok else None), arm
+        for r in a["rows"]:
+            assert 0 <= r["pixels_removed_mean"] <= 64 and 0 <= r["units_removed_mean"] <= 128
+            assert 0 <= r["macs_removed_mean"] <= 1
+    assert s["selected_by"] == "val_loss" and s["replicates"] == 2
 
 
 # --- 4: decoupling --------------------------------------------------------------------------
