@@ -47,7 +47,7 @@ def _engine(**kw):
 def test_only_builtin_engines_use_the_program_cache(monkeypatch, tmp_path):
     monkeypatch.setitem(compile_cache._STATE, "root", str(tmp_path))
     key = compile_cache.program_key
-    args = ((((8, 8, 1), "float32"),), 16, ("TFRT_CPU_0",), (), False)
+    args = ((((8, 8, 1), "float32"),), 16, ("TFRT_CPU_0",), ())
     base = key(_engine(reg="wd"), *args)
     assert base is not None and base == key(_engine(reg="wd"), *args)  # stable
     assert key(_engine(reg="l2"), *args) != base  # the strategy is in the key

@@ -156,13 +156,13 @@ def builtin(engine) -> bool:
     )
 
 
-def program_key(engine, shapes, chunk: int, devices, axes, eval_flag: bool) -> str | None:
+def program_key(engine, shapes, chunk: int, devices, axes) -> str | None:
     """The file name of a sweep's programs, or None where the program cache does not apply
     (off, a custom model or optimizer, several processes)."""
     if ensure() is None or jax.process_count() > 1 or not builtin(engine):
         return None
     parts = [
-        FORMAT, repr(engine), shapes, chunk, devices, axes, eval_flag, _source_digest(),
+        FORMAT, repr(engine), shapes, chunk, devices, axes, _source_digest(),
         jax.__version__, importlib.metadata.version("jaxlib"), sys.version,
         jax.config.jax_enable_x64, jax.config.jax_default_matmul_precision,
         os.environ.get("XLA_FLAGS", ""), _host_cpu(),

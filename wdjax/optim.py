@@ -49,7 +49,7 @@ from typing import Any
 import jax
 import optax
 
-from wdjax.penalties import GROUPS, Mask, resolve_mask
+from wdjax.penalties import Mask, check_groups, resolve_mask
 from wdjax.transforms import (
     ScalarOrSchedule,
     adam_prox,
@@ -114,8 +114,8 @@ def _split_hyper(optimizer: str, reg: str, hyper: dict[str, Any]) -> tuple[dict,
             raise ValueError(f"l1_ratio must be in [0, 1], got {ratio!r}.")
     if "schedule" in reg_hyper:
         check_hyperparameter("schedule", reg_hyper["schedule"])
-    if reg_hyper.get("groups", GROUPS[0]) not in GROUPS:
-        raise ValueError(f"groups must be one of {GROUPS}, got {reg_hyper['groups']!r}.")
+    if "groups" in reg_hyper:
+        check_groups(reg_hyper["groups"])
     return opt_hyper, reg_hyper
 
 

@@ -71,6 +71,7 @@ Mask = PyTree | Callable[[PyTree], PyTree] | str | None
 
 __all__ = [
     "GROUPS",
+    "check_groups",
     "decay_mask",
     "group_axes",
     "group_lasso_penalty",
@@ -359,7 +360,8 @@ def l2_penalty(params: PyTree, mask: Mask = None) -> jax.Array:
     return _masked_sum(lambda x: jnp.sum(jnp.square(x)), params, mask)
 
 
-def _check_groups(groups: str) -> None:
+def check_groups(groups: str) -> None:
+    """Raise ValueError naming ``groups`` unless it is one of :data:`GROUPS`."""
     if groups not in GROUPS:
         raise ValueError(f"groups must be one of {GROUPS}, got {groups!r}.")
 
@@ -375,7 +377,7 @@ def group_axes(x: jax.Array, groups: str = "incoming") -> tuple[int, ...]:
       >>> group_axes(jnp.ones((3, 3, 2, 4))), group_axes(jnp.ones((3, 3, 2, 4)), "outgoing")
       ((0, 1, 2), (0, 1, 3))
     """
-    _check_groups(groups)
+    check_groups(groups)
     if x.ndim < 2:
         return ()
     keep = x.ndim - 1 if groups == "incoming" else x.ndim - 2
@@ -427,7 +429,7 @@ def group_lasso_penalty(params: PyTree, mask: Mask = None, groups: str = "incomi
       >>> float(group_lasso_penalty(w, groups="outgoing"))  # √2·(5 + 0 + 1)
       8.485280990600586
     """
-    _check_groups(groups)
+    check_groups(groups)
     return _masked_sum(
         lambda x: np.sqrt(group_sizes(x, groups)) * jnp.sum(group_norms(x, groups)), params, mask
     )

@@ -65,7 +65,7 @@ def get(engine: Engine, data: Data, chunk: int, shard, repl, data_seed: int,
     if key in _CACHE:
         return Programs(*_CACHE[key], chunk, 0.0)
     t = time.perf_counter()
-    disk = compile_cache.program_key(engine, shapes, chunk, devices, axes, engine.eval_every > 1)
+    disk = compile_cache.program_key(engine, shapes, chunk, devices, axes)  # None: not cached
     compiled = disk and compile_cache.load_programs(disk, shard.mesh.devices.flat)
     if compiled:
         log.info("loaded the compiled programs from the compile cache (%s)", compile_cache.root())

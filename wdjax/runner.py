@@ -30,9 +30,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from wdjax import compile_cache, programs, results, rundir
 from wdjax import data as D
 from wdjax import devices as dev
+from wdjax import programs, results, rundir
 from wdjax.checkpoints import Checkpoints
 from wdjax.config import ConfigError, RunOptions, SweepConfig, check_fields, validate
 from wdjax.progress import Bar, epoch_info
@@ -84,7 +84,6 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
         return load_result(out)  # finished earlier: nothing to train
     ds = _dataset(cfg, data)
     t_data = time.perf_counter()
-    compile_cache.ensure()  # on by default (the CLI has configured it already)
     host = host_data(ds, cfg)
     if writer:
         rundir.write_config(out, cfg)
