@@ -35,7 +35,7 @@ momentum+wd (μ = 0.9, η = 1e-2, λ = 0.1), adam+l2 (η = 1e-3, λ = 0.2); plai
 the scale-free gradient scale Γ and the share of weights whose decay makes ≥ half of Adam's
 denominator. The equilibrium angle is the RMS over the last 1,500 steps pooled over both layers;
 drift = that ÷ the same over the 1,500 steps before (1 at a steady state). R = 6 replicates
-(``wdjax.replicates.replicate_configs``: new initial weights and batch order); inside one every
+(``replicates.replicate_configs``: new initial weights and batch order); inside one every
 arm shares them. Means, ratios (measured / predicted, θ(4λ)/θ(λ)) and paired differences carry
 95 % Student-t intervals over replicates (n − 1 = 5 degrees of freedom). All members run in one
 program (``Decay``: Adam or heavy ball, coupled or decoupled decay, constant or cosine η(t) are
@@ -134,7 +134,9 @@ import numpy as np
 import optax
 
 import wdjax
-from wdjax import replicates, stats, study
+from wdjax import study
+from wdjax.analysis import stats
+from wdjax.study import replicates
 
 NAME = "batchnorm_equilibrium"
 EXACT = ("adam+wd", "momentum+l2", "momentum+wd")  # Kosson et al.'s closed forms

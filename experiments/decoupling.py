@@ -123,9 +123,11 @@ import sys
 import numpy as np
 
 import wdjax
-from wdjax import replicates, results, schedules, stats, study
-from wdjax.models import MLP
-from wdjax.symmetry import SCALE_MAPS, predicted_slope
+from wdjax import files, schedules, study
+from wdjax.analysis import stats, tables
+from wdjax.analysis.symmetry import SCALE_MAPS, predicted_slope
+from wdjax.engine.models import MLP
+from wdjax.study import replicates
 
 NAME = "decoupling"
 BN_ARMS = tuple(SCALE_MAPS)  # the 7 (optimizer, reg) pairs with a tested map
@@ -281,7 +283,7 @@ def sweep_once(cfg, ds, opt, reg, bn, lrs, rel, centre) -> tuple:
     out = {}
     for k in ("val_loss", "test_loss"):
         v = np.asarray(res.history[k][:, -1], float)
-        v = np.where(results.diverged_members(res.history), np.inf, v)
+        v = np.where(tables.diverged_members(res.history), np.inf, v)
         out[k] = v.reshape(len(rel), len(lrs), cfg.seeds).mean(-1)
     return tx, out
 
@@ -451,7 +453,7 @@ def main(argv=None) -> dict:
     lines = {k: (ANCHORS[k], PLAIN_SLOPES.get(k)) for k in ANCHORS}  # pilot 2 → ANCHORS
     if "--anchors-from" in argv:  # the pilot's file: the same rule as ANCHORS was made by
         i = argv.index("--anchors-from")
-        lines = centre_lines(results.read_json(argv[i + 1]))
+        lines = centre_lines(files.read_json(argv[i + 1]))
         print("centre lines:", lines, flush=True)
         argv = argv[:i] + argv[i + 2 :]
     run = study.setup(__doc__, NAME, get_config, argv)
@@ -505,7 +507,7 @@ def pilot(argv) -> dict:
                          slope=fit_slope(np.log10(lrs), star, 2), log_grid=grid.tolist(),
                          val_loss=v["val_loss"].tolist())  # fmt: skip
         print(name, [f"{10**s:.3g}" for s in star], f"slope {out[name]['slope']:+.2f}", flush=True)
-    results.write_json(f"{run.out}/pilot.json", out)
+    files.write_json(f"{run.out}/pilot.json", out)
     return out
 
 

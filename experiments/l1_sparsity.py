@@ -27,7 +27,7 @@ validation split from the training pool, the 10,000 test images), Adam lr 1e-3, 
 15 epochs. Arms, each a sweep whose λ = 0 member is the dense baseline (every arm of a
 replicate shares its initial weights and batch order: paired):
 
-* ``l1_prox``: Adam + proximal L1 in Adam's metric (:func:`wdjax.transforms.adam_prox`) on the
+* ``l1_prox``: Adam + proximal L1 in Adam's metric (:func:`wdjax.prox.adam_prox`) on the
   two hidden kernels (``mask="hidden"``); ``l1``: the subgradient L1 on the same kernels and λ.
 * ``prune``: the dense baseline, magnitude-pruned layer-wise (hidden kernels only, the smallest
   |w| of each layer) to exactly the per-layer zero count of the ``l1_prox`` model at the same λ
@@ -107,8 +107,12 @@ import numpy as np
 import optax
 
 import wdjax
-from wdjax import devices, penalties, programs, replicates, runner, stats, study
-from wdjax.train import Engine
+from wdjax import masks, study
+from wdjax.analysis import stats
+from wdjax.engine import devices, programs
+from wdjax.engine.engine import Engine
+from wdjax.run import runner
+from wdjax.study import replicates
 
 NAME = "l1_sparsity"
 METRICS = ("val_loss", "test_loss", "test_acc", "sparsity", "units_removed", "pixels_removed",
@@ -145,7 +149,7 @@ def get_config(smoke=False) -> dict:
 
 def dense_kernels(params) -> list[np.ndarray]:
     """The kernels of one member's MLP in forward order (hidden layers, then ``head``)."""
-    ks = {penalties.param_path(p): np.asarray(x)
+    ks = {masks.param_path(p): np.asarray(x)
           for p, x in jax.tree_util.tree_flatten_with_path(params)[0]}  # fmt: skip
     names = sorted((k for k in ks if k.endswith("kernel")), key=lambda k: k.startswith("head"))
     return [ks[k] for k in names]
@@ -184,7 +188,7 @@ def structure(kernels: list[np.ndarray]) -> dict:
 def prune_like(params, target, mask="hidden"):
     """``params`` with, in each kernel ``mask`` selects, as many of its smallest |w| set to 0 as
     ``target``'s kernel has zeros (layer-wise magnitude pruning to the same sparsity)."""
-    sel = penalties.resolve_mask(mask, params)
+    sel = masks.resolve_mask(mask, params)
 
     def leaf(m, w, t):
         if not m:
@@ -238,7 +242,7 @@ class Held:
 
 
 def held_zeros() -> optax.GradientTransformation:
-    return optax.masked(hold_zeros(), penalties.mask_from_spec("hidden"))
+    return optax.masked(hold_zeros(), masks.mask_from_spec("hidden"))
 
 
 def fine_tune(cfg, ds, params, chunk: int, first_epoch: int) -> tuple[dict, dict]:

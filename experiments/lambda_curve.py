@@ -67,7 +67,9 @@ import dataclasses
 
 import numpy as np
 
-from wdjax import replicates, schedules, stats, study
+from wdjax import schedules, study
+from wdjax.analysis import stats
+from wdjax.study import replicates
 
 NAME = "lambda_curve"
 REGS = ("l1", "l2", "wd", "l1_prox")

@@ -30,7 +30,7 @@ initial state (every member starting from member 0's), ``block_until_ready``. 12
 round every cell times its 8 strategies back to back, in an order rotated by one each round. The
 ratio to ``none`` is formed per round (same round, same load: paired) and summarized by its median
 over rounds with the distribution-free order-statistic 95 % interval
-(:func:`wdjax.stats.median_interval`; n = 12: [x_(3), x_(10)], coverage 96.1 %): on a shared
+(stats.median_interval; n = 12: [x_(3), x_(10)], coverage 96.1 %): on a shared
 machine the noise is one-sided, heavy-tailed slowdowns when another job takes a core, which a
 median ignores and a Student-t interval does not (the geometric mean with the t-interval of the
 log ratios is in summary.json, ``geo``, for comparison). Compile seconds are recorded too.
@@ -101,7 +101,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import wdjax
-from wdjax import replicates, stats, study
+from wdjax import study
+from wdjax.analysis import stats
+from wdjax.study import replicates
 
 NAME = "overhead"
 GRIDS = {  # 3 λ per strategy over one decade around what lambda_curve chose at n = 6,000
@@ -186,7 +188,7 @@ def time_all(runners: dict, repeats: int) -> dict:
 
 def ratio_summary(t, t_none) -> dict:
     """Per-round paired ratios t/t_none (same round, same load): median with its order-statistic
-    interval (:func:`wdjax.stats.median_interval`, the table's) and, for comparison, the geometric
+    interval (stats.median_interval, the table's) and, for comparison, the geometric
     mean with the Student-t interval of the log ratios."""
     r = np.asarray(t, float) / np.asarray(t_none, float)
     m = stats.median_interval(r)

@@ -67,7 +67,9 @@ network; with this grid that did not move CV's choice.
 
 import numpy as np
 
-from wdjax import replicates, results, stats, study
+from wdjax import study
+from wdjax.analysis import stats, tables
+from wdjax.study import replicates
 
 NAME = "select_lambda"
 METHODS = {"cv": "{f}-fold CV", "val_split": "one {p} % split", "one_fold": "one CV fold (fold 0)",
@@ -94,7 +96,7 @@ def method_overrides(n: int, folds: int, val_fraction: float) -> dict:
 
 def fold_values(res, metric: str, folds: int) -> np.ndarray:
     """``[strengths, folds]``: final ``metric`` per λ and fold, mean over seeds (NaN: diverged)."""
-    x = results.final_values(res.history, metric)
+    x = tables.final_values(res.history, metric)
     return x.reshape(len(res.config.strengths), -1, folds).mean(axis=1)
 
 

@@ -66,7 +66,9 @@ import os
 import flax.linen as nn
 import numpy as np
 
-from wdjax import replicates, stats, study
+from wdjax import study
+from wdjax.analysis import stats
+from wdjax.study import replicates
 
 NAME = "tutorial_mlp"
 REGS = ("l1", "l2", "wd", "l1_prox")

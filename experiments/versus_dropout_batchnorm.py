@@ -28,7 +28,7 @@ dropout arms, λ > 0 for +wd arms, both for dropout+wd and dropout+bn+wd) by the
 validation loss averaged over replicates (never the test set); the chosen (rate, λ) is in the table
 and every candidate's validation loss in ``tuning``. R = 5 replicates re-run every sweep with new
 initial weights, dropout masks, batch order, training subset and validation split
-(``wdjax.replicates.replicate_configs``); inside a replicate every arm shares them, so each arm's
+(``replicates.replicate_configs``); inside a replicate every arm shares them, so each arm's
 difference from ``none`` is paired by replicate. Means and differences carry 95 % Student-t
 intervals over replicates (n − 1 = 4 degrees of freedom).
 
@@ -89,8 +89,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import wdjax
-from wdjax import replicates, stats, study
-from wdjax.models import BN_MOMENTUM
+from wdjax import study
+from wdjax.analysis import stats
+from wdjax.engine.models import BN_MOMENTUM
+from wdjax.study import replicates
 
 NAME = "versus_dropout_batchnorm"
 ARMS = ("none", "wd", "dropout", "dropout+wd", "bn", "bn+wd", "dropout+bn", "dropout+bn+wd")

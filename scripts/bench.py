@@ -67,7 +67,7 @@ import numpy as np
 from bench_common import mlp_true_flops, mlp_weights, model_flops, synthetic, train_only
 
 import wdjax
-from wdjax import results
+from wdjax import files
 
 SECTIONS = ("mlp", "cnn", "digits", "keras", "torch")
 MODEL_SECTIONS = ("mlp", "cnn", "digits")
@@ -574,7 +574,7 @@ def split_devices(plan: Plan) -> int:
     """CPU devices of the split rows: 0 (none) off CPU or when asked for 1."""
     if jax.default_backend() != "cpu":
         return 0
-    n = plan.cpu_devices or wdjax.devices.default_cpu_devices()
+    n = plan.cpu_devices or wdjax.engine.devices.default_cpu_devices()
     return n if n > 1 else 0
 
 
@@ -589,7 +589,7 @@ def bench_split(name: str, plan: Plan, peak: float) -> tuple[list, list]:
         out = os.path.join(tmp, "child.json")
         argv = [*_child_argv(name, plan, n, peak), "--out", out]
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-        child = results.read_json(out)
+        child = files.read_json(out)
     for r in child["rows"]:
         r["how"] = f"sweep, {n} CPU devices"
     for m in child["memory"]:
@@ -1003,9 +1003,9 @@ def main(argv=None) -> dict:
         plan = parse_args(argv)
     except ValueError as err:
         sys.exit(f"bench.py: error: {err}")
-    result = run(plan, save=(lambda r: results.write_json(plan.out, r)) if plan.out else None)
+    result = run(plan, save=(lambda r: files.write_json(plan.out, r)) if plan.out else None)
     if plan.child:
-        results.write_json(plan.out, result)
+        files.write_json(plan.out, result)
         return result
     print(table(result))
     if plan.out:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 import wdjax
-from wdjax import results
+from wdjax import files
 
 
 def main_job() -> wdjax.SweepConfig:
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         print(f"checkpoint_every={e}: median ratio {s['median_ratio']:.3f} "
               f"(pairs: {', '.join(f'{r:.3f}' for r in s['ratios'])}), "
               f"save calls {100 * s['median_save_share']:.1f} % of training time")  # fmt: skip
-    results.write_json(args.out, report)
+    files.write_json(args.out, report)
     return 0
 
 

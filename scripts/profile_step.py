@@ -12,10 +12,10 @@ most time per step. ::
     python scripts/profile_step.py --members 32 --compiler-option xla_backend_optimization_level=1
     python scripts/profile_step.py --members 32 --matmuls    # the MLP step's GEMM shapes alone
     python scripts/profile_step.py --members 32 --cpu-devices 4 --devices 1,2,4   # CPU devices A/B
-    git show REV:wdjax/train.py > /tmp/train_rev.py                      # an older engine ...
+    git show REV:wdjax/engine.py > /tmp/train_rev.py                      # an older engine ...
     python scripts/profile_step.py --members 32 --baseline /tmp/train_rev.py   # ... timed A/B
 
-``--baseline FILE`` loads another version of ``wdjax/train.py`` and times its epoch interleaved
+``--baseline FILE`` loads another version of ``wdjax/engine.py`` and times its epoch interleaved
 with the current one (epoch by epoch, same process, same data), which is how changes to the engine
 are measured on a noisy machine. ``--compiler-option`` passes XLA options to the epoch's compile
 (repeatable), to try a flag on one program without setting ``XLA_FLAGS`` for the process.
@@ -45,7 +45,7 @@ import numpy as np
 from bench_common import model_flops, synthetic
 
 import wdjax
-from wdjax import train
+from wdjax.engine import engine as train
 
 BATCH = 128
 
@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpu-devices", type=int, help="split the CPU (wdjax.use_cpu_devices)")
     p.add_argument("--devices", default="1",
                    help="comma list of device counts to shard members over, timed A/B")  # fmt: skip
-    p.add_argument("--baseline", metavar="FILE", help="another wdjax/train.py to time A/B")
+    p.add_argument("--baseline", metavar="FILE", help="another wdjax/engine.py to time A/B")
     p.add_argument("--compiler-option", type=_option, action="append", default=[],
                    metavar="NAME=VALUE", help="XLA option for the epoch (repeatable)")  # fmt: skip
     return p
@@ -96,7 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.rounds < 2:
         p.error(f"--rounds must be at least 2 (the first epoch is not timed), got {args.rounds}")
     if args.baseline and not os.path.isfile(args.baseline):
-        p.error(f"--baseline {args.baseline}: no such file (git show REV:wdjax/train.py > FILE)")
+        p.error(f"--baseline {args.baseline}: no such file (git show REV:wdjax/engine.py > FILE)")
     try:
         args.devices = tuple(int(d) for d in args.devices.split(","))
     except ValueError:
@@ -119,7 +119,7 @@ def _check_devices(p: argparse.ArgumentParser, args: argparse.Namespace) -> None
 
 
 def load_train(path: str):
-    """A ``wdjax.train`` module from another file (it imports the rest of wdjax as installed)."""
+    """A engine module from another file (it imports the rest of wdjax as installed)."""
     spec = importlib.util.spec_from_file_location("wdjax_train_baseline", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

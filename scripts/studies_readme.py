@@ -21,7 +21,7 @@ import re
 import shutil
 import sys
 
-from wdjax import results
+from wdjax import files
 
 STUDIES = (
     ("tutorial_mlp", "1. The tutorial's MLP, measured"),
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.copyfile(src, dst)
     if new != old:
-        results.atomic_write_bytes(args.readme, new.encode("utf-8"))
+        files.atomic_write_bytes(args.readme, new.encode("utf-8"))
     print(f"updated {len(bodies)} study sections in {args.readme}", file=sys.stderr)
     return 0
 

@@ -12,8 +12,9 @@ from flax import nnx
 from helpers import adam_drift, assert_trees_close_to_scale
 
 import wdjax
-from wdjax import adapters
-from wdjax.config import ConfigError, SweepConfig
+from wdjax.analysis import tables
+from wdjax.engine import adapters
+from wdjax.run.config import ConfigError, SweepConfig
 
 BASE = SweepConfig(epochs=2, batch_size=64, strengths=(1e-4, 1e-1), lrs=(1e-2,))
 F64 = dict(dtype="float64")
@@ -139,7 +140,10 @@ def test_a_set_axis_is_traced_and_equals_the_fixed_value():
     member = jax.tree.map(lambda x: x[1], res.params)
     assert_trees_close_to_scale(member, jax.tree.map(lambda x: x[0], fixed.params), TRAJ_TOL)
     assert not np.allclose(res.params["head"]["kernel"][0], res.params["head"]["kernel"][1])
-    assert {r["b1"] for r in wdjax.results.table_rows(res.members, res.history)} == {0.8, 0.95}
+    assert {r["b1"] for r in tables.table_rows(res.members, res.history)} == {
+        0.8,
+        0.95,
+    }
 
 
 def test_an_unknown_axis_names_the_flag():

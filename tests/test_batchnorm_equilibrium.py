@@ -10,7 +10,7 @@ import pytest
 from helpers import load_script
 
 import wdjax
-from wdjax import symmetry
+from wdjax.analysis import symmetry
 
 STUDY = load_script("experiments/batchnorm_equilibrium.py")
 K = 0.1 / 1.9  # (1 − β₁)/(1 + β₁) at β₁ = 0.9

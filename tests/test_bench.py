@@ -158,7 +158,7 @@ def test_gpu_preset_sizes_and_nothing_cpu_specific_off_the_cpu(monkeypatch):
 
 
 def test_small_programs_get_cpu_compile_options_on_cpu_only():
-    from wdjax import programs
+    from wdjax.engine import programs
 
     class Lowered:  # records the options it is compiled with
         def compile(self, **kw):

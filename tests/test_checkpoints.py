@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from helpers import child_xla_flags
 
-from wdjax import runner as S
-from wdjax.checkpoints import Checkpoints, parse_every
-from wdjax.config import SweepConfig
+from wdjax.run import runner as S
+from wdjax.run.checkpoints import Checkpoints, parse_every
+from wdjax.run.config import SweepConfig
 
 BASE = SweepConfig(epochs=3, batch_size=64, strengths=(1e-4, 1e-2), lrs=(1e-2,))
 
@@ -110,7 +110,7 @@ def test_kill_9_then_resume_ends_as_an_uninterrupted_run(tmp_path):
 
 
 def test_dataclass_default_checkpoint_cadence_is_time_based():
-    from wdjax.config import RunOptions
+    from wdjax.run.config import RunOptions
 
     every = {f.name: f.default for f in dataclasses.fields(RunOptions)}["checkpoint_every"]
     assert parse_every(every)[1] is not None  # a time: short runs never wait on a save

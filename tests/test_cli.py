@@ -14,8 +14,9 @@ import pytest
 from helpers import child_xla_flags
 from test_idx import tiny_arrays, write_set
 
-from wdjax import cli, idx
-from wdjax.config import RunOptions, SweepConfig, flag_of
+from wdjax.data import idx
+from wdjax.run import cli
+from wdjax.run.config import RunOptions, SweepConfig, flag_of
 
 
 def test_cli_sweep_end_to_end(tmp_path, capsys):

@@ -21,9 +21,9 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import wdjax
-from wdjax import compile_cache
-from wdjax import devices as dev
-from wdjax.train import Engine
+from wdjax.engine import compile_cache
+from wdjax.engine import devices as dev
+from wdjax.engine.engine import Engine
 
 
 def test_the_test_process_never_writes_a_cache_to_the_home():

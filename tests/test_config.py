@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from wdjax import programs
-from wdjax import runner as S
-from wdjax.config import ConfigError, SweepConfig, parse_grid, validate
+from wdjax.engine import programs
+from wdjax.run import runner as S
+from wdjax.run.build import validate
+from wdjax.run.config import ConfigError, SweepConfig, parse_grid
 
 BASE = SweepConfig(epochs=2, batch_size=64, strengths=(1e-4,), lrs=(1e-2,), seeds=1)
 

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from wdjax import data, idx, sources
+from wdjax import data
+from wdjax.data import idx, sources
 
 TINY = "wdjax_test_tiny_mnist"  # unique TFDS name, registered by the `tiny_builder` fixture
 TINY_SIZES = {"train": 60, "test": 20}

@@ -7,8 +7,8 @@ import sys
 import pytest
 from helpers import child_xla_flags
 
-from wdjax import devices
-from wdjax.config import ConfigError
+from wdjax.engine import devices
+from wdjax.run.config import ConfigError
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import adam_drift, assert_trees_close_to_scale, child_xla_flags
 
-from wdjax import results
+from wdjax import files
 
 # float64: one process runs the 4 members as one program, two processes as two 2-member
 # programs (other programs), so the two runs agree to float64 rounding, not bit for bit.
@@ -70,9 +70,9 @@ def test_two_processes_equal_one_process(tmp_path):
                 q.kill()
             pytest.fail("multi-process sweep timed out")
     assert all(p.returncode == 0 for p in procs), "\n".join(outs)
-    meta = results.read_json(two / "meta.json")
+    meta = files.read_json(two / "meta.json")
     assert meta["process_count"] == 2 and len(meta["devices"]) == 2
-    a, b = results.read_csv(one / "metrics.csv"), results.read_csv(two / "metrics.csv")
+    a, b = files.read_csv(one / "metrics.csv"), files.read_csv(two / "metrics.csv")
     assert len(a) == len(b) == 4 * 2
     for ra, rb in zip(a, b, strict=True):
         for key in ("member", "epoch", "strength"):

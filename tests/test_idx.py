@@ -10,7 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from wdjax import data, idx, sources
+from wdjax import data
+from wdjax.data import idx, sources
 
 NAME = "fashion_mnist"
 TINY = (6, 4)  # (train, test) images in the tiny files

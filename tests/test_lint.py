@@ -25,6 +25,6 @@ def test_the_sweep_orchestration_stays_short():
     """``runner.sweep`` reads top to bottom: at most 60 lines, docstring included."""
     import inspect
 
-    from wdjax import runner
+    from wdjax.run import runner
 
     assert len(inspect.getsource(runner.sweep).splitlines()) <= 60

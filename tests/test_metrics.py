@@ -7,7 +7,7 @@ import optax
 import pytest
 from helpers import assert_trees_close_to_scale, gamma
 
-from wdjax import metrics as M
+from wdjax.engine import metrics as M
 
 pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
 
@@ -108,7 +108,7 @@ def test_zero_counts_past_float32_precision_are_exact():
 
 
 def test_all_finite_flags_inf_and_nan_but_not_huge_finite_values():
-    from wdjax.train import _all_finite
+    from wdjax.engine.engine import _all_finite
 
     big = jnp.full((1000,), 3e38, jnp.float32)  # their sum overflows; they are finite
     assert bool(jax.jit(_all_finite)({"a": big, "b": -big}))

@@ -17,8 +17,8 @@ from helpers import (
 )
 from jax import lax
 
-from wdjax import models
-from wdjax.models import MODELS, im2col_3x3, make_model, max_pool_2x2, param_count
+from wdjax.engine import models
+from wdjax.engine.models import MODELS, im2col_3x3, make_model, max_pool_2x2, param_count
 
 pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
 

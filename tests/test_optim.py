@@ -19,10 +19,11 @@ from helpers import (
 )
 
 import wdjax
+import wdjax.masks
 import wdjax.optim
 import wdjax.penalties
 from wdjax.optim import OPTIMIZERS, STRATEGIES, check_hyperparameter, make_optimizer
-from wdjax.transforms import prox_l1
+from wdjax.prox import prox_l1
 
 pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
 
@@ -203,7 +204,7 @@ def _final(tx, steps=3, params=None):
 
 
 def test_wd_with_adam_equals_optax_adamw_leaf_for_leaf():
-    mask = wdjax.penalties.decay_mask
+    mask = wdjax.masks.decay_mask
     ours = _trajectory(make_optimizer("adam", 1e-2, "wd", 0.1, b1=0.8, eps=1e-6))
     ref = _trajectory(optax.adamw(1e-2, b1=0.8, eps=1e-6, weight_decay=0.1, mask=mask))
     for a, b in zip(ours, ref, strict=True):
@@ -219,7 +220,7 @@ def test_wd_paper_equals_adamw_with_decay_divided_by_lr():
         params = _small_params()
         ours = _trajectory(make_optimizer("adam", alpha, "wd_paper", lam), params=params)
         ref = _trajectory(
-            optax.adamw(alpha, weight_decay=lam / alpha, mask=wdjax.penalties.decay_mask),
+            optax.adamw(alpha, weight_decay=lam / alpha, mask=wdjax.masks.decay_mask),
             params=params,
         )
         assert_trees_close_to_scale(ours[-1], ref[-1], tol)
@@ -230,7 +231,7 @@ def test_wd_paper_equals_adamw_with_decay_divided_by_lr():
         )
         ref = _trajectory(
             optax.adamw(
-                lambda t: alpha * eta(t), weight_decay=lam / alpha, mask=wdjax.penalties.decay_mask
+                lambda t: alpha * eta(t), weight_decay=lam / alpha, mask=wdjax.masks.decay_mask
             ),
             params=params,
         )
@@ -429,7 +430,7 @@ def test_schedules_for_learning_rate_and_strength():
     sched = optax.linear_schedule(0.1, 0.01, 5)
     ours = _trajectory(make_optimizer("sgd", sched, "wd", lambda t: 0.1 * (t + 1)), steps=4)
     params = _small_params()
-    mask = wdjax.penalties.decay_mask(params)
+    mask = wdjax.masks.decay_mask(params)
     for t in range(4):
         g = _quadratic_grad(params)
         params = jax.tree.map(

@@ -12,18 +12,10 @@ from flax import nnx
 from helpers import gamma
 
 import wdjax
+import wdjax.masks
 import wdjax.penalties
-from wdjax.penalties import (
-    decay_mask,
-    group_lasso_penalty,
-    group_norms,
-    group_sizes,
-    l1_penalty,
-    l2_penalty,
-    mask_from_spec,
-    param_path,
-    resolve_mask,
-)
+from wdjax.masks import decay_mask, mask_from_spec, param_path, resolve_mask
+from wdjax.penalties import group_lasso_penalty, group_norms, group_sizes, l1_penalty, l2_penalty
 
 pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
 

@@ -7,7 +7,8 @@ import matplotlib.colors as mcolors
 import numpy as np
 import pytest
 
-from wdjax import plots, results
+from wdjax import files
+from wdjax.analysis import plots
 
 STRENGTHS = (0.0, 1e-5, 1e-3, 1e-1)
 LRS = (1e-3, 1e-2)
@@ -31,14 +32,14 @@ def make_run(path, strengths=STRENGTHS, config=CONFIG, epochs=4):
              test_acc=1 - curve / 2.5, diverged=np.zeros((k, epochs), bool))  # fmt: skip
     h["diverged"][-1, -1] = True
     os.makedirs(path, exist_ok=True)
-    results.write_csv(os.path.join(path, "metrics.csv"), results.metric_rows(ms, h))
+    files.write_csv(os.path.join(path, "metrics.csv"), files.metric_rows(ms, h))
     if config is not None:
-        results.write_json(os.path.join(path, "config.json"), config)
+        files.write_json(os.path.join(path, "config.json"), config)
     return str(path)
 
 
 def rows_and_config(run_dir):
-    return results.read_csv(os.path.join(run_dir, "metrics.csv")), plots.read_config(run_dir)
+    return files.read_csv(os.path.join(run_dir, "metrics.csv")), plots.read_config(run_dir)
 
 
 def test_sweep_figures_are_written_readable(tmp_path):

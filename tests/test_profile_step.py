@@ -62,7 +62,7 @@ def test_step_flops_are_the_convention_per_batch():
 
 
 def test_ab_traced_run(capsys):
-    baseline = str(ROOT / "wdjax" / "train.py")  # the engine against itself
+    baseline = str(ROOT / "wdjax" / "engine" / "engine.py")  # the engine against itself
     result = profile_step.main(["--members", "2", "--steps", "3", "--rounds", "2", "--trace",
                                 "--hidden", "16", "--baseline", baseline, "--matmuls"])  # fmt: skip
     assert set(result) == {"current", "baseline"} and all(t > 0 for t in result.values())

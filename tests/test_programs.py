@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from helpers import adam_drift, assert_trees_close_to_scale, gamma
 
-from wdjax import devices, programs, train
-from wdjax import runner as S
-from wdjax.config import SweepConfig
+from wdjax.engine import devices, programs
+from wdjax.engine import engine as E
+from wdjax.run import runner as S
+from wdjax.run.config import SweepConfig
 
 BASE = SweepConfig(epochs=2, batch_size=64, strengths=(1e-4,), lrs=(1e-2,), seeds=1)
 TRAJ_TOL = adam_drift(50, 1e-2, 64)  # float64 sweeps of <= 50 steps (tests/test_runner.py)
@@ -45,13 +46,13 @@ def test_members_are_chunked_automatically_when_memory_is_short(monkeypatch):
 def traces(monkeypatch):
     """Counts the epoch program's traces, from an empty compile cache."""
     seen = []
-    original = train.Engine.train_epoch
+    original = E.Engine.train_epoch
 
     def counting(self, *args):
         seen.append(1)
         return original(self, *args)
 
-    monkeypatch.setattr(train.Engine, "train_epoch", counting)
+    monkeypatch.setattr(E.Engine, "train_epoch", counting)
     programs.clear_cache()
     return seen
 
@@ -73,9 +74,9 @@ def test_fast_init_compile_gives_the_default_compile_weights(model):
     # tried, but code generation may contract elementwise maths differently elsewhere, so within
     # the inverse-CDF's ~30 roundings (2·γ_30 of the scale); another seed or init is O(1) off.
     cfg = SweepConfig(model=model, hidden=(64, 64))
-    engine = train.Engine.from_config(cfg, 10)
+    engine = E.Engine.from_config(cfg, 10)
     k = 3
-    hyper = train.Hyper(
+    hyper = E.Hyper(
         jax.numpy.zeros(k), jax.numpy.ones(k), jax.numpy.arange(k), jax.numpy.zeros(k, "int32")
     )
     x = jax.numpy.zeros((1, 32, 32, 3) if model == "resnet" else (1, 28, 28, 1))

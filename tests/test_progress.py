@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from wdjax.progress import Bar, epoch_info
+from wdjax.run.progress import Bar, epoch_info
 
 
 def test_epoch_info_aggregates_members_ignoring_diverged_ones():

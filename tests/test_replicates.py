@@ -6,8 +6,9 @@ import types
 import numpy as np
 import pytest
 
-from wdjax import replicates, stats
-from wdjax.config import SweepConfig
+from wdjax.analysis import stats
+from wdjax.run.config import SweepConfig
+from wdjax.study import replicates
 
 BASE = SweepConfig(epochs=2, batch_size=64, strengths=(0.0, 1e-1), lrs=(1e-2,), seeds=2)
 

@@ -7,7 +7,8 @@ import stat
 import numpy as np
 import pytest
 
-from wdjax import results
+from wdjax import files
+from wdjax.analysis import tables
 
 NAN = float("nan")
 T2 = 4.302653  # t_{0.975, 2}
@@ -43,7 +44,7 @@ def umask():
 def test_atomic_write_gives_the_mode_open_would(tmp_path, umask, mask, mode):
     umask(mask)
     path = tmp_path / "sub" / "a.json"
-    results.atomic_write_bytes(path, b"new")
+    files.atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"new"
     assert stat.S_IMODE(path.stat().st_mode) == mode
 
@@ -52,14 +53,14 @@ def test_atomic_write_leaves_no_temp_and_the_old_file_on_error(tmp_path, monkeyp
     path = tmp_path / "a.json"
     path.write_bytes(b"old")
     with pytest.raises(TypeError):
-        results.atomic_write_bytes(path, "not bytes")
+        files.atomic_write_bytes(path, "not bytes")
 
     def fail(src, dst):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
-        results.atomic_write_bytes(path, b"new")
+        files.atomic_write_bytes(path, b"new")
     assert os.listdir(tmp_path) == ["a.json"] and path.read_bytes() == b"old"
 
 
@@ -67,9 +68,9 @@ def test_csv_round_trip(tmp_path):
     members = grid((0.0, 1e-3), seeds=1)
     h = {"val_loss": np.array([[0.1, 1 / 3], [NAN, math.inf]]), "diverged": np.array(
         [[False, False], [False, True]]), "step": np.array([[10, 20], [10, 20]])}  # fmt: skip
-    rows = results.metric_rows(members, h)
-    results.write_csv(tmp_path / "m.csv", rows)
-    back = results.read_csv(tmp_path / "m.csv")
+    rows = files.metric_rows(members, h)
+    files.write_csv(tmp_path / "m.csv", rows)
+    back = files.read_csv(tmp_path / "m.csv")
     assert [list(r) for r in back][0][:6] == ["member", "strength", "lr", "seed", "fold", "epoch"]
     for r, b in zip(rows, back, strict=True):
         assert b.keys() == r.keys()
@@ -80,7 +81,7 @@ def test_csv_round_trip(tmp_path):
 def test_table_rows_by_hand(tmp_path):
     members = grid((0.0, 0.1), seeds=3)
     h = history([1.0, 2.0, 3.0, 0.5, 0.5, 0.5], test_acc=[0.9, 0.8, 0.7, 0.6, 0.6, 0.6])
-    rows = results.table_rows(members, h)
+    rows = tables.table_rows(members, h)
     assert [(r["strength"], r["lr"], r["n"], r["diverged"]) for r in rows] == [
         (0.0, 0.01, 3, 0), (0.1, 0.01, 3, 0)]  # fmt: skip
     r = rows[0]  # val loss 1, 2, 3: mean 2, std 1, interval 2 ± t_{0.975,2}/√3
@@ -89,9 +90,9 @@ def test_table_rows_by_hand(tmp_path):
     assert r["val_loss_hi"] == pytest.approx(2 + T2 / math.sqrt(3), abs=1e-6)
     assert r["test_acc_mean"] == pytest.approx(0.8) and r["test_acc_std"] == pytest.approx(0.1)
     assert rows[1]["val_loss_std"] == 0.0 and rows[1]["val_loss_lo"] == 0.5
-    paths = results.write_table(str(tmp_path), rows, results.summarize(members, h))
+    paths = tables.write_table(str(tmp_path), rows, tables.summarize(members, h))
     assert [os.path.basename(p) for p in paths] == ["table.csv", "table.md"]
-    back = results.read_csv(tmp_path / "table.csv")
+    back = files.read_csv(tmp_path / "table.csv")
     assert back[0]["val_loss_mean"] == 2.0 and list(back[0]) == list(rows[0])
     md = (tmp_path / "table.md").read_text()
     assert "| 0 | 0.01 | 3 | 0 | 2 ± 1 [-0.4841, 4.484] |" in md
@@ -102,11 +103,11 @@ def test_one_seed_has_no_interval_and_a_diverged_member_voids_its_setting(tmp_pa
     members = grid((0.0, 0.1, 1.0), seeds=1)
     h = history([0.4, 0.3, 0.2])
     h["diverged"][2, 1:] = True
-    rows = results.table_rows(members, h)
+    rows = tables.table_rows(members, h)
     assert rows[0]["val_loss_mean"] == 0.4 and math.isnan(rows[0]["val_loss_lo"])
     assert math.isnan(rows[0]["val_loss_std"]) and math.isnan(rows[0]["val_loss_hi"])
     assert rows[2]["diverged"] == 1 and math.isnan(rows[2]["test_loss_mean"])
-    md = results.markdown_table(rows)
+    md = tables.markdown_table(rows)
     assert "| 0 | 0.01 | 1 | 0 | 0.4 |" in md and "| 1 | 0.01 | 1 | 1 | — |" in md
     assert "n = 1" in md
 
@@ -117,7 +118,7 @@ def test_summarize_selects_the_lowest_mean_validation_loss():
     members = grid((0.0, 0.1, 1.0))
     h = history([0.5, 0.1, 0.2, 0.2, 0.3, 0.4], val_acc=[0.99, 0.99, 0.5, 0.5, 0.5, 0.5],
                 test_loss=[0.01, 0.01, 0.9, 0.9, 0.9, 0.9])  # fmt: skip
-    s = results.summarize(members, h)
+    s = tables.summarize(members, h)
     assert s["selected_by"] == "val_loss"
     assert s["best_setting"] == dict(strength=0.1, lr=0.01, mean=0.2, n=2, members=[2, 3])
     assert s["ties"] == [dict(strength=0.1, lr=0.01, mean=0.2)]
@@ -129,28 +130,28 @@ def test_summarize_selects_the_lowest_mean_validation_loss():
 def test_summarize_reports_ties_in_grid_order():
     members = grid((0.0, 0.1, 1.0))
     h = history([0.5, 0.5, 0.375, 0.125, 0.25, 0.25])  # means 0.5, 0.25, 0.25 exactly
-    s = results.summarize(members, h)
+    s = tables.summarize(members, h)
     assert [(t["strength"], t["mean"]) for t in s["ties"]] == [(0.1, 0.25), (1.0, 0.25)]
     assert s["best_setting"]["strength"] == 0.1 and s["best_member"] == 3
     h["val_loss"][5, -1] = 0.25 * (1 + 1e-9)
-    assert len(results.summarize(members, h)["ties"]) == 1
-    assert len(results.summarize(members, h, tie_rtol=1e-6)["ties"]) == 2
+    assert len(tables.summarize(members, h)["ties"]) == 1
+    assert len(tables.summarize(members, h, tie_rtol=1e-6)["ties"]) == 2
 
 
 def test_summarize_never_selects_a_diverged_or_non_finite_setting():
     members = grid((0.0, 0.1, 1.0, 10.0))
     h = history([0.01, 0.01, NAN, 0.2, math.inf, 0.1, 0.3, 0.3])
     h["diverged"][1, 2:] = True  # frozen at finite values that would otherwise win
-    s = results.summarize(members, h)
+    s = tables.summarize(members, h)
     assert s["best_setting"]["strength"] == 10.0 and s["best_member"] == 6
     assert s["diverged"] == [1]
     assert s["excluded"] == [dict(strength=0.0, lr=0.01, diverged=1),
                              dict(strength=0.1, lr=0.01, diverged=0),
                              dict(strength=1.0, lr=0.01, diverged=0)]  # fmt: skip
     h["diverged"][:] = True
-    s = results.summarize(members, h)
+    s = tables.summarize(members, h)
     assert s["best_setting"] is None and s["best_member"] is None and s["ties"] == []
-    assert "no setting is selectable" in results.markdown_table(results.table_rows(members, h), s)
+    assert "no setting is selectable" in tables.markdown_table(tables.table_rows(members, h), s)
 
 
 def test_without_validation_selection_uses_the_training_loss():
@@ -160,13 +161,13 @@ def test_without_validation_selection_uses_the_training_loss():
     h["val_loss"][:] = NAN
     h["val_acc"][:] = NAN
     h["train_loss"][3] = [0.5, 0.05, 0.1]
-    s = results.summarize(members, h)
+    s = tables.summarize(members, h)
     assert s["selected_by"] == "train_loss" and s["best_setting"]["strength"] == 0.1
     assert s["best_member"] == 3
     m = s["members"][3]
     assert m["best_val_loss"] is None and m["best_val_loss_epoch"] is None
     assert m["best_epoch"] == 2 and m["best_val_acc"] is None  # lowest training loss
-    assert "no validation set" in results.markdown_table(results.table_rows(members, h), s)
+    assert "no validation set" in tables.markdown_table(tables.table_rows(members, h), s)
 
 
 def test_per_member_best_epochs():
@@ -174,16 +175,16 @@ def test_per_member_best_epochs():
     h = history([0.4])
     h["val_loss"][0] = [0.5, 0.3, 0.4]
     h["val_acc"][0] = [0.1, NAN, 0.9]
-    m = results.summarize(members, h)["members"][0]
+    m = tables.summarize(members, h)["members"][0]
     assert (m["best_val_loss_epoch"], m["best_val_loss"]) == (2, 0.3)
     assert (m["best_epoch"], m["best_val_acc"]) == (3, 0.9)
 
 
 def test_params_round_trip(tmp_path):
     params = {"Dense_0": {"kernel": np.ones((2, 3)), "bias": np.zeros(3)}, "head": {"b": 1.0}}
-    results.save_params(tmp_path / "p.npz", params)
+    files.save_params(tmp_path / "p.npz", params)
     with np.load(tmp_path / "p.npz") as z:
         assert sorted(z.files) == ["Dense_0/bias", "Dense_0/kernel", "head/b"]
-    back = results.load_params(tmp_path / "p.npz")
+    back = files.load_params(tmp_path / "p.npz")
     np.testing.assert_array_equal(back["Dense_0"]["kernel"], params["Dense_0"]["kernel"])
     assert back["head"]["b"] == 1.0

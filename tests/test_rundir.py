@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from wdjax import runner as S
-from wdjax.config import ConfigError, SweepConfig
+from wdjax.run import runner as S
+from wdjax.run.config import ConfigError, SweepConfig
 
 BASE = SweepConfig(epochs=2, batch_size=64, strengths=(1e-4,), lrs=(1e-2,), seeds=1)
 

@@ -15,7 +15,7 @@ import optax
 import pytest
 
 import wdjax
-from wdjax.symmetry import SCALE_MAPS, predicted_slope, scale_map
+from wdjax.analysis.symmetry import SCALE_MAPS, predicted_slope, scale_map
 
 C = 4.0
 # name: (optimizer, reg, s(c), λ'(λ, c))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from wdjax import stats
+from wdjax.analysis import stats
 
 NAN = float("nan")
 

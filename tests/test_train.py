@@ -9,10 +9,10 @@ import optax
 import pytest
 from helpers import U64, adam_drift, assert_trees_close_to_scale, gamma
 
-from wdjax import metrics as M
-from wdjax import train
-from wdjax.config import SweepConfig
-from wdjax.train import Engine, Hyper
+from wdjax.engine import engine as train
+from wdjax.engine import metrics as M
+from wdjax.engine.engine import Engine, Hyper
+from wdjax.run.config import SweepConfig
 
 pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
 
@@ -84,7 +84,7 @@ def test_batch_order_is_the_epoch_permutation_cut_to_whole_batches():
 
 
 def _epoch_of(engine, hyper, x, y, states=None):
-    data = train.Data(x, y, jnp.arange(x.shape[0], dtype=jnp.int32)[None],
+    data = engine.Data(x, y, jnp.arange(x.shape[0], dtype=jnp.int32)[None],
                       jnp.zeros((1, 0), jnp.int32), x[:5], y[:5])  # fmt: skip
     if states is None:
         states = engine.init_members(hyper, x[:1])

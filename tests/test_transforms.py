@@ -10,16 +10,10 @@ import pytest
 from flax import nnx
 from helpers import NnxNet, assert_trees_all_equal, assert_trees_close_to_scale, gamma
 
+import wdjax.prox
 import wdjax.transforms
-from wdjax.transforms import (
-    adam_prox,
-    add_l1_subgradient,
-    check_hyperparameter,
-    prox_elastic_net,
-    prox_group_lasso,
-    prox_l1,
-    soft_threshold,
-)
+from wdjax.prox import adam_prox, prox_elastic_net, prox_group_lasso, prox_l1, soft_threshold
+from wdjax.transforms import add_l1_subgradient, check_hyperparameter
 
 pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
 

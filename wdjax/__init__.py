@@ -15,29 +15,19 @@ Public API (explicit re-exports; the modules are the implementation):
 """
 
 from wdjax import schedules
-from wdjax.config import ConfigError, SweepConfig, parse_grid
 from wdjax.data import DATASETS, Dataset, DatasetError, kfold_indices, load
-from wdjax.devices import use_cpu_devices
-from wdjax.metrics import accuracy, cross_entropy, unit_angular_update, weight_stats
-from wdjax.models import MODELS, make_model, param_count
+from wdjax.engine.devices import use_cpu_devices
+from wdjax.engine.engine import Data, Engine, Hyper, MemberState, Schedule
+from wdjax.engine.metrics import accuracy, cross_entropy, unit_angular_update, weight_stats
+from wdjax.engine.models import MODELS, make_model, param_count
+from wdjax.factories import Strategy
+from wdjax.masks import decay_mask, mask_from_spec
 from wdjax.optim import OPTIMIZERS, STRATEGIES, make_optimizer
-from wdjax.penalties import (
-    decay_mask,
-    group_lasso_penalty,
-    l1_penalty,
-    l2_penalty,
-    mask_from_spec,
-)
-from wdjax.runner import SweepResult, load_result, sweep
-from wdjax.train import Data, Engine, Hyper, MemberState, Schedule, Strategy
-from wdjax.transforms import (
-    adam_prox,
-    add_l1_subgradient,
-    prox_elastic_net,
-    prox_group_lasso,
-    prox_l1,
-    soft_threshold,
-)
+from wdjax.penalties import group_lasso_penalty, l1_penalty, l2_penalty
+from wdjax.prox import adam_prox, prox_elastic_net, prox_group_lasso, prox_l1, soft_threshold
+from wdjax.run.config import ConfigError, SweepConfig, parse_grid
+from wdjax.run.runner import SweepResult, load_result, sweep
+from wdjax.transforms import add_l1_subgradient
 
 __version__ = "0.1.0"
 

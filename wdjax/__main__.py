@@ -2,6 +2,6 @@
 
 import sys
 
-from wdjax.cli import main
+from wdjax.run.cli import main
 
 sys.exit(main())

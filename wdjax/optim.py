@@ -38,10 +38,10 @@ differently. So a λ grid containing 0 holds a valid baseline.
   pixel or unit; Scardapane et al. 2017).
 
 The prox threshold τ is ``lr·λ`` after ``sgd``, ``lr·λ/(1−μ)`` after ``momentum`` and the
-per-coordinate ``lr·λ/(√v̂+ε)`` after ``adam`` (:func:`wdjax.transforms.adam_prox`), so the
+per-coordinate ``lr·λ/(√v̂+ε)`` after ``adam`` (:func:`wdjax.prox.adam_prox`), so the
 fixed points are stationary points of loss + penalty for every base optimizer (group lasso
 after Adam solves the group prox in Adam's metric exactly by a few Newton steps: see
-:func:`wdjax.transforms.prox_group_lasso`).
+:func:`wdjax.prox.prox_group_lasso`).
 """
 
 from typing import Any
@@ -49,16 +49,10 @@ from typing import Any
 import jax
 import optax
 
-from wdjax.penalties import Mask, check_groups, resolve_mask
-from wdjax.transforms import (
-    ScalarOrSchedule,
-    adam_prox,
-    add_l1_subgradient,
-    check_hyperparameter,
-    prox_elastic_net,
-    prox_group_lasso,
-    prox_l1,
-)
+from wdjax.masks import Mask, resolve_mask
+from wdjax.penalties import check_groups
+from wdjax.prox import adam_prox, prox_elastic_net, prox_group_lasso, prox_l1
+from wdjax.transforms import ScalarOrSchedule, add_l1_subgradient, check_hyperparameter
 
 __all__ = ["OPTIMIZERS", "STRATEGIES", "check_hyperparameter", "make_optimizer"]
 

@@ -3,7 +3,7 @@
 ``load`` returns NumPy arrays (the training engine moves them to the device once and indexes
 batches there). The recipe, for a training pool of ``N`` examples (the official train split;
 for ``digits``, the 1,438 images outside its fixed test split, see
-:func:`wdjax.sources.load_digits`):
+:func:`wdjax.data.sources.load_digits`):
 
 1. ``n_val = val_size`` if an int, else ``round(val_size * N)`` (a fraction of the *whole*
    pool, so the validation size does not change with ``train_size``);
@@ -27,8 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wdjax import idx, sources
-from wdjax.sources import DATASETS, DatasetError
+from wdjax.data import idx, sources
+from wdjax.data.sources import DATASETS, DatasetError
 
 __all__ = ["DATASETS", "Dataset", "DatasetError", "check_args", "describe", "kfold_indices", "load"]
 

@@ -12,7 +12,7 @@
     checkpoints/    the last checkpoint while the run is unfinished (wdjax.checkpoints)
     *.png           figures (wdjax.plots)
 
-Files are written atomically (:func:`wdjax.results.atomic_write_bytes`).
+Files are written atomically (:func:`wdjax.files.atomic_write_bytes`).
 """
 
 import dataclasses
@@ -26,8 +26,10 @@ import jax
 import numpy as np
 
 from wdjax import data as D
-from wdjax import programs, results
-from wdjax.config import ConfigError, SweepConfig
+from wdjax import files
+from wdjax.analysis import tables
+from wdjax.engine import programs
+from wdjax.run.config import ConfigError, SweepConfig
 
 __all__ = ["check_fingerprint", "fingerprint", "load", "meta", "prepare", "write", "write_config"]
 
@@ -53,7 +55,7 @@ def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
     def normal(c: SweepConfig) -> dict:  # settings a config.json lacks (older runs) = defaults
         return json.loads(json.dumps(c.to_json()))
 
-    saved, now = normal(SweepConfig.from_json(results.read_json(config_path))), normal(cfg)
+    saved, now = normal(SweepConfig.from_json(files.read_json(config_path))), normal(cfg)
     diff = [f.name for f in dataclasses.fields(cfg) if saved.get(f.name) != now.get(f.name)]
     if diff:
         raise ConfigError(f"--resume: the run in {out!r} was made with different settings "
@@ -66,7 +68,7 @@ def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
 
 
 def write_config(out: str, cfg: SweepConfig) -> None:
-    results.write_json(os.path.join(out, "config.json"), cfg.to_json())
+    files.write_json(os.path.join(out, "config.json"), cfg.to_json())
 
 
 def fingerprint(cfg: SweepConfig, params_like) -> dict:
@@ -83,9 +85,9 @@ def check_fingerprint(out: str, fp: dict, resume: bool) -> None:
     (``model=`` / ``optimizer=`` must be given again: a Python object is not in config.json)."""
     path = os.path.join(out, "fingerprint.json")
     if not resume or not os.path.exists(path):
-        results.write_json(path, fp)
+        files.write_json(path, fp)
         return
-    saved = results.read_json(path)
+    saved = files.read_json(path)
     diff = [k for k in ("model", "optimizer") if saved[k] != fp[k]]
     if saved["params"] != fp["params"]:
         gone = sorted(set(saved["params"]) - set(fp["params"]))
@@ -131,22 +133,22 @@ def meta(cfg: SweepConfig, mesh, progs: programs.Programs, run_s: float, steps: 
 
 def write(out: str, members, history, summary, meta_: dict, params) -> None:
     """The finished run's files (process 0)."""
-    from wdjax import plots
+    from wdjax.analysis import plots
 
-    results.write_csv(os.path.join(out, "metrics.csv"), results.metric_rows(members, history))
-    results.write_json(os.path.join(out, "summary.json"), summary)
-    results.write_table(out, results.table_rows(members, history), summary)
-    results.write_json(os.path.join(out, "meta.json"), meta_)
+    files.write_csv(os.path.join(out, "metrics.csv"), files.metric_rows(members, history))
+    files.write_json(os.path.join(out, "summary.json"), summary)
+    tables.write_table(out, tables.table_rows(members, history), summary)
+    files.write_json(os.path.join(out, "meta.json"), meta_)
     if params is not None:
-        results.save_params(os.path.join(out, "params.npz"), params)
+        files.save_params(os.path.join(out, "params.npz"), params)
     plots.sweep_figures(out)
 
 
 def load(out: str) -> tuple:
     """A finished run directory: ``(config, members, history, summary, meta, params)``, the
     history rebuilt from metrics.csv."""
-    cfg = SweepConfig.from_json(results.read_json(os.path.join(out, "config.json")))
-    rows = results.read_csv(os.path.join(out, "metrics.csv"))
+    cfg = SweepConfig.from_json(files.read_json(os.path.join(out, "config.json")))
+    rows = files.read_csv(os.path.join(out, "metrics.csv"))
     members = cfg.members()
     epochs = max(r["epoch"] for r in rows)
     skip = {"member", "strength", "lr", "seed", "fold", "epoch"}
@@ -157,7 +159,7 @@ def load(out: str) -> tuple:
         for n in names:
             history[n][r["member"], r["epoch"] - 1] = r[n]
     params_path = os.path.join(out, "params.npz")
-    params = results.load_params(params_path) if os.path.exists(params_path) else None
-    summary = results.read_json(os.path.join(out, "summary.json"))
-    meta_ = results.read_json(os.path.join(out, "meta.json"))
+    params = files.load_params(params_path) if os.path.exists(params_path) else None
+    summary = files.read_json(os.path.join(out, "summary.json"))
+    meta_ = files.read_json(os.path.join(out, "meta.json"))
     return cfg, members, history, summary, meta_, params

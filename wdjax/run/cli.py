@@ -5,7 +5,7 @@ embedded ``digits`` dataset, in one compiled call per epoch::
 
     python -m wdjax sweep --reg wd --strength 1e-6:1e-1:32 --seeds 3
 
-The flags are generated from :class:`wdjax.SweepConfig` and :class:`wdjax.config.RunOptions`
+The flags are generated from :class:`wdjax.SweepConfig` and :class:`wdjax.run.config.RunOptions`
 (one declaration per setting: help, default, parser, check). Bad input prints one ``error:`` line
 naming the flag and exits with status 2, before any compilation. Ctrl-C stops at the next epoch
 boundary, saves a checkpoint and prints the command that continues the run (exit 130); a second
@@ -20,7 +20,7 @@ import os
 import shlex
 import sys
 
-from wdjax.config import ConfigError, RunOptions, SweepConfig, check_fields, flag_of
+from wdjax.run.config import ConfigError, RunOptions, SweepConfig, check_fields, flag_of
 
 log = logging.getLogger("wdjax")
 
@@ -124,7 +124,7 @@ def _setup(cfg: SweepConfig, opts: RunOptions) -> None:
 
     if cfg.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    from wdjax import compile_cache
+    from wdjax.engine import compile_cache
 
     try:
         given = opts.compile_cache
@@ -145,7 +145,7 @@ def _setup(cfg: SweepConfig, opts: RunOptions) -> None:
         jax.distributed.initialize(opts.coordinator, opts.num_processes, opts.process_id)
     elif opts.cpu_devices is not None or min(cfg.chunk_size or cfg.num_members,
                                              cfg.num_members) >= 2:  # fmt: skip
-        from wdjax.devices import use_cpu_devices
+        from wdjax.engine.devices import use_cpu_devices
 
         try:  # one member runs on one device (a split CPU runs that ~20 % slower)
             use_cpu_devices(opts.cpu_devices)
@@ -168,7 +168,7 @@ def dataset_line(d: dict) -> str:
 
 
 def _report(result, out: str) -> None:
-    from wdjax import results
+    from wdjax.analysis import tables
 
     s = result.summary
     if "dataset" in result.meta:  # runs made before meta recorded it have none
@@ -177,7 +177,7 @@ def _report(result, out: str) -> None:
     began = "" if start is None else f", training began {start:.2f}s after the data loaded"
     print(f"{result.config.num_members} members, {result.meta['run_seconds']:.1f}s "
           f"(compile {result.meta['compile_seconds']:.1f}s{began}) -> {out}")  # fmt: skip
-    print(results.markdown_table(results.table_rows(result.members, result.history), s))
+    print(tables.markdown_table(tables.table_rows(result.members, result.history), s))
     if s["best_member"] is None:
         print("no setting can be selected: every setting has a diverged member")
     else:
@@ -196,7 +196,7 @@ def _report(result, out: str) -> None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     from wdjax.data import DatasetError
-    from wdjax.runner import Interrupted, sweep
+    from wdjax.run.runner import Interrupted, sweep
 
     out = None
     try:

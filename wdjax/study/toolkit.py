@@ -11,7 +11,7 @@ which writes into the study's results directory::
     table.md       the table README shows (markdown), table.csv the same as CSV
     <figure>.png   the figure README shows (``summary["figure"]``)
 
-Everything is written atomically (:mod:`wdjax.results`).
+Everything is written atomically (:mod:`wdjax.files`).
 """
 
 import argparse
@@ -25,9 +25,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wdjax import results
-from wdjax.config import SweepConfig
+from wdjax import files
 from wdjax.data import load
+from wdjax.run.config import SweepConfig
 
 
 class Run(NamedTuple):
@@ -112,7 +112,7 @@ def finish(run: Run, summary: dict, columns: list[str], rows: list[list], fig, f
     save_figure(fig, os.path.join(run.out, figure))
     summary = dict(summary, figure=figure, command=command(run.name, run.argv),
                    seconds=time.perf_counter() - run.t0)  # fmt: skip
-    results.write_json(os.path.join(run.out, "summary.json"), summary)
+    files.write_json(os.path.join(run.out, "summary.json"), summary)
     return summary
 
 
@@ -156,7 +156,7 @@ def fmt_ci(mean, lo, hi, digits=3) -> str:
 
 
 def ci(row: dict, key: str, digits=3) -> str:
-    """``row[key_mean] [row[key_lo], row[key_hi]]`` of a :func:`wdjax.replicates.table` row, or
+    """``row[key_mean] [row[key_lo], row[key_hi]]`` of a :func:`replicates.table` row, or
     the paired difference ``row[key_diff] [key_diff_lo, key_diff_hi]`` when ``key`` ends in
     ``_diff``."""
     if key.endswith("_diff"):
@@ -180,17 +180,17 @@ def write_table(out: str, columns: list[str], rows: list[list]) -> None:
     """``table.md`` (markdown) and ``table.csv`` from a header and rows of cells."""
     md = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     md += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
-    results.atomic_write_bytes(os.path.join(out, "table.md"), ("\n".join(md) + "\n").encode())
+    files.atomic_write_bytes(os.path.join(out, "table.md"), ("\n".join(md) + "\n").encode())
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(columns)
     w.writerows(rows)
-    results.atomic_write_bytes(os.path.join(out, "table.csv"), buf.getvalue().encode())
+    files.atomic_write_bytes(os.path.join(out, "table.csv"), buf.getvalue().encode())
 
 
 def save_figure(fig, path: str) -> str:
     """Save a matplotlib figure atomically as PNG and close it."""
-    from wdjax.plots import save
+    from wdjax.analysis.plots import save
 
     return save(fig, path)
 
@@ -215,4 +215,4 @@ def read_summary(path: str) -> dict | None:
     """A study's ``summary.json`` (``path`` is the file or its directory); None if absent."""
     if os.path.isdir(path):
         path = os.path.join(path, "summary.json")
-    return results.read_json(path) if os.path.exists(path) else None
+    return files.read_json(path) if os.path.exists(path) else None

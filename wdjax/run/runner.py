@@ -1,7 +1,7 @@
 """Host side of a sweep, top to bottom: check, load, compile, train chunk by chunk, write.
 
 ``sweep(config)`` trains every member of ``config`` (strengths × lrs × seeds × folds) with one
-compiled training program per epoch (:class:`wdjax.train.Engine`; a small second program gives the
+compiled training program per epoch (:class:`~wdjax.Engine`; a small second program gives the
 epoch's batch order) and returns a :class:`SweepResult` whose arrays carry a leading member axis.
 Data flow, from a CLI flag to the compiled step::
 
@@ -31,12 +31,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from wdjax import data as D
-from wdjax import devices as dev
-from wdjax import programs, results, rundir
-from wdjax.checkpoints import Checkpoints
-from wdjax.config import ConfigError, RunOptions, SweepConfig, check_fields, validate
-from wdjax.progress import Bar, epoch_info
-from wdjax.train import Data, Engine, Hyper
+from wdjax.analysis import tables
+from wdjax.engine import devices as dev
+from wdjax.engine import programs
+from wdjax.engine.engine import Data, Engine, Hyper
+from wdjax.run import rundir
+from wdjax.run.build import validate
+from wdjax.run.checkpoints import Checkpoints
+from wdjax.run.config import ConfigError, RunOptions, SweepConfig, check_fields
+from wdjax.run.progress import Bar, epoch_info
 
 log = logging.getLogger("wdjax")
 
@@ -108,7 +111,7 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
         meta["checkpoint_seconds"] = ckpt.save_seconds
     history = {name: v[:k] for name, v in history.items()}
     params = jax.tree.map(lambda x: x[:k], params)
-    summary = results.summarize(members, history)
+    summary = tables.summarize(members, history)
     if writer:
         rundir.write(out, members, history, summary, meta, params)
         ckpt.delete()
@@ -158,7 +161,7 @@ def host_data(ds: D.Dataset, cfg: SweepConfig) -> Data:
 def hyper_arrays(members: list[dict], total: int, dtype: str) -> Hyper:
     """Per-member hyperparameters, padded to ``total`` by repeating the last member."""
     rows = members + [members[-1]] * (total - len(members))
-    axes = [k for k in results.setting_of(rows[0]) if k not in ("strength", "lr")]  # --set
+    axes = [k for k in tables.setting_of(rows[0]) if k not in ("strength", "lr")]  # --set
     return Hyper(
         np.array([r["strength"] for r in rows], dtype),
         np.array([r["lr"] for r in rows], dtype),

@@ -26,9 +26,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from wdjax import compile_cache
-from wdjax import devices as dev
-from wdjax.train import Data, Engine, Hyper
+from wdjax.engine import compile_cache
+from wdjax.engine import devices as dev
+from wdjax.engine.engine import Data, Engine, Hyper
 
 __all__ = ["CPU_SMALL_OPTIONS", "MEMORY_FRACTION", "Programs", "clear_cache", "compile_small",
            "fit", "get", "memory_breakdown", "program_bytes"]  # fmt: skip

@@ -4,7 +4,7 @@
 
 * ``accuracy_vs_strength.png``: final test accuracy and loss against λ, one line per learning
   rate, mean ± std (ddof = 1) over seeds and folds as a band (diverged members, which
-  wdjax.results counts as missing, are left out); λ = 0, which has no place on a log
+  wdjax.analysis.tables counts as missing, are left out); λ = 0, which has no place on a log
   axis, is a dashed horizontal line in its learning rate's colour;
 * ``curves.png``: validation loss, validation accuracy and training loss per epoch, each line the
   mean over one (λ, lr) setting's seeds and folds (96 members = 3 seeds × 32 λ give 32 lines),
@@ -27,7 +27,8 @@ import numpy as np  # noqa: E402
 from matplotlib.cm import ScalarMappable  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 
-from wdjax import results, stats  # noqa: E402
+from wdjax import files
+from wdjax.analysis import stats
 
 CURVES = (("val_loss", "validation loss"), ("val_acc", "validation accuracy"),
           ("train_loss", "training loss"))  # fmt: skip
@@ -71,7 +72,7 @@ def band(ax, xs, mean, std, label):
 def read_config(run_dir: str) -> dict | None:
     """The run's ``config.json`` as a dict, None when absent."""
     path = os.path.join(run_dir, "config.json")
-    return results.read_json(path) if os.path.exists(path) else None
+    return files.read_json(path) if os.path.exists(path) else None
 
 
 def figure_title(config: dict | None, what: str, run_dir: str = "") -> str:
@@ -163,7 +164,7 @@ def curves_figure(rows: list[dict], config: dict | None, run_dir: str = ""):
 
 def sweep_figures(run_dir: str) -> list[str]:
     """Write the standard figures of a sweep run directory; returns their paths."""
-    rows = results.read_csv(os.path.join(run_dir, "metrics.csv"))
+    rows = files.read_csv(os.path.join(run_dir, "metrics.csv"))
     config = read_config(run_dir)
     figures = {"accuracy_vs_strength.png": strength_figure, "curves.png": curves_figure}
     return [save(f(rows, config, run_dir), os.path.join(run_dir, n)) for n, f in figures.items()]
@@ -171,11 +172,11 @@ def sweep_figures(run_dir: str) -> list[str]:
 
 def save(fig, path: str) -> str:
     """Lay out ``fig`` (tight, unless it has a layout engine), render it as PNG, write it
-    atomically (:func:`wdjax.results.atomic_write_bytes`), close it; returns ``path``."""
+    atomically (:func:`wdjax.files.atomic_write_bytes`), close it; returns ``path``."""
     if fig.get_layout_engine() is None:
         fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, dpi=110, format="png")
     plt.close(fig)
-    results.atomic_write_bytes(path, buf.getvalue())
+    files.atomic_write_bytes(path, buf.getvalue())
     return path

@@ -8,7 +8,7 @@ its parameter path without the trailing ``kernel`` (``Dense_0``, ``Block_1/Conv_
 import jax
 import jax.numpy as jnp
 
-from wdjax.penalties import param_path
+from wdjax.masks import param_path
 
 
 def cross_entropy(logits_BxC, labels_B):
@@ -31,7 +31,7 @@ def accuracy(logits_BxC, labels_B):
 
 def layer_name(path):
     """``('params', 'Dense_0', 'kernel')`` → ``'Dense_0'``: the parameter's path
-    (:func:`wdjax.penalties.param_path`, NNX's ``.value`` dropped) without params/kernel."""
+    (:func:`wdjax.masks.param_path`, NNX's ``.value`` dropped) without params/kernel."""
     keys = [k for k in param_path(path).split("/") if k not in ("params", "kernel")]
     return "/".join(keys) or "kernel"
 

@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wdjax import results
+from wdjax import files
 
 DATASETS = (
     "digits",
@@ -122,7 +122,7 @@ def cache_write(root: pathlib.Path, name: str, raw: RawData) -> None:
     try:
         buf = io.BytesIO()
         np.savez(buf, **{**raw._asdict(), "sha256": json.dumps(raw.sha256, sort_keys=True)})
-        results.atomic_write_bytes(path, buf.getvalue())  # 0644 (umask): the cache may be shared
+        files.atomic_write_bytes(path, buf.getvalue())  # 0644 (umask): the cache may be shared
     except OSError as e:
         warnings.warn(f"wdjax: could not cache {name!r} under {folder}: {e}", stacklevel=3)
 
@@ -181,7 +181,7 @@ def download_host(builder) -> tuple[str, int]:
 def not_prepared_message(name: str, root: pathlib.Path, reason: str, files=(), local=()) -> str:
     """The offline failure: names the dataset and data_dir and lists the ways out.
 
-    ``local``: the ways to use files on this machine (e.g. :func:`wdjax.idx.ways_out`), listed
+    ``local``: the ways to use files on this machine (e.g. :func:`wdjax.data.idx.ways_out`), listed
     right after the embedded dataset, in place of tfds' manual folder.
     """
     expected = f" (expected: {', '.join(sorted(files))})" if files else ""

@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from wdjax.sources import DatasetError, RawData
+from wdjax.data.sources import DatasetError, RawData
 
 IMAGES_MAGIC = 0x00000803  # idx, uint8, 3 dimensions
 LABELS_MAGIC = 0x00000801  # idx, uint8, 1 dimension

@@ -31,10 +31,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from wdjax import adapters, schedules
-from wdjax import metrics as M
-from wdjax.models import make_model
-from wdjax.optim import make_optimizer
+from wdjax import schedules
+from wdjax.engine import adapters
+from wdjax.engine import metrics as M
+from wdjax.engine.models import make_model
+from wdjax.factories import Strategy
 
 EVAL_BATCH = 1024
 
@@ -71,23 +72,6 @@ class Data(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Strategy:
-    """A named strategy as an optimizer factory: ``(learning_rate, strength, **traced) ->``
-    :func:`wdjax.make_optimizer` ``(optimizer, learning_rate, reg, strength, mask=mask,
-    **hyper, **traced)``. Hashable, so equal strategies share compiled programs."""
-
-    optimizer: str
-    reg: str
-    hyper: tuple = ()  # sorted (name, value) pairs of static keyword arguments
-    mask: str = "kernels"  # wdjax.penalties.mask_from_spec
-
-    def __call__(self, learning_rate, strength, **traced) -> optax.GradientTransformation:
-        kw = {**dict(self.hyper), **traced}
-        return make_optimizer(self.optimizer, learning_rate, self.reg, strength, mask=self.mask,
-                              **kw)  # fmt: skip
-
-
-@dataclasses.dataclass(frozen=True)
 class Schedule:
     """The learning-rate multiplier η(t) of a run (:mod:`wdjax.schedules`), hashable.
 
@@ -115,7 +99,7 @@ class Schedule:
 class Engine:
     """Static description of the compiled program (hashable: it keys the compile cache)."""
 
-    model: Any  # a wdjax.adapters.Linen / NNX (or a Linen module, wrapped on construction)
+    model: Any  # a wdjax.engine.adapters.Linen / NNX (or a Linen module, wrapped on construction)
     optimizer: Any  # an optimizer factory (learning_rate, strength, **traced) -> transform
     batch_size: int
     dtype: str = "float32"

@@ -17,7 +17,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from wdjax.config import ConfigError
+from wdjax.run.config import ConfigError
 
 __all__ = [
     "default_cpu_devices",

@@ -8,18 +8,18 @@ and its spread over replicates is the spread of the difference itself (paired). 
 separate calls of the same compiled shape: only the first compiles.
 
 Per replicate and setting the value is the mean over the replicate's members of that setting
-(its seeds × folds); over replicates, :func:`wdjax.stats.describe` gives mean, std (ddof = 1), n
-and the Student-t 95 % interval, and :func:`wdjax.stats.paired_differences` the difference to a
+(its seeds × folds); over replicates, :func:`stats.describe` gives mean, std (ddof = 1), n
+and the Student-t 95 % interval, and :func:`stats.paired_differences` the difference to a
 baseline setting with its own interval. A diverged member makes its setting's value NaN in that
-replicate (:func:`wdjax.results.final_values`), so its summary is NaN: never silently dropped.
+replicate (:func:`tables.final_values`), so its summary is NaN: never silently dropped.
 """
 
 import dataclasses
 
 import numpy as np
 
-from wdjax import results, stats
-from wdjax.config import SweepConfig
+from wdjax.analysis import stats, tables
+from wdjax.run.config import SweepConfig
 
 __all__ = ["curves", "replicate_configs", "run", "setting_values", "summarize", "table"]
 
@@ -38,7 +38,7 @@ def replicate_configs(config: SweepConfig, n: int) -> list[SweepConfig]:
 
 def run(config: SweepConfig, n: int, **sweep_kw) -> list:
     """Sweep every replicate (:func:`wdjax.sweep` keyword arguments pass through)."""
-    from wdjax.runner import sweep
+    from wdjax.run.runner import sweep
 
     return [sweep(c, **sweep_kw) for c in replicate_configs(config, n)]
 
@@ -53,14 +53,14 @@ def setting_values(runs: list, metric: str) -> tuple[list[dict], np.ndarray]:
 def curves(runs: list, metric: str) -> tuple[list[dict], np.ndarray]:
     """``(settings, values [replicates, settings, epochs])``: ``metric`` per epoch, averaged over
     each replicate's members of a setting (NaN where skipped by ``eval_every`` or diverged), for
-    figures with interval bands (:func:`wdjax.stats.describe` along axis 0)."""
-    settings = [s for s, _ in results.settings(runs[0].members)]
+    figures with interval bands (:func:`stats.describe` along axis 0)."""
+    settings = [s for s, _ in tables.settings(runs[0].members)]
     out = []
     for res in runs:
-        groups = results.settings(res.members)
+        groups = tables.settings(res.members)
         assert [s for s, _ in groups] == settings, "replicates must share their grid"
         h = np.asarray(res.history[metric], float)
-        h = np.where(results.diverged_members(res.history)[:, None], np.nan, h)
+        h = np.where(tables.diverged_members(res.history)[:, None], np.nan, h)
         out.append([h[idx].mean(axis=0) for _, idx in groups])
     return settings, np.asarray(out)
 
@@ -68,7 +68,7 @@ def curves(runs: list, metric: str) -> tuple[list[dict], np.ndarray]:
 def summarize(name: str, values, baseline=None) -> dict:
     """``name_mean, name_std, name_lo, name_hi`` of ``values`` over replicates and, with a
     ``baseline`` sample of the same replicates, the paired ``name_diff, name_diff_lo,
-    name_diff_hi`` (:func:`wdjax.stats.describe`, :func:`wdjax.stats.paired_differences`)."""
+    name_diff_hi`` (:func:`stats.describe`, :func:`stats.paired_differences`)."""
     s = stats.describe(values)
     row = {f"{name}_{k}": float(getattr(s, k)) for k in ("mean", "std", "lo", "hi")}
     if baseline is not None:

@@ -44,7 +44,7 @@ import sys
 
 import jax
 
-from wdjax import results
+from wdjax import files
 
 __all__ = ["MAX_JAX_BYTES", "MAX_PROGRAM_FILES", "MIN_COMPILE_SECONDS", "configure", "ensure",
            "load_programs", "program_key", "root", "save_programs"]  # fmt: skip
@@ -125,7 +125,9 @@ def jax_cache_hits() -> int:
 def _source_digest() -> str:
     if "source" not in _STATE:
         h = hashlib.sha256()
-        for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), "*.py"))):
+        package = os.path.dirname(os.path.dirname(__file__))  # wdjax/, every layer of it
+        for path in sorted(glob.glob(os.path.join(package, "**", "*.py"), recursive=True)):
+            h.update(os.path.relpath(path, package).encode() + b"\0")
             h.update(pathlib.Path(path).read_bytes())
         _STATE["source"] = h.hexdigest()
     return _STATE["source"]
@@ -145,8 +147,8 @@ def _host_cpu() -> str:
 def builtin(engine) -> bool:
     """Whether ``engine``'s ``repr`` determines its program: a wdjax model, a named strategy, a
     mask given by spec string (no user code whose ``repr`` could hide a change)."""
-    from wdjax import models
-    from wdjax.train import Strategy
+    from wdjax.engine import models
+    from wdjax.factories import Strategy
 
     module = getattr(engine.model, "module", None)
     return (
@@ -180,7 +182,7 @@ def save_programs(key: str, compiled: tuple) -> None:
 
     try:
         blob = pickle.dumps([serialize_executable.serialize(c) for c in compiled])
-        results.atomic_write_bytes(_path(key), blob)
+        files.atomic_write_bytes(_path(key), blob)
         _evict(os.path.dirname(_path(key)))
     except Exception as e:  # noqa: BLE001 - a cache that cannot write must not stop a sweep
         log.warning("compile cache: could not save the compiled programs (%s); continuing", e)
