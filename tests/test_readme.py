@@ -1,4 +1,5 @@
-"""README's "Bring your own model and optimizer" examples run as written."""
+"""README stays short with its two commands; docs/sweeps.md's "Bring your own model and optimizer"
+examples run as written."""
 
 import importlib.util
 import pathlib
@@ -6,11 +7,13 @@ import re
 
 import pytest
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+SWEEPS = ROOT / "docs" / "sweeps.md"
 
 
 def _examples() -> list[str]:
-    text = README.read_text()
+    text = SWEEPS.read_text()
     section = text.split("## Bring your own model and optimizer")[1].split("\n## ")[0]
     return re.findall(r"```python\n(.*?)```", section, flags=re.S)
 
@@ -24,6 +27,21 @@ def test_example_runs_as_written(index, capsys):
     code = _examples()[index]
     if "import optuna" in code and importlib.util.find_spec("optuna") is None:
         pytest.skip("optuna not installed (optional 'tune' extra)")
-    exec(compile(code, f"README example {index}", "exec"), {"__name__": "__readme__"})
+    exec(compile(code, f"docs/sweeps.md example {index}", "exec"), {"__name__": "__readme__"})
     printed = capsys.readouterr().out
     assert printed.strip(), "an example prints its result"
+
+
+def test_readme_is_short_and_starts_with_the_two_commands():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= 200
+    commands = [i for i, line in enumerate(lines) if line.startswith("python3 -m venv .venv && ")]
+    assert len(commands) == 2  # the main job first, then the test line .ci/run greps
+    assert "-m wdjax sweep" in lines[commands[0]] and lines[commands[1]].endswith("-m pytest tests")
+
+
+def test_every_relative_link_in_readme_and_docs_resolves():
+    for page in [README, *sorted((ROOT / "docs").rglob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#]+)\)", page.read_text()):
+            if not target.startswith(("http://", "https://")):
+                assert (page.parent / target).exists(), f"{page.relative_to(ROOT)}: {target}"
