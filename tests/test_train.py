@@ -84,7 +84,7 @@ def test_batch_order_is_the_epoch_permutation_cut_to_whole_batches():
 
 
 def _epoch_of(engine, hyper, x, y, states=None):
-    data = engine.Data(x, y, jnp.arange(x.shape[0], dtype=jnp.int32)[None],
+    data = train.Data(x, y, jnp.arange(x.shape[0], dtype=jnp.int32)[None],
                       jnp.zeros((1, 0), jnp.int32), x[:5], y[:5])  # fmt: skip
     if states is None:
         states = engine.init_members(hyper, x[:1])
