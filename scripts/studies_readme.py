@@ -1,23 +1,21 @@
-"""Regenerate README.md's study sections from the studies' result directories.
+"""Regenerate the studies' write-ups in docs/studies/ from their result directories.
 
-Usage: ``python scripts/studies_readme.py [--results results/studies] [--readme README.md]
+Usage: ``python scripts/studies_readme.py [--results results/studies] [--docs docs/studies]
 [--figures docs/figures] [--check]``.
 
-For each study (the issue's order 1..8) whose ``<results>/<name>/summary.json`` exists, the text
-between ``<!-- study:<name>:begin -->`` and ``<!-- study:<name>:end -->`` in the README becomes:
-the command (``summary["command"]``), the study's ``table.md``, its figure
-(``summary["figure"]``, copied to ``<figures>/<name>.png``) and a line saying how it was produced.
-Everything outside the markers (the human-written sentence on what a study shows) is kept. A
-study without markers gets a new ``### <title>`` section, placed after the previous study's
-section (or at the end of a ``## Studies`` section, created at the end of the README if absent).
-Studies without results are left as they are. Running it twice changes nothing the second time.
-``--check`` writes nothing and exits 1 when the README (or a figure) is out of date.
+For each study whose ``<results>/<name>/summary.json`` exists, the text between
+``<!-- study:<name>:begin -->`` and ``<!-- study:<name>:end -->`` in ``<docs>/<name>.md`` becomes:
+the command (``summary["command"]``), the study's ``table.md``, its figure (``summary["figure"]``,
+copied to ``<figures>/<name>.png``) and a line saying how it was produced. Everything outside the
+markers (the human-written text on what a study shows) is kept; a write-up without markers gets
+them appended, a missing write-up is created with the study's title. Studies without results are
+left as they are. Running it twice changes nothing the second time. ``--check`` writes nothing and
+exits 1 when a write-up (or a figure) is out of date.
 """
 
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 
@@ -53,73 +51,37 @@ def render(name: str, result_dir: str, figure_rel: str | None) -> str:
     if figure_rel:
         parts.append(f"![{name}]({figure_rel})")
     parts.append(
-        f"Produced by `python experiments/{name}.py`; regenerate this section with "
+        f"Produced by `python experiments/{name}.py`; regenerate it with "
         "`python scripts/studies_readme.py`."
     )
     return "\n" + "\n\n".join(parts) + "\n"
 
 
-def _section_start(text: str, begin: str) -> int:
-    """Offset of the ``### `` heading above a begin marker (else the marker itself)."""
-    i = text.index(begin)
-    h = text.rfind("\n### ", 0, i)
-    return h + 1 if h >= 0 else i
-
-
-def _insert_new(text: str, name: str, title: str, body: str) -> str:
+def update(text: str, name: str, body: str) -> str:
+    """A write-up's text with the study's marked region set to ``body`` (appended if absent)."""
     begin, end = markers(name)
-    section = f"### {title}\n\n{begin}{body}{end}\n"
-    names = [n for n, _ in STUDIES]
-    k = names.index(name)
-    for prev in reversed(names[:k]):  # right after the previous study's section
-        if markers(prev)[1] in text:
-            j = text.index(markers(prev)[1]) + len(markers(prev)[1])
-            nxt = re.compile(r"^#{2,3} ", re.M).search(text, j)  # its human text ends there
-            j = nxt.start() if nxt else len(text)
-            return text[:j].rstrip("\n") + "\n\n" + section + "\n" + text[j:].lstrip("\n")
-    for later in names[k + 1 :]:  # right before the next study's section
-        if markers(later)[0] in text:
-            j = _section_start(text, markers(later)[0])
-            return text[:j] + section + "\n" + text[j:]
-    m = re.search(r"^## Studies[^\n]*\n", text, re.M)
-    if m is None:
-        return text.rstrip("\n") + "\n\n## Studies\n\n" + section
-    nxt = re.compile(r"^## ", re.M).search(text, m.end())
-    j = nxt.start() if nxt else len(text)
-    return text[:j].rstrip("\n") + "\n\n" + section + ("\n" + text[j:] if nxt else "")
-
-
-def update(text: str, bodies: dict) -> str:
-    """README text with each study's marked region set to ``bodies[name]`` (added if absent)."""
-    for name, title in STUDIES:
-        if name not in bodies:
-            continue
-        begin, end = markers(name)
-        if begin in text and end in text:
-            i, j = text.index(begin) + len(begin), text.index(end)
-            if j < i:
-                raise ValueError(f"README: the end marker of {name!r} precedes its begin marker")
-            text = text[:i] + bodies[name] + text[j:]
-        elif begin in text or end in text:
-            raise ValueError(f"README: only one of the two markers of {name!r} is present")
-        else:
-            text = _insert_new(text, name, title, bodies[name])
-    return text
+    if begin in text and end in text:
+        i, j = text.index(begin) + len(begin), text.index(end)
+        if j < i:
+            raise ValueError(f"{name}: the end marker precedes the begin marker")
+        return text[:i] + body + text[j:]
+    if begin in text or end in text:
+        raise ValueError(f"{name}: only one of the two markers is present")
+    return text.rstrip("\n") + f"\n\n{begin}{body}{end}\n"
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     p.add_argument("--results", default=os.path.join(ROOT, "results", "studies"))
-    p.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
+    p.add_argument("--docs", default=os.path.join(ROOT, "docs", "studies"))
     p.add_argument("--figures", default=os.path.join(ROOT, "docs", "figures"))
     p.add_argument("--check", action="store_true", help="exit 1 if anything is out of date")
     args = p.parse_args(argv)
-    readme_dir = os.path.dirname(os.path.abspath(args.readme))
-    bodies, copies = {}, []
-    for name, _ in STUDIES:
+    writes, copies = {}, []
+    for name, title in STUDIES:
         d = os.path.join(args.results, name)
         if not os.path.exists(os.path.join(d, "summary.json")):
-            print(f"{name}: no results in {d}; section left as it is", file=sys.stderr)
+            print(f"{name}: no results in {d}; write-up left as it is", file=sys.stderr)
             continue
         with open(os.path.join(d, "summary.json")) as f:
             fig = json.load(f).get("figure")
@@ -127,23 +89,25 @@ def main(argv=None) -> int:
         if fig and os.path.exists(os.path.join(d, fig)):
             dst = os.path.join(args.figures, f"{name}.png")
             copies.append((os.path.join(d, fig), dst))
-            rel = os.path.relpath(dst, readme_dir).replace(os.sep, "/")
-        bodies[name] = render(name, d, rel)
-    with open(args.readme, encoding="utf-8") as f:
-        old = f.read()
-    new = update(old, bodies)
+            rel = os.path.relpath(dst, args.docs).replace(os.sep, "/")
+        path = os.path.join(args.docs, f"{name}.md")
+        old = open(path, encoding="utf-8").read() if os.path.exists(path) else f"# {title}\n"
+        new = update(old, name, render(name, d, rel))
+        if new != old:
+            writes[path] = new
     stale = [dst for src, dst in copies if not _same(src, dst)]
     if args.check:
-        out_of_date = (new != old) or bool(stale)
-        print("README out of date" if out_of_date else "README up to date", file=sys.stderr)
+        out_of_date = bool(writes) or bool(stale)
+        print("write-ups out of date" if out_of_date else "write-ups up to date", file=sys.stderr)
         return int(out_of_date)
     for src, dst in copies:
         if dst in stale:
             os.makedirs(os.path.dirname(dst), exist_ok=True)
             shutil.copyfile(src, dst)
-    if new != old:
-        files.atomic_write_bytes(args.readme, new.encode("utf-8"))
-    print(f"updated {len(bodies)} study sections in {args.readme}", file=sys.stderr)
+    for path, text in writes.items():
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        files.atomic_write_bytes(path, text.encode("utf-8"))
+    print(f"updated {len(writes)} write-ups in {args.docs}", file=sys.stderr)
     return 0
 
 

@@ -29,18 +29,12 @@ def _fake_result(results, name, value):
 
 def _run(sr, tmp_path, *extra):
     return sr.main(
-        ["--results", str(tmp_path / "res"), "--readme", str(tmp_path / "README.md"),
+        ["--results", str(tmp_path / "res"), "--docs", str(tmp_path / "docs" / "studies"),
          "--figures", str(tmp_path / "docs" / "figures"), *extra]
     )  # fmt: skip
 
 
-README = """# proj
-
-intro
-
-## Studies
-
-### 2. λ curve
+WRITEUP = """# 2. λ curve
 
 Human sentence about study 2.
 
@@ -48,56 +42,50 @@ Human sentence about study 2.
 OLD CONTENT
 <!-- study:lambda_curve:end -->
 
-## Layout
-
 tail
 """
 
 
-def test_markers_replaced_and_missing_sections_added(sr, tmp_path):
+def _doc(tmp_path, name):
+    return tmp_path / "docs" / "studies" / f"{name}.md"
+
+
+def test_markers_replaced_and_missing_writeups_created(sr, tmp_path):
     res = tmp_path / "res"
-    for name, v in (("lambda_curve", 111), ("tutorial_mlp", 222), ("select_lambda", 777)):
+    for name, v in (("lambda_curve", 111), ("tutorial_mlp", 222)):
         _fake_result(res, name, v)
-    (tmp_path / "README.md").write_text(README)
+    _doc(tmp_path, "lambda_curve").parent.mkdir(parents=True)
+    _doc(tmp_path, "lambda_curve").write_text(WRITEUP)
     assert _run(sr, tmp_path) == 0
-    text = (tmp_path / "README.md").read_text()
+    text = _doc(tmp_path, "lambda_curve").read_text()
     assert "OLD CONTENT" not in text and "| 111 | 2 |" in text
-    assert "Human sentence about study 2." in text  # outside the markers: kept
-    assert text.startswith("# proj\n\nintro\n") and text.rstrip().endswith("tail")
-    # study 1 goes before study 2, study 7 after it; both inside "## Studies", before "## Layout"
-    order = [text.index(s) for s in ("### 1.", "### 2.", "### 7.", "## Layout")]
-    assert order == sorted(order)
-    for name in ("tutorial_mlp", "lambda_curve", "select_lambda"):
+    assert text.startswith("# 2. λ curve\n\nHuman sentence about study 2.\n")  # kept
+    assert text.rstrip().endswith("tail")
+    created = _doc(tmp_path, "tutorial_mlp").read_text()
+    assert created.startswith("# 1. The tutorial's MLP, measured\n") and "| 222 | 2 |" in created
+    for name in ("tutorial_mlp", "lambda_curve"):
         begin, end = sr.markers(name)
-        body = text[text.index(begin) : text.index(end)]
+        doc = _doc(tmp_path, name).read_text()
+        body = doc[doc.index(begin) : doc.index(end)]
         assert f"python experiments/{name}.py --x" in body
-        assert f"![{name}](docs/figures/{name}.png)" in body
-        assert "regenerate this section with `python scripts/studies_readme.py`" in body
+        assert f"![{name}](../figures/{name}.png)" in body
+        assert "regenerate it with `python scripts/studies_readme.py`" in body
         fig = tmp_path / "docs" / "figures" / f"{name}.png"
         assert fig.read_bytes() == b"\x89PNG fake " + name.encode()
-    assert "decoupling" not in text  # no results: no section
+    assert not _doc(tmp_path, "decoupling").exists()  # no results: no write-up
     # idempotent, and --check agrees
     assert _run(sr, tmp_path, "--check") == 0
     assert _run(sr, tmp_path) == 0
-    assert (tmp_path / "README.md").read_text() == text
+    assert _doc(tmp_path, "lambda_curve").read_text() == text
     # new numbers: --check notices, a rerun rewrites only the marked region
     (res / "lambda_curve" / "table.md").write_text("| a | b |\n|---|---|\n| 999 | 2 |\n")
     assert _run(sr, tmp_path, "--check") == 1
-    assert (tmp_path / "README.md").read_text() == text
+    assert _doc(tmp_path, "lambda_curve").read_text() == text
     _run(sr, tmp_path)
-    assert (tmp_path / "README.md").read_text() == text.replace("| 111 |", "| 999 |")
-
-
-def test_studies_heading_created_when_absent(sr, tmp_path):
-    _fake_result(tmp_path / "res", "overhead", 8)
-    (tmp_path / "README.md").write_text("# proj\n\nno studies yet\n")
-    _run(sr, tmp_path)
-    text = (tmp_path / "README.md").read_text()
-    assert text.startswith("# proj\n\nno studies yet\n\n## Studies\n\n### 8.")
-    assert sr.markers("overhead")[0] in text and "| 8 | 2 |" in text
+    assert _doc(tmp_path, "lambda_curve").read_text() == text.replace("| 111 |", "| 999 |")
 
 
 def test_broken_markers_raise(sr):
     begin, _ = sr.markers("overhead")
     with pytest.raises(ValueError, match="overhead"):
-        sr.update(f"x\n{begin}\n", {"overhead": "body"})
+        sr.update(f"x\n{begin}\n", "overhead", "body")
