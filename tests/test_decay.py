@@ -275,11 +275,16 @@ def test_errors_name_the_argument():
 
 def test_sweep_member_equals_a_standalone_make_optimizer_run():
     """--reg wd_corrected --schedule cosine: the engine passes each member's peak lr."""
+    from wdjax.run import cli
     from wdjax.run import runner as S
 
-    cfg = wdjax.SweepConfig(dataset="digits", epochs=2, batch_size=64, optimizer="adam",
-                            reg="wd_corrected", schedule="cosine", strengths=(1.0,),
-                            lrs=(1e-2, 3e-3), seeds=1, dtype="float64")  # fmt: skip
+    argv = "sweep --dataset digits --epochs 2 --batch-size 64 --reg wd_corrected --schedule cosine"
+    argv += " --strength 1 --lr 1e-2,3e-3 --dtype float64"
+    cfg = cli.parse(argv.split())[0]
+    assert (cfg.optimizer, cfg.reg, cfg.schedule, cfg.lrs) == ("adam", "wd_corrected", "cosine",
+                                                               (1e-2, 3e-3))  # fmt: skip
+    help_text = cli.build_parser()._subparsers._group_actions[0].choices["sweep"].format_help()
+    assert all(reg in " ".join(help_text.split()) for reg in wdjax.STRATEGIES)
     with jax.enable_x64(True):
         res = S.sweep(cfg)
         wd = S.sweep(cfg, reg="wd")
