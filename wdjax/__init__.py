@@ -4,7 +4,8 @@ Public API (explicit re-exports; the modules are the implementation):
 
 * regularizers as optax transforms: :func:`soft_threshold`, :func:`prox_l1`,
   :func:`prox_elastic_net`, :func:`prox_group_lasso`, :func:`add_l1_subgradient`,
-  :func:`adam_prox`; loss-side penalties :func:`l1_penalty`, :func:`l2_penalty`,
+  :func:`adam_prox`, :func:`cautious_decayed_weights`, :func:`corrected_decayed_weights`
+  (the 2025 decay variants); loss-side penalties :func:`l1_penalty`, :func:`l2_penalty`,
   :func:`group_lasso_penalty` and the default mask :func:`decay_mask`;
 * :func:`make_optimizer`: named strategies (``OPTIMIZERS`` × ``STRATEGIES``) → one transform;
 * :func:`make_model` (``MODELS``), :func:`load` (``DATASETS``);
@@ -16,6 +17,7 @@ Public API (explicit re-exports; the modules are the implementation):
 
 from wdjax import schedules
 from wdjax.data import DATASETS, Dataset, DatasetError, kfold_indices, load
+from wdjax.decay import cautious_decayed_weights, corrected_decayed_weights
 from wdjax.engine.devices import use_cpu_devices
 from wdjax.engine.engine import Data, Engine, Hyper, MemberState, Schedule
 from wdjax.engine.metrics import accuracy, cross_entropy, unit_angular_update, weight_stats
@@ -50,6 +52,8 @@ __all__ = [
     "accuracy",
     "adam_prox",
     "add_l1_subgradient",
+    "cautious_decayed_weights",
+    "corrected_decayed_weights",
     "cross_entropy",
     "decay_mask",
     "group_lasso_penalty",

@@ -36,6 +36,19 @@ differently. So a λ grid containing 0 holds a valid baseline.
   over units (:mod:`wdjax.penalties`): ``groups="incoming"`` (default; a kernel's columns,
   each unit's incoming weights) or ``"outgoing"`` (its rows: the weights leaving each input
   pixel or unit; Scardapane et al. 2017).
+- ``cautious_wd``: ``u = −lr·(p + λ·1[p⊙w ≥ 0]⊙w)``: decay only where the base direction p
+  (before the learning rate and the sign flip: Adam's m̂/(√v̂+ε), the momentum buffer, the
+  gradient) and the weight agree in sign, or p = 0 (Chen et al., "Cautious Weight Decay",
+  arXiv:2510.12402). :func:`wdjax.decay.cautious_decayed_weights`; no peer library has it.
+- ``wd_corrected`` (AdamC): ``u = −γ_t·p − c_t·λ·w`` with ``c_t = γ_t²/γ_max`` on the
+  ``normalized=`` kernels (a mask spec, default ``"hidden"``: every kernel but the output
+  layer's; only ever among the masked leaves) and ``c_t = γ_t`` on the other masked leaves
+  (Defazio, "Why Gradients Rapidly Increase Near the End of Training", arXiv:2506.02285).
+  ``peak_lr=`` is γ_max, required when ``learning_rate`` is a schedule; with a constant number
+  it defaults to that number (another value is an error) and the strategy is ``wd`` exactly.
+  A ``jax.Array`` learning rate given with ``peak_lr`` is the current γ_t (what
+  ``optax.inject_hyperparams`` passes for a schedule). In a sweep the engine passes each
+  member's peak learning rate. :func:`wdjax.decay.corrected_decayed_weights`.
 
 The prox threshold τ is ``lr·λ`` after ``sgd``, ``lr·λ/(1−μ)`` after ``momentum`` and the
 per-coordinate ``lr·λ/(√v̂+ε)`` after ``adam`` (:func:`wdjax.prox.adam_prox`), so the
@@ -47,9 +60,11 @@ after Adam solves the group prox in Adam's metric exactly by a few Newton steps:
 from typing import Any
 
 import jax
+import numpy as np
 import optax
 
-from wdjax.masks import Mask, resolve_mask
+from wdjax.decay import cautious_decayed_weights, corrected_decayed_weights
+from wdjax.masks import Mask, mask_from_spec, resolve_mask
 from wdjax.penalties import check_groups
 from wdjax.prox import adam_prox, prox_elastic_net, prox_group_lasso, prox_l1
 from wdjax.transforms import ScalarOrSchedule, add_l1_subgradient, check_hyperparameter
@@ -68,6 +83,8 @@ STRATEGIES = (
     "l1_prox",
     "elastic_net_prox",
     "group_lasso_prox",
+    "cautious_wd",
+    "wd_corrected",
 )
 _OPTIMIZER_HYPER = {
     "sgd": {},
@@ -78,8 +95,10 @@ _STRATEGY_HYPER = {
     "elastic_net_prox": {"l1_ratio": 0.5},
     "wd_paper": {"schedule": 1.0},
     "group_lasso_prox": {"groups": "incoming"},
+    "wd_corrected": {"peak_lr": None, "normalized": "hidden"},
 }
 _PROX = ("l1_prox", "elastic_net_prox", "group_lasso_prox")
+_DECOUPLED = ("wd", "cautious_wd", "wd_corrected")  # chain(precond, decay, scale_by_lr)
 
 
 def _split_hyper(optimizer: str, reg: str, hyper: dict[str, Any]) -> tuple[dict, dict]:
@@ -102,6 +121,11 @@ def _split_hyper(optimizer: str, reg: str, hyper: dict[str, Any]) -> tuple[dict,
     for key in ("eps", "eps_root"):
         if key in opt_hyper:
             check_hyperparameter(key, opt_hyper[key])
+    _check_reg_hyper(reg_hyper)
+    return opt_hyper, reg_hyper
+
+
+def _check_reg_hyper(reg_hyper: dict) -> None:
     if "l1_ratio" in reg_hyper:
         ratio = check_hyperparameter("l1_ratio", reg_hyper["l1_ratio"])
         if not isinstance(ratio, jax.core.Tracer) and not ratio <= 1:
@@ -110,7 +134,13 @@ def _split_hyper(optimizer: str, reg: str, hyper: dict[str, Any]) -> tuple[dict,
         check_hyperparameter("schedule", reg_hyper["schedule"])
     if "groups" in reg_hyper:
         check_groups(reg_hyper["groups"])
-    return opt_hyper, reg_hyper
+    if reg_hyper.get("peak_lr") is not None:
+        check_hyperparameter("peak_lr", reg_hyper["peak_lr"])
+    if isinstance(reg_hyper.get("normalized"), str):
+        try:
+            mask_from_spec(reg_hyper["normalized"])
+        except ValueError as err:
+            raise ValueError(f"normalized (a mask spec): {err}") from None
 
 
 def _preconditioner(optimizer: str, hyper: dict) -> optax.GradientTransformation:
@@ -168,6 +198,44 @@ def _wd_paper(precond, alpha, strength, mask_fn, schedule) -> optax.GradientTran
     )
 
 
+def _decoupled(reg, precond, learning_rate, strength, mask_fn, reg_hyper):
+    """``wd``, ``cautious_wd``, ``wd_corrected``: chain(precond, decay, scale_by_lr)."""
+    if reg == "wd_corrected":
+        return _wd_corrected(precond, learning_rate, strength, mask_fn, reg_hyper)
+    if reg == "cautious_wd":
+        decay = cautious_decayed_weights(strength, mask_fn)
+    else:
+        decay = optax.add_decayed_weights(strength, mask_fn)
+    return optax.chain(precond, decay, optax.scale_by_learning_rate(learning_rate))
+
+
+def _is_number(x) -> bool:
+    """A Python or NumPy number (not a jax.Array, which may be a traced or injected value)."""
+    return isinstance(x, int | float | np.number) or (isinstance(x, np.ndarray) and x.ndim == 0)
+
+
+def _wd_corrected(precond, learning_rate, strength, mask_fn, reg_hyper):
+    peak, normalized = reg_hyper["peak_lr"], reg_hyper["normalized"]
+    lr_scale = optax.scale_by_learning_rate(learning_rate)
+    if peak is None and callable(learning_rate):
+        raise ValueError(
+            "peak_lr: wd_corrected with a schedule as learning_rate needs its peak γ_max "
+            "(the decay on normalized layers is γ_t²/γ_max), e.g. make_optimizer('adam', "
+            "optax.cosine_decay_schedule(3e-2, T), 'wd_corrected', λ, peak_lr=3e-2)."
+        )
+    if peak is not None and _is_number(learning_rate) and _is_number(peak):
+        if float(peak) != float(learning_rate):
+            raise ValueError(
+                f"peak_lr: with a constant learning_rate ({learning_rate!r}) the peak is that "
+                f"rate, got peak_lr={peak!r}; leave peak_lr out or pass a schedule."
+            )
+        peak = None
+    if peak is None:  # a constant rate: c_t = γ²/γ = γ, exactly wd
+        return optax.chain(precond, optax.add_decayed_weights(strength, mask_fn), lr_scale)
+    decay = corrected_decayed_weights(strength, learning_rate, peak, mask_fn, normalized)
+    return optax.chain(precond, decay, lr_scale)
+
+
 def make_optimizer(
     optimizer: str,
     learning_rate: ScalarOrSchedule,
@@ -184,6 +252,8 @@ def make_optimizer(
     l1_ratio: Hyper = None,
     schedule: ScalarOrSchedule | None = None,
     groups: str | None = None,
+    peak_lr: Hyper = None,
+    normalized: Mask = None,
 ) -> optax.GradientTransformation:
     """Compose a named regularization strategy with a base optimizer (table in module doc).
 
@@ -207,6 +277,11 @@ def make_optimizer(
       schedule: ``reg="wd_paper"``: the multiplier η(t), float or callable (default 1.0).
       groups: ``reg="group_lasso_prox"``: ``"incoming"`` (default) or ``"outgoing"`` units
         (:mod:`wdjax.penalties`); a string, so static under ``inject_hyperparams``.
+      peak_lr: ``reg="wd_corrected"``: γ_max > 0; required when ``learning_rate`` is a schedule
+        (default: a constant ``learning_rate`` itself).
+      normalized: ``reg="wd_corrected"``: which masked leaves get AdamC's γ_t²/γ_max decay, a
+        mask spec, callable or pytree of bools (default ``"hidden"``; a callable goes in
+        ``static_args`` under ``inject_hyperparams``, as ``mask``).
 
     A hyperparameter left at None takes its default; one that does not apply to ``optimizer``
     and ``reg`` is an error. Every numeric argument may be injected:
@@ -244,6 +319,7 @@ def make_optimizer(
     check_hyperparameter("strength", strength)
     given = dict(momentum=momentum, nesterov=nesterov, b1=b1, b2=b2, eps=eps)
     given.update(eps_root=eps_root, l1_ratio=l1_ratio, schedule=schedule, groups=groups)
+    given.update(peak_lr=peak_lr, normalized=normalized)
     hyper = {key: value for key, value in given.items() if value is not None}
     opt_hyper, reg_hyper = _split_hyper(optimizer, reg, hyper)
     precond = _preconditioner(optimizer, opt_hyper)
@@ -262,8 +338,8 @@ def make_optimizer(
         return optax.chain(add_l1_subgradient(strength, mask_fn), precond, lr_scale)
     if reg == "l2":
         return optax.chain(optax.add_decayed_weights(strength, mask_fn), precond, lr_scale)
-    if reg == "wd":
-        return optax.chain(precond, optax.add_decayed_weights(strength, mask_fn), lr_scale)
+    if reg in _DECOUPLED:
+        return _decoupled(reg, precond, learning_rate, strength, mask_fn, reg_hyper)
     if optimizer == "adam":
         prox = _prox(reg, strength, learning_rate, mask_fn, reg_hyper)
         return adam_prox(learning_rate, prox, **opt_hyper)

@@ -78,7 +78,7 @@ class Schedule:
     ``params`` are the schedule's settings; any of them may instead come traced per member in
     ``Hyper.extra`` (a ``--set`` axis). With the named ``wd_paper`` strategy η multiplies both
     the step α and the decay λ (``make_optimizer(..., schedule=η)``); otherwise the learning rate
-    is ``peak·η(t)``, which the prox thresholds use too.
+    is ``peak·η(t)``, which the prox thresholds use too (``wd_corrected``: ``peak_lr=peak``).
     """
 
     kind: str = "constant"
@@ -136,8 +136,11 @@ class Engine:
             return self.optimizer(h.lr, h.strength, **extra)
         eta = self.schedule.eta(extra)
         extra = {k: v for k, v in extra.items() if k not in self.schedule.names}
-        if getattr(self.optimizer, "reg", None) == "wd_paper":  # decay η(t)·λ, step η(t)·α
+        reg = getattr(self.optimizer, "reg", None)
+        if reg == "wd_paper":  # decay η(t)·λ, step η(t)·α
             return self.optimizer(h.lr, h.strength, schedule=eta, **extra)
+        if reg == "wd_corrected":  # AdamC: the member's lr is the schedule's peak γ_max
+            extra.setdefault("peak_lr", h.lr)
         return self.optimizer(schedules.learning_rate(h.lr, eta), h.strength, **extra)
 
     def lr_in_effect(self, h: Hyper, step):

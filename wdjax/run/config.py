@@ -176,7 +176,10 @@ class SweepConfig:
         "(learning_rate, strength, **traced) -> optax.GradientTransformation)",
     )
     reg: str = setting(
-        "wd", "none, l1, l2, wd, wd_paper, l1_prox, elastic_net_prox or group_lasso_prox"
+        "wd",
+        "none, l1, l2, wd, wd_paper, l1_prox, elastic_net_prox, group_lasso_prox, cautious_wd "
+        "(decay where update and weight agree in sign) or wd_corrected (AdamC: γ_t²/γ_max decay "
+        "on hidden kernels under a schedule; the peak is --lr)",
     )
     strengths: tuple[float, ...] = setting(
         (1e-4,),
