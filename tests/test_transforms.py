@@ -473,4 +473,5 @@ def test_check_hyperparameter():
 
 
 def test_doctests():
-    assert doctest.testmod(wdjax.transforms, raise_on_error=True).attempted > 0
+    doctest.testmod(wdjax.transforms, raise_on_error=True)
+    assert doctest.testmod(wdjax.prox, raise_on_error=True).attempted > 0
