@@ -131,7 +131,8 @@ def _hidden_mask(params: PyTree) -> PyTree:
             "Pass the model (sweep(model=..., mask='hidden') and the CLI find the output layer "
             "from the model's data flow; or wdjax.engine.adapters.resolve_mask_spec('hidden', "
             "model, x)), name the output layer 'head', or give a regular expression over the "
-            "kernels' paths, e.g. mask=" + repr("^(?!classifier/).*kernel$") + "."
+            "kernels' paths, e.g. mask='^(?!classifier/).*kernel$' (every kernel but those of "
+            "a layer named classifier)."
         )
     return jax.tree_util.tree_map_with_path(
         lambda path, _: _is_kernel(path) and _OUTPUT_MODULE not in _keys(path)[:-1], params
@@ -198,8 +199,8 @@ def mask_from_spec(spec: str) -> Callable[[PyTree], PyTree]:
     Args:
       spec: ``"kernels"`` (the default, :func:`decay_mask`), ``"hidden"`` (kernels except the
         output layer's: those under a ``head`` module; without one the callable refuses the
-        parameters, see the module docstring), or a regular expression ``re.search``-ed on each leaf's ``/``-joined
-        path (:func:`param_path`).
+        parameters, see the module docstring), or a regular expression ``re.search``-ed on
+        each leaf's ``/``-joined path (:func:`param_path`).
 
     Returns:
       A callable (hashable, equal for equal specs) taking a parameter pytree and returning a pytree

@@ -28,7 +28,7 @@ followed; ``cond`` joins its branches and ``scan``/``while`` loops are iterated 
 Any other primitive that carries a program of its own cannot be followed and is refused.
 """
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 from jax.extend import core as jcore
