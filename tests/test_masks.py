@@ -167,6 +167,20 @@ def test_a_product_of_activations_is_not_a_layer():
     assert _hidden(Bilinear()) == {"trunk/kernel"}
 
 
+class Tied(nn.Module):
+    """The output layer is a tied embedding (``attend``): a layer without a kernel."""
+
+    @nn.compact
+    def __call__(self, ids):
+        emb = nn.Embed(20, 8, name="emb")
+        h = nn.relu(nn.Dense(8, name="mix")(emb(ids.astype(jnp.int32)).mean(1)))
+        return emb.attend(h)
+
+
+def test_an_output_layer_without_a_kernel_leaves_every_kernel_hidden():
+    assert _hidden(Tied(), jnp.zeros((2, 5))) == {"mix/kernel"}
+
+
 class Stack(nn.Module):
     """Three stacked layers in one kernel leaf, applied by ``lax.scan``."""
 

@@ -19,7 +19,8 @@ The output layer is then the ``last`` of the model's output: every layer whose r
 the output without passing through another layer. For a chain of layers that is the last one
 called. A second branch added to the head's result (``head(h) + proj(h)``) is an output layer
 too, and so is a layer whose result skips past the head (``head(h) + h`` with ``h = proj(x)``):
-their units feed the output directly, as the head's do. The rule reads data flow only, so it
+their units feed the output directly, as the head's do. An output layer may hold no kernel
+(a tied embedding's ``attend``): then every kernel is hidden. The rule reads data flow only, so it
 does not depend on the layers' names, their sorted order or the order of the calls between
 independent branches.
 
