@@ -20,14 +20,15 @@ paths end in ``.value``): Linen ``params/Dense_0/kernel``, NNX ``layers/0/kernel
   weights: regularized whole.
 - ``"hidden"``: the kernels except the output layer's. The output layer is the one that produces
   the model's output, found from the data flow where the model is known and never from a sorted
-  order of names. A sweep (``sweep``, the CLI, ``Engine.from_config``) traces the model once and
-  replaces ``"hidden"`` by an explicit regular expression over the hidden kernels' paths
-  (:func:`wdjax.engine.adapters.resolve_mask_spec`, which says what "output layer" means for
-  skips and parallel branches). Where only parameters are given (:func:`wdjax.make_optimizer`,
-  the transforms, the penalties, :func:`mask_from_spec`), the output layer is every kernel under
-  a module named ``head`` (the output layer of every :mod:`wdjax.engine.models` model, Linen or
-  NNX); parameters with kernels but no ``head`` are refused (pass the model through a sweep,
-  name the output layer ``head``, or give a regular expression).
+  order of names. A sweep (``sweep``, the CLI; ``Engine.from_config`` given ``x_example``)
+  traces the model once and replaces ``"hidden"`` by an explicit regular expression over the
+  hidden kernels' paths (:func:`wdjax.engine.adapters.resolve_mask_spec`;
+  :mod:`wdjax.engine.dataflow` says what "output layer" means for skips and parallel branches).
+  Where only parameters are given (:func:`wdjax.make_optimizer`, the transforms, the penalties,
+  :func:`mask_from_spec`), the output layer is every kernel under a module named ``head`` (the
+  output layer of every :mod:`wdjax.engine.models` model, Linen or NNX); parameters with
+  kernels but no ``head`` are refused (pass the model through a sweep, name the output layer
+  ``head``, or give a regular expression).
 - any other string: a regular expression, ``re.search``-ed on each leaf's path
   (``dense_[01]/kernel``: the first two layers' kernels; ``kernel|embedding`` adds embeddings).
 - a callable ``params -> bools`` or a pytree of Python bools with the structure of the parameters
