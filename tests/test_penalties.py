@@ -269,10 +269,12 @@ def test_hidden_excludes_exactly_the_output_layer():
         "dense_0/kernel",
         "dense_1/kernel",
     ]
-    # Without a `head` module: the last kernel in natural order (Dense_10 after Dense_9).
+    # Without a `head` module, parameters alone do not say which layer is the output: refused
+    # (tests/test_masks.py: with the model, the data flow says).
     auto = {f"Dense_{i}": {"kernel": jnp.ones((2, 2)), "bias": jnp.ones(2)} for i in range(11)}
-    kept = [name for name, m in hidden(auto).items() if m["kernel"]]
-    assert sorted(kept) == sorted(f"Dense_{i}" for i in range(10))
+    with pytest.raises(ValueError, match="no module named 'head'"):
+        hidden(auto)
+    auto["head"] = auto.pop("Dense_10")
     stacked = jax.tree.map(lambda x: jnp.stack([x, x]), auto)
     assert hidden(stacked) == hidden(auto)
     # A `head` module is the output layer wherever it sorts (ResNet: head, stage0_block0, stem).

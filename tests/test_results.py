@@ -84,9 +84,9 @@ def test_table_rows_by_hand(tmp_path):
     rows = tables.table_rows(members, h)
     assert [(r["strength"], r["lr"], r["n"], r["diverged"]) for r in rows] == [
         (0.0, 0.01, 3, 0), (0.1, 0.01, 3, 0)]  # fmt: skip
-    r = rows[0]  # val loss 1, 2, 3: mean 2, std 1, interval 2 ± t_{0.975,2}/√3
+    r = rows[0]  # val loss 1, 2, 3: mean 2, std 1, interval 2 ± t_{0.975,2}/√3, a loss: >= 0
     assert (r["val_loss_mean"], r["val_loss_std"]) == (2.0, 1.0)
-    assert r["val_loss_lo"] == pytest.approx(2 - T2 / math.sqrt(3), abs=1e-6)
+    assert 2 - T2 / math.sqrt(3) < 0 and r["val_loss_lo"] == 0.0
     assert r["val_loss_hi"] == pytest.approx(2 + T2 / math.sqrt(3), abs=1e-6)
     assert r["test_acc_mean"] == pytest.approx(0.8) and r["test_acc_std"] == pytest.approx(0.1)
     assert rows[1]["val_loss_std"] == 0.0 and rows[1]["val_loss_lo"] == 0.5
@@ -95,8 +95,29 @@ def test_table_rows_by_hand(tmp_path):
     back = files.read_csv(tmp_path / "table.csv")
     assert back[0]["val_loss_mean"] == 2.0 and list(back[0]) == list(rows[0])
     md = (tmp_path / "table.md").read_text()
-    assert "| 0 | 0.01 | 3 | 0 | 2 ± 1 [-0.4841, 4.484] |" in md
+    assert "| 0 | 0.01 | 3 | 0 | 2 ± 1 [0, 4.484] |" in md
     assert "| best |" in md and "validation loss" in md
+
+
+def test_intervals_of_bounded_quantities_stay_in_their_range():
+    # Issue 22, defect 7: accuracies 1, 1, 0.97 (mean 0.99, std 0.0173): the Student-t interval
+    # 0.99 ± 4.303·0.0173/√3 = [0.947, 1.033] leaves [0, 1]; a loss 0.01, 0.02, 0.3 leaves [0, ∞).
+    members = grid((0.0,), seeds=3)
+    h = history([0.01, 0.02, 0.3], test_acc=[1.0, 1.0, 0.97], sparsity=[0.0, 0.0, 0.03],
+                weight_l2=[5.0, 6.0, 7.0], extra=[0.01, 0.02, 0.3])  # fmt: skip
+    (r,) = tables.table_rows(members, h)
+    half = T2 * np.std([1.0, 1.0, 0.97], ddof=1) / math.sqrt(3)
+    assert 0.99 + half > 1 and r["test_acc_hi"] == 1.0
+    assert r["test_acc_lo"] == pytest.approx(0.99 - half, abs=1e-6)
+    assert r["test_acc_mean"] == pytest.approx(0.99) and r["val_loss_lo"] == 0.0
+    assert r["sparsity_lo"] == 0.0 and 0 < r["sparsity_hi"] <= 1
+    (extra,) = tables.table_rows(members, h, metrics=("extra",))
+    assert extra["extra_lo"] < 0  # a column of unknown range is not clipped
+    for key in ("val_loss", "test_acc", "sparsity", "weight_l2"):
+        assert r[f"{key}_lo"] <= r[f"{key}_mean"] <= r[f"{key}_hi"]
+    md = tables.markdown_table([r])
+    assert f"[{0.99 - half:.4g}, 1]" in md
+    assert "clipped to each quantity's range (accuracy and sparsity to [0, 1]; losses" in md
 
 
 def test_one_seed_has_no_interval_and_a_diverged_member_voids_its_setting(tmp_path):

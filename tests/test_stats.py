@@ -125,3 +125,17 @@ def test_welch_difference_by_hand():
     assert d.std == pytest.approx(math.sqrt(vx + vy), rel=1e-14)
     assert d.hi - d.mean == pytest.approx(half * math.sqrt(vx + vy), rel=1e-12)
     assert np.isnan(stats.welch_difference([1.0], y).lo)
+
+
+def test_bounds_clip_the_interval_to_the_range_and_keep_mean_and_std():
+    # [1, 2, 3]: 2 ± t_{0.975,2}/√3 = [−0.484, 4.484]; in [0, 3]: [0, 3]
+    s = stats.describe([1.0, 2.0, 3.0], bounds=(0.0, 3.0))
+    assert (s.mean, s.std, s.n, s.lo, s.hi) == (2.0, 1.0, 3, 0.0, 3.0)
+    free = stats.describe([1.0, 2.0, 3.0])
+    assert free.lo < 0 < 3 < free.hi
+    inside = stats.describe([1.0, 2.0, 3.0], bounds=(-10.0, 10.0))
+    assert (inside.lo, inside.hi) == (free.lo, free.hi)
+    x = np.array([[1.0, 0.2], [1.0, 0.3], [0.97, np.nan]])
+    cols = stats.describe(x, axis=0, bounds=(0.0, 1.0))
+    assert cols.hi[0] == 1.0 and np.isnan(cols.lo[1]) and np.isnan(cols.hi[1])
+    assert np.isnan(stats.describe([0.5], bounds=(0.0, 1.0)).lo)  # n = 1: still no interval

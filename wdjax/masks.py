@@ -18,12 +18,17 @@ paths end in ``.value``): Linen ``params/Dense_0/kernel``, NNX ``layers/0/kernel
   Never biases, normalization ``scale``/``bias``, ``embedding`` tables or any other named leaf (as
   Keras ``kernel_regularizer``). A tree with no names at all (a bare array, a tuple of arrays) is
   weights: regularized whole.
-- ``"hidden"``: the kernels except the output layer's. The output layer is every kernel under a
-  module named ``head`` (the output layer of every :mod:`wdjax.models` model, Linen or NNX); with no
-  ``head``, the kernel whose path comes last in natural order: keys compared in turn, runs of digits
-  as numbers (``Dense_10`` after ``Dense_9``, NNX ``layers/2`` after ``layers/1``, ``out`` after
-  ``fc2``). Name the output module ``head``, or use a regular expression, where that is not the
-  last layer.
+- ``"hidden"``: the kernels except the output layer's. The output layer is the one that produces
+  the model's output, found from the data flow where the model is known and never from a sorted
+  order of names. A sweep (``sweep``, the CLI; ``Engine.from_config`` given ``x_example``)
+  traces the model once and replaces ``"hidden"`` by an explicit regular expression over the
+  hidden kernels' paths (:func:`wdjax.engine.adapters.resolve_mask_spec`;
+  :mod:`wdjax.engine.dataflow` says what "output layer" means for skips and parallel branches).
+  Where only parameters are given (:func:`wdjax.make_optimizer`, the transforms, the penalties,
+  :func:`mask_from_spec`), the output layer is every kernel under a module named ``head`` (the
+  output layer of every :mod:`wdjax.engine.models` model, Linen or NNX); parameters with
+  kernels but no ``head`` are refused (pass the model through a sweep, name the output layer
+  ``head``, or give a regular expression).
 - any other string: a regular expression, ``re.search``-ed on each leaf's path
   (``dense_[01]/kernel``: the first two layers' kernels; ``kernel|embedding`` adds embeddings).
 - a callable ``params -> bools`` or a pytree of Python bools with the structure of the parameters
@@ -43,7 +48,7 @@ any matrix (a lone bias vector) give a zero penalty and pass through the transfo
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import jax
@@ -52,7 +57,7 @@ import numpy as np
 PyTree = Any
 Mask = PyTree | Callable[[PyTree], PyTree] | str | None
 
-__all__ = ["Mask", "decay_mask", "mask_from_spec", "param_path", "resolve_mask"]
+__all__ = ["Mask", "decay_mask", "kernels_except", "mask_from_spec", "param_path", "resolve_mask"]
 
 _DECAYED_NAMES = ("kernel",)
 _OUTPUT_MODULE = "head"
@@ -116,22 +121,57 @@ def decay_mask(params: PyTree) -> PyTree:
     return jax.tree_util.tree_map_with_path(lambda path, _: _is_kernel(path), params)
 
 
-def _natural(keys: tuple) -> tuple:
-    """Sort key of a path: each key split into text and numbers (``Dense_10`` after ``Dense_9``)."""
-    parts = (re.split(r"(\d+)", str(key)) for key in keys)
-    return tuple(tuple(int(s) if i % 2 else s for i, s in enumerate(p)) for p in parts)
-
-
 def _hidden_mask(params: PyTree) -> PyTree:
-    """Kernels except the output layer's (those under a ``head`` module, else the last kernel)."""
+    """Kernels except the output layer's: those under a ``head`` module (see the module doc)."""
     paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-    kernels = [_keys(path) for path in paths if _is_kernel(path)]
-    output = {keys for keys in kernels if _OUTPUT_MODULE in keys[:-1]}
-    if not output and kernels:
-        output = {max(kernels, key=_natural)}
+    kernels = [param_path(path) for path in paths if _is_kernel(path)]
+    if kernels and not any(_OUTPUT_MODULE in _keys(path)[:-1] for path in paths):
+        raise ValueError(
+            "mask: 'hidden' needs to know the output layer, and these parameters have no module "
+            f"named 'head' (kernels: {', '.join(kernels[:6])}{', ...' * (len(kernels) > 6)}). "
+            "Pass the model (sweep(model=..., mask='hidden') and the CLI find the output layer "
+            "from the model's data flow; or wdjax.engine.adapters.resolve_mask_spec('hidden', "
+            "model, x)), name the output layer 'head', or give a regular expression over the "
+            "kernels' paths, e.g. mask='^(?!classifier/).*kernel$' (every kernel but those of "
+            "a layer named classifier)."
+        )
     return jax.tree_util.tree_map_with_path(
-        lambda path, _: _is_kernel(path) and _keys(path) not in output, params
+        lambda path, _: _is_kernel(path) and _OUTPUT_MODULE not in _keys(path)[:-1], params
     )
+
+
+def kernels_except(params: PyTree, output: Collection[str]) -> str:
+    """The spec selecting every kernel of ``params`` but those at the paths ``output``.
+
+    This is ``"hidden"`` made explicit once the output layer is known: an anchored regular
+    expression listing the selected kernels' paths (:func:`param_path`), so it stays a string
+    (hashable, recorded as it is).
+
+    Args:
+      params: the parameter pytree (one member's).
+      output: the :func:`param_path` of each output-layer leaf.
+
+    Returns:
+      ``"^(?:path_1|path_2|...)$"`` over the kernels not in ``output``, in tree order.
+
+    Raises:
+      ValueError: no kernel is left (every kernel is the output layer's).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> p = {"proj": {"kernel": jnp.ones((2, 3))}, "out": {"kernel": jnp.ones((3, 1))}}
+      >>> kernels_except(p, {"out/kernel"})
+      '^(?:proj/kernel)$'
+    """
+    paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    hidden = [param_path(path) for path in paths if _is_kernel(path)]
+    hidden = [p for p in hidden if p not in set(output)]
+    if not hidden:
+        raise ValueError(
+            f"mask: 'hidden' selects nothing: every kernel of this model is its output layer's "
+            f"({', '.join(sorted(output))}); use mask='kernels' or reg='none'."
+        )
+    return "^(?:" + "|".join(re.escape(p) for p in hidden) + ")$"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,8 +199,9 @@ def mask_from_spec(spec: str) -> Callable[[PyTree], PyTree]:
 
     Args:
       spec: ``"kernels"`` (the default, :func:`decay_mask`), ``"hidden"`` (kernels except the
-        output layer's), or a regular expression ``re.search``-ed on each leaf's ``/``-joined
-        path (:func:`param_path`).
+        output layer's: those under a ``head`` module; without one the callable refuses the
+        parameters, see the module docstring), or a regular expression ``re.search``-ed on
+        each leaf's ``/``-joined path (:func:`param_path`).
 
     Returns:
       A callable (hashable, equal for equal specs) taking a parameter pytree and returning a pytree

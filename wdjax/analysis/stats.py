@@ -13,6 +13,13 @@ For a sample x_1..x_n:
 The interval covers the true mean with probability 0.95 when the x_i are independent draws from
 a normal distribution; for n = 1 there is no interval (NaN), never a zero-width one.
 
+A bounded quantity (an accuracy in [0, 1], a loss or a norm ≥ 0) has its true mean in its range,
+so :func:`describe` with ``bounds=(a, b)`` reports the interval clipped to the range,
+[max(lo, a), min(hi, b)]: it covers the true mean whenever the unclipped one does (the same 95 %
+under the same assumptions) and never prints an accuracy above 1 or a loss below 0. The mean and
+std are unchanged. (A logit or log scale would also keep the interval in range, but changes what
+is averaged and has no interval when every value sits on a bound, e.g. accuracies all 1.)
+
 For a median (skewed quantities such as a selection's regret) :func:`median_interval` gives the
 distribution-free order-statistic interval [x_(j), x_(k)]: with x_(1) ≤ … ≤ x_(n) and B ~
 Binomial(n, ½), P(x_(j) ≤ median < x_(k)) = P(j ≤ B < k) for any continuous distribution; j, k
@@ -48,11 +55,15 @@ def half_width(std, n: int, confidence: float = 0.95):
     return t_quantile((1 + confidence) / 2, n - 1) * np.asarray(std, float) / math.sqrt(n)
 
 
-def describe(x, axis: int | None = None, confidence: float = 0.95) -> Summary:
+def describe(x, axis: int | None = None, confidence: float = 0.95,
+             bounds: tuple[float, float] | None = None) -> Summary:  # fmt: skip
     """:class:`Summary` of the sample ``x`` (all of it, or each slice along ``axis``).
 
+    ``bounds=(a, b)``: the quantity's range (``(0, 1)`` for an accuracy, ``(0, inf)`` for a
+    loss); the interval is clipped to it (module docstring). None: no clipping.
+
     Example: ``describe([1.0, 2.0, 3.0])`` has mean 2, std 1, n 3 and interval
-    2 ± t_{0.975,2}/√3 = [−0.484, 4.484].
+    2 ± t_{0.975,2}/√3 = [−0.484, 4.484]; with ``bounds=(0, 3)``, [0, 3].
     """
     x = np.asarray(x, float)
     if axis is None:
@@ -66,7 +77,10 @@ def describe(x, axis: int | None = None, confidence: float = 0.95) -> Summary:
         mean = np.mean(x, axis=axis)[()]
         std = np.std(x, axis=axis, ddof=1)[()] if n > 1 else np.full(shape, np.nan)[()]
     half = half_width(std, n, confidence)
-    return Summary(mean, std, n, mean - half, mean + half)
+    lo, hi = mean - half, mean + half
+    if bounds is not None:  # NaN stays NaN (np.maximum / np.minimum propagate it)
+        lo, hi = np.maximum(lo, bounds[0])[()], np.minimum(hi, bounds[1])[()]
+    return Summary(mean, std, n, lo, hi)
 
 
 def paired_differences(x, baseline, axis: int | None = None, confidence: float = 0.95) -> Summary:

@@ -38,6 +38,22 @@ MD_METRICS = ("val_loss", "val_acc", "test_loss", "test_acc", "train_loss", "wei
 
 REPLICATE_KEYS = ("member", "seed", "fold")  # what varies between a setting's replicates
 
+# The range of each bounded metric (per-layer ``name/<layer>`` too): its intervals are clipped to
+# it (:func:`wdjax.analysis.stats.describe`). dead_units is a count of units, so only >= 0.
+_UNIT = (0.0, 1.0)
+_NONNEGATIVE = (0.0, float("inf"))
+BOUNDS = {
+    **dict.fromkeys(("train_acc", "val_acc", "test_acc", "sparsity"), _UNIT),
+    **dict.fromkeys(("train_loss", "val_loss", "test_loss"), _NONNEGATIVE),
+    **dict.fromkeys(("weight_l2", "weight_l1", "dead_units"), _NONNEGATIVE),
+}
+
+
+def bounds_of(metric: str) -> tuple[float, float] | None:
+    """The range of a metric (``val_acc``: (0, 1); ``weight_l2/dense_0``: (0, inf)); None for a
+    quantity of unknown range (an extra column), whose interval is not clipped."""
+    return BOUNDS.get(metric.split("/", 1)[0])
+
 
 def setting_of(info: dict) -> dict:
     """A member's setting: its grid values other than seed and fold (strength, lr, and any
@@ -74,8 +90,10 @@ def table_rows(members, history, metrics=None, confidence: float = 0.95) -> list
     ``x_mean, x_std, x_lo, x_hi`` over the setting's n = seeds × folds members.
 
     std has ddof = 1; [lo, hi] is the Student-t interval x̄ ± t_{(1+c)/2, n−1}·s/√n
-    (:func:`stats.describe`), NaN when n = 1. ``diverged`` counts the setting's diverged
-    members; with one or more, every mean of the row is NaN (see the module docstring).
+    (:func:`stats.describe`), NaN when n = 1, clipped to the metric's range (:data:`BOUNDS`:
+    accuracies and sparsity to [0, 1], losses, norms and dead units to [0, ∞)). ``diverged``
+    counts the setting's diverged members; with one or more, every mean of the row is NaN (see
+    the module docstring).
     """
     names = [x for x in (metrics or TABLE_METRICS) if x in history]
     finals = {x: final_values(history, x) for x in names}
@@ -84,7 +102,7 @@ def table_rows(members, history, metrics=None, confidence: float = 0.95) -> list
     for setting, idx in settings(members):
         row = dict(setting, n=len(idx), diverged=int(bad[idx].sum()))
         for x in names:
-            s = stats.describe(finals[x][idx], confidence=confidence)
+            s = stats.describe(finals[x][idx], confidence=confidence, bounds=bounds_of(x))
             row.update({f"{x}_{k}": float(getattr(s, k)) for k in ("mean", "std", "lo", "hi")})
         rows.append(row)
     return rows
@@ -136,6 +154,9 @@ def _notes(summary: dict | None) -> list[str]:
         "Final epoch; n = seeds × folds members per setting; mean ± std (ddof = 1) "
         "[95 % Student-t interval, mean ± t(0.975, n−1)·std/√n]. With n = 1 there is no std or "
         "interval: the mean alone is shown. — : no value (a diverged member, or no such data).",
+        "Intervals are clipped to each quantity's range (accuracy and sparsity to [0, 1]; losses "
+        "and norms to ≥ 0): the true mean lies in its range, so the clipped interval covers it "
+        "whenever the Student-t interval does.",
         "A setting with a diverged member has no means (—) and cannot be selected.",
     ]
     if summary is None:

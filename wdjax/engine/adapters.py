@@ -32,7 +32,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-__all__ = ["NNX", "Linen", "as_model", "describe", "qualified_name"]
+__all__ = ["NNX", "Linen", "as_model", "describe", "qualified_name", "resolve_mask_spec"]
 
 _FLAGS = {"train": lambda t: t, "training": lambda t: t, "deterministic": lambda t: not t}
 
@@ -165,3 +165,53 @@ def qualified_name(obj) -> str:
     runs: no memory address)."""
     named = obj if inspect.isfunction(obj) or inspect.isclass(obj) else type(obj)
     return f"{named.__module__}.{named.__qualname__}"
+
+
+def resolve_mask_spec(spec, model, x_example):
+    """A mask spec with ``"hidden"`` made explicit from the model's data flow.
+
+    ``"hidden"`` means every kernel but the output layer's, and the output layer is the one that
+    produces the model's output: found by tracing the model's (eval-mode) apply once on abstract
+    inputs, never from names or their sorted order (:mod:`wdjax.engine.dataflow` defines it for
+    skips and parallel branches). Any other spec is returned as it is.
+
+    Args:
+      spec: a mask spec (:func:`wdjax.mask_from_spec`), a callable or a pytree of bools.
+      model: a Linen module, an NNX factory or an adapter (:func:`as_model`).
+      x_example: an input batch (any batch size; an array or :class:`jax.ShapeDtypeStruct`):
+        only its shape is used.
+
+    Returns:
+      ``spec`` unchanged, or for ``"hidden"`` an anchored regular expression over the hidden
+      kernels' paths (:func:`wdjax.masks.kernels_except`), e.g. ``'^(?:stem/kernel|proj/kernel)$'``
+      (a string, so an engine holding it stays hashable).
+
+    Raises:
+      ValueError: naming ``mask``: every kernel is the output layer's, no layer with parameters
+        produces the output, or the model's program holds a primitive the trace cannot follow.
+    """
+    if not (isinstance(spec, str) and spec == "hidden"):
+        return spec
+    from wdjax import masks
+    from wdjax.engine import dataflow
+
+    adapter = as_model(model)
+    x = jax.ShapeDtypeStruct(tuple(jnp.shape(x_example)), jnp.float32)
+    params, state = jax.eval_shape(adapter.init, jax.random.key(0), x)
+    try:
+        found = dataflow.output_layer(lambda p, s, x: adapter.apply(p, s, x, False)[0],
+                                      params, state, x)  # fmt: skip
+    except dataflow.Opaque as err:
+        raise ValueError(
+            f"mask: 'hidden' cannot find the output layer: the model's program holds "
+            f"{err.args[0]!r}, which the trace does not follow. Give a regular expression over "
+            "the kernels' paths instead (e.g. mask='^(?!head/).*kernel$')."
+        ) from None
+    if not found:
+        raise ValueError(
+            "mask: 'hidden' found no layer with parameters (a dot_general or convolution of the "
+            "activations with parameters) producing the model's output; give a regular "
+            "expression over the kernels' paths instead."
+        )
+    paths = [masks.param_path(path) for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    return masks.kernels_except(params, {paths[i] for i in found})

@@ -110,9 +110,13 @@ class Engine:
         object.__setattr__(self, "model", adapters.as_model(self.model))
 
     @classmethod
-    def from_config(cls, cfg, num_classes: int, steps_per_epoch: int = 1) -> "Engine":
+    def from_config(cls, cfg, num_classes: int, steps_per_epoch: int = 1,
+                    x_example=None) -> "Engine":  # fmt: skip
         """The engine of a :class:`wdjax.SweepConfig` (model, optimizer, strategy, batch size,
-        schedule; ``steps_per_epoch`` sizes a schedule given in epochs)."""
+        schedule; ``steps_per_epoch`` sizes a schedule given in epochs). Given ``x_example`` (an
+        input batch; only its shape is used), a named strategy's ``mask="hidden"`` is resolved
+        from the model's data flow (:func:`wdjax.engine.adapters.resolve_mask_spec`); without
+        it, ``"hidden"`` takes the output layer to be the module named ``head``."""
         if isinstance(cfg.model, str):
             model = make_model(cfg.model, num_classes, hidden=cfg.hidden, dropout=cfg.dropout,
                                batchnorm=cfg.batchnorm)  # fmt: skip
@@ -120,7 +124,10 @@ class Engine:
             model = cfg.model
         if isinstance(cfg.optimizer, str):
             hyper = tuple(sorted(cfg.optimizer_hyper().items()))
-            optimizer = Strategy(cfg.optimizer, cfg.reg, hyper, cfg.mask)
+            mask = cfg.mask
+            if x_example is not None:
+                mask = adapters.resolve_mask_spec(mask, model, x_example)
+            optimizer = Strategy(cfg.optimizer, cfg.reg, hyper, mask)
         else:
             optimizer = cfg.optimizer
         params = tuple(sorted(cfg.schedule_params().items()))

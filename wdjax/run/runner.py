@@ -94,7 +94,8 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
     k = len(members)
     shard, repl = dev.mesh_shardings(devices or dev.for_members(min(cfg.chunk_size or k, k)))
     arrays = jax.tree.map(lambda x: dev.put(x, repl), host)
-    engine = Engine.from_config(cfg, ds.num_classes, host.train_idx.shape[1] // cfg.batch_size)
+    engine = Engine.from_config(cfg, ds.num_classes, host.train_idx.shape[1] // cfg.batch_size,
+                                x_example=host.x_pool[:1])  # fmt: skip
     log.info("compiling the training program (%d members, %d devices)", k, shard.mesh.size)
     axes = tuple(name for name, _ in cfg.axes)
     progs = programs.fit(engine, arrays, k, cfg.chunk_size, shard, repl, cfg.data_seed, axes)
