@@ -9,7 +9,8 @@ Public API (explicit re-exports; the modules are the implementation):
   :func:`decay_mask`;
 * :func:`make_optimizer`: named strategies (``OPTIMIZERS`` × ``STRATEGIES``) → one transform;
 * :func:`make_model` (``MODELS``), :func:`load` (``DATASETS``);
-* :func:`sweep` over a :class:`SweepConfig` → :class:`SweepResult`; :func:`load_result`; any
+* :func:`sweep` over a :class:`SweepConfig` → :class:`SweepResult` (hooks: ``init_params=``,
+  ``record=``); :func:`load_result`; :func:`evaluate` (given parameters, no training); any
   Flax model (Linen module or NNX factory) and any optimizer factory (:class:`Strategy`,
   :class:`Sheared`, :class:`Decay`, :class:`Held`), :func:`mask_from_spec`,
   learning-rate :mod:`schedules`;
@@ -28,6 +29,7 @@ from wdjax.optim import OPTIMIZERS, STRATEGIES, make_optimizer
 from wdjax.penalties import group_lasso_penalty, l1_penalty, l2_penalty
 from wdjax.prox import adam_prox, prox_elastic_net, prox_group_lasso, prox_l1, soft_threshold
 from wdjax.run.config import ConfigError, SweepConfig, parse_grid
+from wdjax.run.evaluation import evaluate
 from wdjax.run.runner import SweepResult, load_result, sweep
 from wdjax.transforms import add_l1_subgradient, either, hold_zeros
 
@@ -58,6 +60,7 @@ __all__ = [
     "cross_entropy",
     "decay_mask",
     "either",
+    "evaluate",
     "group_lasso_penalty",
     "hold_zeros",
     "kfold_indices",

@@ -67,8 +67,12 @@ def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
     return finished and not os.path.isdir(os.path.join(out, "checkpoints"))
 
 
-def write_config(out: str, cfg: SweepConfig) -> None:
-    files.write_json(os.path.join(out, "config.json"), cfg.to_json())
+def write_config(out: str, cfg: SweepConfig, hooks: dict | None = None) -> None:
+    """``config.json``: the config, and under ``"hooks"`` the Python-object arguments of
+    :func:`wdjax.sweep` by name (:func:`wdjax.run.hooks.describe`), when any was given."""
+    files.write_json(
+        os.path.join(out, "config.json"), {**cfg.to_json(), **({"hooks": hooks} if hooks else {})}
+    )
 
 
 def fingerprint(cfg: SweepConfig, params_like) -> dict:

@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -31,11 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from wdjax import data as D
+from wdjax import files
 from wdjax.analysis import tables
 from wdjax.engine import devices as dev
 from wdjax.engine import programs
 from wdjax.engine.engine import Data, Engine, Hyper
-from wdjax.run import rundir
+from wdjax.engine.recording import start_members
+from wdjax.run import hooks, rundir
 from wdjax.run.build import validate
 from wdjax.run.checkpoints import Checkpoints
 from wdjax.run.config import ConfigError, RunOptions, SweepConfig, check_fields
@@ -64,6 +67,7 @@ class Interrupted(KeyboardInterrupt):
 
 def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: bool = False,
           progress=None, devices=None, data=None, checkpoint_every: str = "60s",
+          init_params=None, record=None, record_every: str = "epoch",
           **overrides) -> SweepResult:  # fmt: skip
     """Train every member of a sweep; see the module docstring.
 
@@ -77,24 +81,48 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
       data: a :class:`wdjax.Dataset` to train on instead of loading ``config.dataset`` (used as
         given: the config's data fields are not applied).
       checkpoint_every: ``"N"`` epochs or ``"Ts"``/``"Tm"`` (see :mod:`wdjax.checkpoints`).
+      init_params: start the members from these parameters instead of their seeds' (the
+        model's tree: one for every member, or leaves with a leading member axis, e.g.
+        ``SweepResult.params``); optimizer states start fresh from them, BatchNorm statistics
+        as initialized. Recorded by digest (:mod:`wdjax.run.hooks`).
+      record: a jittable ``(before, after, grads, batch_stats) -> {name: array}`` called on a
+        member's parameters before and after a step, that step's gradient and the model's
+        state; ``history[name]`` is ``[members, epochs, ...]`` (``record_every="epoch"``, the
+        epoch's last step) or ``[members, epochs, steps, ...]`` (``"step"``). Without it
+        nothing extra is compiled. Recorded by name; written to ``records.npz``.
+      record_every: ``"epoch"`` or ``"step"``.
       **overrides: fields of :class:`SweepConfig` replacing those of ``config``.
+
+    Example (docs/sweeps.md has more)::
+
+        def norms(before, after, grads, batch_stats):
+            sq = lambda t: sum(jnp.sum(x**2) for x in jax.tree.leaves(t))
+            return {"grad_norm": jnp.sqrt(sq(grads)), "moved": jnp.sqrt(
+                sq(jax.tree.map(jnp.subtract, after, before)))}
+
+        res = wdjax.sweep(cfg, record=norms, record_every="step")  # res.history["grad_norm"]
+        tuned = wdjax.sweep(cfg, init_params=res.params, lrs=(1e-4,))  # one start per member
     """
     cfg = dataclasses.replace(config or SweepConfig(), **overrides)
     validate(cfg)
     check_fields(RunOptions(checkpoint_every=checkpoint_every))
+    named = hooks.describe(init_params, record, record_every)
     writer = out is not None and jax.process_index() == 0
+    if out and resume and os.path.exists(os.path.join(out, "config.json")):
+        hooks.check_resume(out, named)
     if out and rundir.prepare(out, cfg, resume):
         return load_result(out)  # finished earlier: nothing to train
     ds = _dataset(cfg, data)
     t_data = time.perf_counter()
     host = host_data(ds, cfg)
-    if writer:
-        rundir.write_config(out, cfg)
     members = cfg.members()
     k = len(members)
+    engine = Engine.from_config(cfg, ds.num_classes, host.train_idx.shape[1] // cfg.batch_size)
+    engine, start = hooks.check(engine, host.x_pool[:1], k, init_params, record, record_every)
+    if writer:
+        rundir.write_config(out, cfg, named)
     shard, repl = dev.mesh_shardings(devices or dev.for_members(min(cfg.chunk_size or k, k)))
     arrays = jax.tree.map(lambda x: dev.put(x, repl), host)
-    engine = Engine.from_config(cfg, ds.num_classes, host.train_idx.shape[1] // cfg.batch_size)
     log.info("compiling the training program (%d members, %d devices)", k, shard.mesh.size)
     axes = tuple(name for name, _ in cfg.axes)
     progs = programs.fit(engine, arrays, k, cfg.chunk_size, shard, repl, cfg.data_seed, axes)
@@ -102,26 +130,40 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
         rundir.check_fingerprint(out, rundir.fingerprint(cfg, progs.init.out_info.params), resume)
     ckpt = Checkpoints(out, checkpoint_every, write=writer) if out else None
     run = _Run(cfg, progs, arrays, shard, hyper_arrays(members, _padded(k, progs.chunk), cfg.dtype),
-               ckpt, progress, resume and ckpt is not None and ckpt.exists(), t_data)  # fmt: skip
+               ckpt, progress, resume and ckpt is not None and ckpt.exists(), t_data,
+               start=start, engine=engine)  # fmt: skip
     with _stop_requests(enabled=writer and jax.process_count() == 1) as stop:
         history, params, run_s, steps = _train(run, stop)
     meta = rundir.meta(cfg, shard.mesh, progs, run_s, steps, ds)
     meta["startup_seconds"] = run.startup  # data loaded -> the first epoch's program called
+    meta.update(named)
     if writer:
         meta["checkpoint_seconds"] = ckpt.save_seconds
     history = {name: v[:k] for name, v in history.items()}
+    records = {name: history.pop(name) for name in list(history) if name in _recorded(engine)}
     params = jax.tree.map(lambda x: x[:k], params)
     summary = tables.summarize(members, history)
     if writer:
         rundir.write(out, members, history, summary, meta, params)
+        if records:
+            files.save_params(os.path.join(out, "records.npz"), records)
         ckpt.delete()
-    return SweepResult(cfg, members, history, summary, meta, params, out)
+    return SweepResult(cfg, members, {**history, **records}, summary, meta, params, out)
 
 
 def load_result(out: str) -> SweepResult:
     """Reload a finished run directory (history rebuilt from metrics.csv; no parameters' tree
-    structure is lost: ``params.npz`` keeps the paths)."""
-    return SweepResult(*rundir.load(out), out)
+    structure is lost: ``params.npz`` keeps the paths; ``record=`` values from records.npz)."""
+    cfg, members, history, summary, meta, params = rundir.load(out)
+    path = os.path.join(out, "records.npz")
+    if os.path.exists(path):
+        history.update(files.load_params(path))
+    return SweepResult(cfg, members, history, summary, meta, params, out)
+
+
+def _recorded(engine) -> tuple:
+    """Names the engine's ``record`` returns (none for a plain engine)."""
+    return getattr(engine, "names", ())
 
 
 # --- pieces ---------------------------------------------------------------------------------
@@ -189,6 +231,8 @@ class _Run:
     resume: bool
     t_data: float = 0.0  # perf_counter when the data had loaded
     startup: float | None = None  # seconds from then to the first epoch's call (this session)
+    start: hooks.Start | None = None  # init_params=, checked
+    engine: Engine | None = None  # (for start_members)
 
     @property
     def chunks(self) -> int:
@@ -239,6 +283,10 @@ def _train(run: _Run, stop: list) -> tuple[dict, Any, float, int]:
                 states = jax.tree.map(lambda x: dev.put(x, run.shard), states)
             else:
                 states, hist = run.progs.init(hyper, run.arrays.x_pool[:1]), {}
+                if run.start is not None:
+                    given = run.start.chunk(c, chunk, cfg.num_members)
+                    given = jax.tree.map(lambda x: dev.put(x, run.shard), given)
+                    states = start_members(run.engine, states, hyper, given)
             for epoch in range(first, cfg.epochs):
                 states, hist = _epoch(run, states, hyper, hist, epoch)
                 session_epochs += 1
