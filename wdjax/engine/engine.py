@@ -21,7 +21,8 @@ optax.GradientTransformation`` (:class:`Strategy` for the named strategies of
 ``lr`` and extra hyperparameters, so new values of the same count never recompile; state holds
 arrays only. A member whose loss or parameters turn non-finite during an epoch is flagged
 ``diverged`` and put back to its state at the start of that epoch, frozen there; the others go on
-unaffected.
+unaffected. A :class:`wdjax.engine.recording.Recording` engine also records a function of each
+step (``sweep(record=...)``); this plain engine records nothing.
 """
 
 import dataclasses

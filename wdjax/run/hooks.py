@@ -75,7 +75,10 @@ def describe(init_params, record, record_every: str) -> dict:
 def check(engine: Engine, x_example, members: int, init_params, record: Callable | None,
           record_every: str) -> tuple[Engine, Start | None]:  # fmt: skip
     """The engine to compile (recording when ``record`` is given) and the start, checked against
-    one member's parameter tree by ``jax.eval_shape`` (nothing compiles)."""
+    one member's parameter tree by ``jax.eval_shape`` (nothing compiles; without hooks, nothing
+    is traced either)."""
+    if init_params is None and record is None:
+        return engine, None
     h = Hyper(jnp.float32(0), jnp.float32(0), jnp.int32(0), jnp.int32(0), {})
     state = jax.eval_shape(engine.init_members, jax.tree.map(lambda x: x[None], h), x_example)
     like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), state.params)
@@ -131,14 +134,19 @@ def _conform(init_params, like, members: int) -> Start:
     return Start(jax.tree.unflatten(jax.tree.structure(like), leaves), kinds == {"stacked"})
 
 
-def check_resume(out: str, hooks: dict) -> None:
-    """On ``--resume``: the run in ``out`` must have been made with the same hooks."""
-    saved = files.read_json(os.path.join(out, "config.json")).get("hooks", {})
+def check_resume(out: str | None, hooks: dict, resume: bool) -> dict:
+    """``hooks``, checked: on ``--resume`` the run in ``out`` must have been made with the same
+    ones."""
+    path = os.path.join(out or "", "config.json")
+    if not (out and resume and os.path.exists(path)):
+        return hooks
+    saved = files.read_json(path).get("hooks", {})
     if saved != hooks:
         names = sorted(k for k in set(saved) | set(hooks) if saved.get(k) != hooks.get(k))
         raise ConfigError(f"resume: the run in {out!r} was made with other {', '.join(names)} "
                           f"({saved or 'none'}; now {hooks or 'none'}); pass the same ones "
                           "again, or start a new out")  # fmt: skip
+    return hooks
 
 
 def not_reproducible(config_json: dict) -> str | None:

@@ -135,8 +135,9 @@ def meta(cfg: SweepConfig, mesh, progs: programs.Programs, run_s: float, steps: 
     }  # fmt: skip
 
 
-def write(out: str, members, history, summary, meta_: dict, params) -> None:
-    """The finished run's files (process 0)."""
+def write(out: str, members, history, summary, meta_: dict, params, records=None) -> None:
+    """The finished run's files (process 0); ``records`` (``sweep(record=...)``) in
+    ``records.npz``."""
     from wdjax.analysis import plots
 
     files.write_csv(os.path.join(out, "metrics.csv"), files.metric_rows(members, history))
@@ -145,6 +146,8 @@ def write(out: str, members, history, summary, meta_: dict, params) -> None:
     files.write_json(os.path.join(out, "meta.json"), meta_)
     if params is not None:
         files.save_params(os.path.join(out, "params.npz"), params)
+    if records:
+        files.save_params(os.path.join(out, "records.npz"), records)
     plots.sweep_figures(out)
 
 

@@ -81,35 +81,15 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
       data: a :class:`wdjax.Dataset` to train on instead of loading ``config.dataset`` (used as
         given: the config's data fields are not applied).
       checkpoint_every: ``"N"`` epochs or ``"Ts"``/``"Tm"`` (see :mod:`wdjax.checkpoints`).
-      init_params: start the members from these parameters instead of their seeds' (the
-        model's tree: one for every member, or leaves with a leading member axis, e.g.
-        ``SweepResult.params``); optimizer states start fresh from them, BatchNorm statistics
-        as initialized. Recorded by digest (:mod:`wdjax.run.hooks`).
-      record: a jittable ``(before, after, grads, batch_stats) -> {name: array}`` called on a
-        member's parameters before and after a step, that step's gradient and the model's
-        state; ``history[name]`` is ``[members, epochs, ...]`` (``record_every="epoch"``, the
-        epoch's last step) or ``[members, epochs, steps, ...]`` (``"step"``). Without it
-        nothing extra is compiled. Recorded by name; written to ``records.npz``.
-      record_every: ``"epoch"`` or ``"step"``.
+      init_params, record, record_every: start from given parameters; record a jittable
+        ``(before, after, grads, batch_stats) -> dict`` per epoch or step (docs/sweeps.md).
       **overrides: fields of :class:`SweepConfig` replacing those of ``config``.
-
-    Example (docs/sweeps.md has more)::
-
-        def norms(before, after, grads, batch_stats):
-            sq = lambda t: sum(jnp.sum(x**2) for x in jax.tree.leaves(t))
-            return {"grad_norm": jnp.sqrt(sq(grads)), "moved": jnp.sqrt(
-                sq(jax.tree.map(jnp.subtract, after, before)))}
-
-        res = wdjax.sweep(cfg, record=norms, record_every="step")  # res.history["grad_norm"]
-        tuned = wdjax.sweep(cfg, init_params=res.params, lrs=(1e-4,))  # one start per member
     """
     cfg = dataclasses.replace(config or SweepConfig(), **overrides)
     validate(cfg)
     check_fields(RunOptions(checkpoint_every=checkpoint_every))
-    named = hooks.describe(init_params, record, record_every)
+    named = hooks.check_resume(out, hooks.describe(init_params, record, record_every), resume)
     writer = out is not None and jax.process_index() == 0
-    if out and resume and os.path.exists(os.path.join(out, "config.json")):
-        hooks.check_resume(out, named)
     if out and rundir.prepare(out, cfg, resume):
         return load_result(out)  # finished earlier: nothing to train
     ds = _dataset(cfg, data)
@@ -134,19 +114,15 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
                start=start, engine=engine)  # fmt: skip
     with _stop_requests(enabled=writer and jax.process_count() == 1) as stop:
         history, params, run_s, steps = _train(run, stop)
-    meta = rundir.meta(cfg, shard.mesh, progs, run_s, steps, ds)
+    meta = {**rundir.meta(cfg, shard.mesh, progs, run_s, steps, ds), **named}
     meta["startup_seconds"] = run.startup  # data loaded -> the first epoch's program called
-    meta.update(named)
     if writer:
         meta["checkpoint_seconds"] = ckpt.save_seconds
-    history = {name: v[:k] for name, v in history.items()}
-    records = {name: history.pop(name) for name in list(history) if name in _recorded(engine)}
+    history, records = _split({name: v[:k] for name, v in history.items()}, engine)
     params = jax.tree.map(lambda x: x[:k], params)
     summary = tables.summarize(members, history)
     if writer:
-        rundir.write(out, members, history, summary, meta, params)
-        if records:
-            files.save_params(os.path.join(out, "records.npz"), records)
+        rundir.write(out, members, history, summary, meta, params, records)
         ckpt.delete()
     return SweepResult(cfg, members, {**history, **records}, summary, meta, params, out)
 
@@ -161,9 +137,11 @@ def load_result(out: str) -> SweepResult:
     return SweepResult(cfg, members, history, summary, meta, params, out)
 
 
-def _recorded(engine) -> tuple:
-    """Names the engine's ``record`` returns (none for a plain engine)."""
-    return getattr(engine, "names", ())
+def _split(history: dict, engine) -> tuple[dict, dict]:
+    """(metrics, ``record=`` values): the names a recording engine's ``record`` returns."""
+    names = getattr(engine, "names", ())
+    return ({n: v for n, v in history.items() if n not in names},
+            {n: v for n, v in history.items() if n in names})  # fmt: skip
 
 
 # --- pieces ---------------------------------------------------------------------------------
