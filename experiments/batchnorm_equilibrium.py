@@ -124,17 +124,15 @@ BatchNorm, what decay does to these kernels, it does through their norm, i.e. th
 learning rate.
 """
 
-import dataclasses
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import wdjax
-from wdjax import study
+from wdjax import Decay, study
 from wdjax.analysis import stats
 from wdjax.study import replicates
 
@@ -284,46 +282,6 @@ def trace_steps(engine, states, hyper, x, y, epochs: int, data_seed=0, follow=No
 
     states, rec = jax.lax.scan(epoch, states, jnp.arange(epochs))
     return states, {key: v.reshape(-1, v.shape[-1]) for key, v in rec.items()}
-
-
-def either(flag, first, second) -> optax.GradientTransformation:
-    """``first``'s updates where ``flag`` > 0, else ``second``'s; both states are kept and updated
-    (so members of different optimizers share one program; each state sees only its inputs)."""
-
-    def init(params):
-        return first.init(params), second.init(params)
-
-    def update(updates, state, params=None):
-        a, state_a = first.update(updates, state[0], params)
-        b, state_b = second.update(updates, state[1], params)
-        return jax.tree.map(lambda x, y: jnp.where(flag > 0, x, y), a, b), (state_a, state_b)
-
-    return optax.GradientTransformation(init, update)
-
-
-@dataclasses.dataclass(frozen=True)
-class Decay:
-    """The study's optimizer factory: per member (traced) Adam (``adam`` = 1) or heavy ball
-    (coefficient ``momentum``; 0 is plain SGD), coupled (``coupled`` = 1: l2, g ← g + λw before
-    the preconditioner) or decoupled (0: wd, u = −η(t)(p + λw)) decay of the ``mask``-ed kernels,
-    and a constant (``cosine`` = 0) or cosine (1) η(t) over ``total_steps``. The chains are
-    :func:`wdjax.make_optimizer`'s ``l2`` and ``wd`` (tested equal), so every arm of the study
-    shares one compiled program."""
-
-    mask: str
-    total_steps: int
-
-    def __call__(self, learning_rate, strength, adam, coupled, cosine, momentum):
-        mask = wdjax.mask_from_spec(self.mask)
-
-        def eta(t):
-            arc = wdjax.schedules.cosine(t, self.total_steps)
-            return learning_rate * jnp.where(cosine > 0, arc, 1.0)
-
-        pre = either(adam, optax.scale_by_adam(), optax.trace(decay=momentum))
-        return optax.chain(optax.add_decayed_weights(strength * coupled, mask), pre,
-                           optax.add_decayed_weights(strength * (1 - coupled), mask),
-                           optax.scale_by_learning_rate(eta))  # fmt: skip
 
 
 class Setting(NamedTuple):

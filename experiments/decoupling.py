@@ -117,13 +117,12 @@ every arm loses at the highest lr (adam+wd 0.113 [0.055, 0.171], adam+wd_paper �
 run (its reuse columns: presentation only, no number changed).
 """
 
-import dataclasses
 import sys
 
 import numpy as np
 
 import wdjax
-from wdjax import files, schedules, study
+from wdjax import Sheared, files, schedules, study
 from wdjax.analysis import stats, tables
 from wdjax.analysis.symmetry import SCALE_MAPS, predicted_slope
 from wdjax.engine.models import MLP
@@ -177,35 +176,6 @@ def rel_grid(per_decade: int, half: int) -> tuple[float, ...]:
 
 def lr_grid(opt: str, n: int) -> np.ndarray:
     return np.geomspace(*LR_RANGES[opt], n)
-
-
-@dataclasses.dataclass(frozen=True)
-class Sheared:
-    """Optimizer factory ``(lr, r) ->`` :func:`wdjax.make_optimizer` with λ = r·λ_c(lr),
-    λ_c(lr) = ``lam_anchor``·(lr/``lr_anchor``)^``slope``, and a cosine schedule to 0 over
-    ``epochs`` × ``steps_per_epoch`` (wd_paper: η(t) multiplies step and decay). Hashable, so
-    replicates reuse one compiled program."""
-
-    optimizer: str
-    reg: str
-    lam_anchor: float
-    lr_anchor: float
-    slope: float
-    steps_per_epoch: int
-    epochs: int
-    mask: str = "hidden"
-
-    def centre(self, lr):
-        return self.lam_anchor * (lr / self.lr_anchor) ** self.slope
-
-    def __call__(self, learning_rate, strength, **traced):
-        lam = strength * self.centre(learning_rate)
-        eta = schedules.make("cosine", self.steps_per_epoch, self.epochs)
-        if self.reg == "wd_paper":
-            return wdjax.make_optimizer(self.optimizer, learning_rate, "wd_paper", lam,
-                                        mask=self.mask, schedule=eta, **traced)  # fmt: skip
-        lr = schedules.learning_rate(learning_rate, eta)
-        return wdjax.make_optimizer(self.optimizer, lr, self.reg, lam, mask=self.mask, **traced)
 
 
 # --- the estimator (fixed before the full run) --------------------------------------------------

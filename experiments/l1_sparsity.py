@@ -99,7 +99,6 @@ units and 12.4 [9.5, 15.3] pixels (11 %); at λ = 1e-4 incoming groups remove 22
 """
 
 import dataclasses
-from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -107,7 +106,7 @@ import numpy as np
 import optax
 
 import wdjax
-from wdjax import masks, study
+from wdjax import Held, masks, study
 from wdjax.analysis import stats
 from wdjax.engine import devices, programs
 from wdjax.engine.engine import Engine
@@ -204,45 +203,9 @@ def prune_like(params, target, mask="hidden"):
 # --- fine-tuning with the zeros held -----------------------------------------------------------
 
 
-class HeldZeros(NamedTuple):
-    keep: Any  # like the params: 1 where the starting weight is non-zero, 0 where it is zero
-
-
-def hold_zeros() -> optax.GradientTransformation:
-    """Multiply each update by (w₀ ≠ 0) of the parameters it was initialized with: a weight
-    that starts at exactly 0 stays exactly 0 (w + 0·u)."""
-
-    def init(params):
-        return HeldZeros(jax.tree.map(lambda w: (w != 0).astype(w.dtype), params))
-
-    def update(updates, state, params=None):
-        del params
-        return jax.tree.map(lambda u, k: u * k, updates, state.keep), state
-
-    return optax.GradientTransformation(init, update)
-
-
-@dataclasses.dataclass(frozen=True)
-class Held:
-    """Optimizer factory: ``make_optimizer("adam", lr, reg, λ, mask=, groups=)`` followed by
-    :func:`hold_zeros` on the hidden kernels. Trained from a random start (no exact zeros) the
-    hold multiplies every update by 1: the strategy, bit for bit; with λ = 0 from pruned weights
-    it is Adam fine-tuning with the zeros held. One compiled program serves l1_prox's sweep and
-    every fine-tuning (hashable, so :mod:`wdjax.programs` reuses it)."""
-
-    reg: str
-    mask: str = "hidden"
-    groups: str = "incoming"
-
-    def __call__(self, learning_rate, strength, **traced) -> optax.GradientTransformation:
-        kw = {"groups": self.groups} if self.reg == "group_lasso_prox" else {}
-        tx = wdjax.make_optimizer("adam", learning_rate, self.reg, strength, mask=self.mask,
-                                  **kw, **traced)  # fmt: skip
-        return optax.chain(tx, held_zeros())
-
-
 def held_zeros() -> optax.GradientTransformation:
-    return optax.masked(hold_zeros(), masks.mask_from_spec("hidden"))
+    """The hold of :class:`wdjax.Held` (its state is re-initialized from pruned weights)."""
+    return wdjax.hold_zeros("hidden")
 
 
 def fine_tune(cfg, ds, params, chunk: int, first_epoch: int) -> tuple[dict, dict]:

@@ -4,13 +4,16 @@ Public API (explicit re-exports; the modules are the implementation):
 
 * regularizers as optax transforms: :func:`soft_threshold`, :func:`prox_l1`,
   :func:`prox_elastic_net`, :func:`prox_group_lasso`, :func:`add_l1_subgradient`,
-  :func:`adam_prox`, :func:`cautious_decayed_weights`, :func:`corrected_decayed_weights`
-  (the 2025 decay variants); loss-side penalties :func:`l1_penalty`, :func:`l2_penalty`,
-  :func:`group_lasso_penalty` and the default mask :func:`decay_mask`;
+  :func:`adam_prox`, :func:`either`, :func:`hold_zeros`, :func:`cautious_decayed_weights`,
+  :func:`corrected_decayed_weights` (the 2025 decay variants); loss-side penalties
+  :func:`l1_penalty`, :func:`l2_penalty`, :func:`group_lasso_penalty` and the default mask
+  :func:`decay_mask`;
 * :func:`make_optimizer`: named strategies (``OPTIMIZERS`` × ``STRATEGIES``) → one transform;
 * :func:`make_model` (``MODELS``), :func:`load` (``DATASETS``);
-* :func:`sweep` over a :class:`SweepConfig` → :class:`SweepResult`; :func:`load_result`; any
-  Flax model (Linen module or NNX factory) and any optimizer factory, :func:`mask_from_spec`,
+* :func:`sweep` over a :class:`SweepConfig` → :class:`SweepResult` (hooks: ``init_params=``,
+  ``record=``); :func:`load_result`; :func:`evaluate` (given parameters, no training); any
+  Flax model (Linen module or NNX factory) and any optimizer factory (:class:`Strategy`,
+  :class:`Sheared`, :class:`Decay`, :class:`Held`), :func:`mask_from_spec`,
   learning-rate :mod:`schedules`;
   :func:`use_cpu_devices` (on CPU, run members as several concurrent programs).
 """
@@ -22,27 +25,31 @@ from wdjax.engine.devices import use_cpu_devices
 from wdjax.engine.engine import Data, Engine, Hyper, MemberState, Schedule
 from wdjax.engine.metrics import accuracy, cross_entropy, unit_angular_update, weight_stats
 from wdjax.engine.models import MODELS, make_model, param_count
-from wdjax.factories import Strategy
+from wdjax.factories import Decay, Held, Sheared, Strategy
 from wdjax.masks import decay_mask, mask_from_spec
 from wdjax.optim import OPTIMIZERS, STRATEGIES, make_optimizer
 from wdjax.penalties import group_lasso_penalty, l1_penalty, l2_penalty
 from wdjax.prox import adam_prox, prox_elastic_net, prox_group_lasso, prox_l1, soft_threshold
 from wdjax.run.config import ConfigError, SweepConfig, parse_grid
+from wdjax.run.evaluation import evaluate
 from wdjax.run.runner import SweepResult, load_result, sweep
-from wdjax.transforms import add_l1_subgradient
+from wdjax.transforms import add_l1_subgradient, either, hold_zeros
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DATASETS",
     "Data",
+    "Decay",
     "Engine",
+    "Held",
     "Hyper",
     "MemberState",
     "MODELS",
     "OPTIMIZERS",
     "STRATEGIES",
     "Schedule",
+    "Sheared",
     "Strategy",
     "ConfigError",
     "Dataset",
@@ -56,7 +63,10 @@ __all__ = [
     "corrected_decayed_weights",
     "cross_entropy",
     "decay_mask",
+    "either",
+    "evaluate",
     "group_lasso_penalty",
+    "hold_zeros",
     "kfold_indices",
     "l1_penalty",
     "l2_penalty",

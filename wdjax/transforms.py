@@ -54,9 +54,12 @@ PyTree = Any
 ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
 
 __all__ = [
+    "HeldZerosState",
     "RegularizerState",
     "add_l1_subgradient",
     "check_hyperparameter",
+    "either",
+    "hold_zeros",
 ]
 
 
@@ -189,3 +192,73 @@ def add_l1_subgradient(
         return g + _at(l1, count) * jnp.sign(w)
 
     return _regularizer(leaf, mask)
+
+
+def either(flag, first, second) -> optax.GradientTransformation:
+    r"""``first``'s updates where ``flag`` > 0, else ``second``'s (a traced switch).
+
+    .. math::
+       u = \begin{cases} u_{\text{first}} & \text{flag} > 0 \\
+       u_{\text{second}} & \text{otherwise} \end{cases}
+
+    Both inner transforms run on the same incoming updates and both states are kept and
+    updated, so members of a sweep that use different optimizers (``flag`` a traced
+    per-member hyperparameter) share one compiled program; each state sees only its inputs,
+    exactly as if its transform ran alone.
+
+    Args:
+      flag: a float or traced 0-d array; > 0 selects ``first``.
+      first, second: ``optax.GradientTransformation`` s.
+
+    Returns:
+      An ``optax.GradientTransformation`` whose state is ``(first_state, second_state)``.
+    """
+
+    def init(params):
+        return first.init(params), second.init(params)
+
+    def update(updates, state, params=None):
+        a, state_a = first.update(updates, state[0], params)
+        b, state_b = second.update(updates, state[1], params)
+        return jax.tree.map(lambda x, y: jnp.where(flag > 0, x, y), a, b), (state_a, state_b)
+
+    return optax.GradientTransformation(init, update)
+
+
+class HeldZerosState(NamedTuple):
+    """State of :func:`hold_zeros`: 1 where the initial weight is non-zero, 0 where it is 0."""
+
+    keep: PyTree
+
+
+def hold_zeros(mask: Mask = None) -> optax.GradientTransformation:
+    r"""Hold the exact zeros of the parameters the state was initialized with.
+
+    .. math::
+       u \leftarrow u \cdot [w_0 \ne 0],
+
+    so a weight that starts at exactly 0 stays exactly 0 (:math:`w + 0 \cdot u`) and every
+    other update passes unchanged (multiplied by 1). Placed last in a chain after pruning, this
+    fine-tunes the surviving weights only (the "prune, then fine-tune" baseline of sparsity
+    studies, e.g. Han et al., "Learning both Weights and Connections", NeurIPS 2015).
+
+    Args:
+      mask: which leaves to hold (see :mod:`wdjax.masks`); None holds every leaf (unlike the
+        regularizers, whose None means kernels only: a pruned bias is held as well).
+
+    Returns:
+      An ``optax.GradientTransformation``; its state (:class:`HeldZerosState`, inside
+      ``optax.MaskedState`` when ``mask`` is given) is set by ``init(params)``.
+    """
+
+    def init(params):
+        return HeldZerosState(jax.tree.map(lambda w: (w != 0).astype(w.dtype), params))
+
+    def update(updates, state, params=None):
+        del params
+        return jax.tree.map(lambda u, k: u * k, updates, state.keep), state
+
+    tx = optax.GradientTransformation(init, update)
+    if mask is None:
+        return tx
+    return optax.masked(tx, lambda tree: resolve_mask(mask, tree))

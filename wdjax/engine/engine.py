@@ -21,10 +21,12 @@ optax.GradientTransformation`` (:class:`Strategy` for the named strategies of
 ``lr`` and extra hyperparameters, so new values of the same count never recompile; state holds
 arrays only. A member whose loss or parameters turn non-finite during an epoch is flagged
 ``diverged`` and put back to its state at the start of that epoch, frozen there; the others go on
-unaffected.
+unaffected. A :class:`wdjax.engine.recording.Recording` engine also records a function of each
+step (``sweep(record=...)``); this plain engine records nothing.
 """
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -172,8 +174,8 @@ class Engine:
         """Logits and the model's updated non-parameter state (unchanged when not training)."""
         return self.model.apply(params, batch_stats, x, train, key)
 
-    def step(self, state: MemberState, h: Hyper, x_B, y_B):
-        """One optimizer step of one member on batch (x_B, y_B); returns (state, (loss, acc)).
+    def step_and_grads(self, state: MemberState, h: Hyper, x_B, y_B):
+        """One optimizer step of one member on batch (x_B, y_B): (state, (loss, acc), gradient).
 
         The step is not guarded: a non-finite loss or gradient flows into the new state.
         :meth:`epoch` checks each member once per epoch and puts a diverged member back to its
@@ -191,7 +193,30 @@ class Engine:
         updates, opt_state = self.tx(h).update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new = MemberState(params, bs, opt_state, state.step + 1, state.diverged)
-        return new, (loss, M.accuracy(logits, y_B))
+        return new, (loss, M.accuracy(logits, y_B)), grads
+
+    def step(self, state: MemberState, h: Hyper, x_B, y_B):
+        """One optimizer step of one member on batch (x_B, y_B); returns (state, (loss, acc)).
+        The docstring of :meth:`step_and_grads` says more."""
+        new, metrics, _ = self.step_and_grads(state, h, x_B, y_B)
+        return new, metrics
+
+    def recorded_step(self, state: MemberState, h: Hyper, x_B, y_B, last=None):
+        """:meth:`step` and its records (``{}``: nothing is recorded; see
+        :class:`wdjax.engine.recording.Recording`). ``last``: whether this is the epoch's last
+        step (an unbatched traced bool, or None)."""
+        del last
+        new, metrics = self.step(state, h, x_B, y_B)
+        return new, metrics, {}
+
+    def scan_inputs(self, order_SxB):
+        """What the epoch's scan runs over: the batch rows (a recording engine adds a flag)."""
+        return order_SxB
+
+    def records_out(self, records) -> dict:
+        """The epoch's records as metrics (none: nothing is recorded)."""
+        del records
+        return {}
 
     def evaluate(self, state: MemberState, x_N, y_N):
         """Mean loss and accuracy over (x_N, y_N) in fixed-size batches (NaN when N = 0)."""
@@ -269,34 +294,37 @@ class Engine:
         shared = folds == 1  # one batch feeds every member: layer 1 is one large matmul
         start = (states.params, states.batch_stats, states.step)
 
-        def body(carry, rows_B):
+        def body(carry, xs):
             states, live, sums = carry
+            rows_B, last = xs if isinstance(xs, tuple) else (xs, None)
+            step = functools.partial(self.recorded_step, last=last)
             if shared:
                 rows = data.train_idx[0, rows_B]
                 xb, yb = data.x_pool[rows], data.y_pool[rows]
-                states, (loss, acc) = jax.vmap(self.step, in_axes=(0, 0, None, None))(
+                states, (loss, acc), rec = jax.vmap(step, in_axes=(0, 0, None, None))(
                     states, hyper, xb, yb
                 )
             else:
 
                 def member(s, h):
                     rows = data.train_idx[h.fold, rows_B]
-                    return self.step(s, h, data.x_pool[rows], data.y_pool[rows])
+                    return step(s, h, data.x_pool[rows], data.y_pool[rows])
 
-                states, (loss, acc) = jax.vmap(member)(states, hyper)
+                states, (loss, acc), rec = jax.vmap(member)(states, hyper)
             live = live & jnp.isfinite(loss)
             sums = (
                 sums[0] + jnp.where(live, loss, 0),
                 sums[1] + jnp.where(live, acc, 0),
                 sums[2] + live,
             )
-            return (states, live, sums), None
+            return (states, live, sums), rec
 
         k = hyper.seed.shape[0]
         dt = jnp.dtype(self.dtype)
         zeros = (jnp.zeros(k, dt), jnp.zeros(k, dt), jnp.zeros(k, jnp.int32))
         carry = (states, ~states.diverged, zeros)
-        (states, live, (loss_sum, acc_sum, count)), _ = jax.lax.scan(body, carry, order_SxB)
+        xs = self.scan_inputs(order_SxB)
+        (states, live, (loss_sum, acc_sum, count)), rec = jax.lax.scan(body, carry, xs)
         ok = live & jax.vmap(_all_finite)(states.params)
         params, batch_stats, step = jax.tree.map(
             lambda new, old: jax.vmap(jnp.where)(ok, new, old),
@@ -308,6 +336,7 @@ class Engine:
             "train_acc": jnp.where(count > 0, acc_sum / jnp.maximum(count, 1), jnp.nan),
         }
         out.update(self.eval_members(states, hyper, data, evaluate))
+        out.update(self.records_out(rec))
         return states, out
 
     def eval_members(self, states: MemberState, hyper: Hyper, data: Data, evaluate=None):

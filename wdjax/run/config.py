@@ -319,7 +319,9 @@ class SweepConfig:
 
     @classmethod
     def from_json(cls, d: dict) -> "SweepConfig":
-        """From ``to_json``'s dict (lists back to tuples, by the fields' declared types)."""
+        """From ``to_json``'s dict (lists back to tuples, by the fields' declared types); a
+        ``"hooks"`` entry (sweep's Python-object arguments, by name) is not a setting."""
+        d = {k: v for k, v in d.items() if k != "hooks"}
         tuples = {f.name for f in dataclasses.fields(cls) if isinstance(f.default, tuple)}
         d = {k: tuple(v) if k in tuples and v is not None else v for k, v in d.items()}
         d["axes"] = tuple((name, tuple(values)) for name, values in d.get("axes", ()))

@@ -67,8 +67,12 @@ def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
     return finished and not os.path.isdir(os.path.join(out, "checkpoints"))
 
 
-def write_config(out: str, cfg: SweepConfig) -> None:
-    files.write_json(os.path.join(out, "config.json"), cfg.to_json())
+def write_config(out: str, cfg: SweepConfig, hooks: dict | None = None) -> None:
+    """``config.json``: the config, and under ``"hooks"`` the Python-object arguments of
+    :func:`wdjax.sweep` by name (:func:`wdjax.run.hooks.describe`), when any was given."""
+    files.write_json(
+        os.path.join(out, "config.json"), {**cfg.to_json(), **({"hooks": hooks} if hooks else {})}
+    )
 
 
 def fingerprint(cfg: SweepConfig, params_like) -> dict:
@@ -131,8 +135,9 @@ def meta(cfg: SweepConfig, mesh, progs: programs.Programs, run_s: float, steps: 
     }  # fmt: skip
 
 
-def write(out: str, members, history, summary, meta_: dict, params) -> None:
-    """The finished run's files (process 0)."""
+def write(out: str, members, history, summary, meta_: dict, params, records=None) -> None:
+    """The finished run's files (process 0); ``records`` (``sweep(record=...)``) in
+    ``records.npz``."""
     from wdjax.analysis import plots
 
     files.write_csv(os.path.join(out, "metrics.csv"), files.metric_rows(members, history))
@@ -141,6 +146,8 @@ def write(out: str, members, history, summary, meta_: dict, params) -> None:
     files.write_json(os.path.join(out, "meta.json"), meta_)
     if params is not None:
         files.save_params(os.path.join(out, "params.npz"), params)
+    if records:
+        files.save_params(os.path.join(out, "records.npz"), records)
     plots.sweep_figures(out)
 
 

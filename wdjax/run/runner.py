@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -31,11 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from wdjax import data as D
+from wdjax import files
 from wdjax.analysis import tables
 from wdjax.engine import devices as dev
 from wdjax.engine import programs
 from wdjax.engine.engine import Data, Engine, Hyper
-from wdjax.run import rundir
+from wdjax.engine.recording import start_members
+from wdjax.run import hooks, rundir
 from wdjax.run.build import validate
 from wdjax.run.checkpoints import Checkpoints
 from wdjax.run.config import ConfigError, RunOptions, SweepConfig, check_fields
@@ -64,6 +67,7 @@ class Interrupted(KeyboardInterrupt):
 
 def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: bool = False,
           progress=None, devices=None, data=None, checkpoint_every: str = "60s",
+          init_params=None, record=None, record_every: str = "epoch",
           **overrides) -> SweepResult:  # fmt: skip
     """Train every member of a sweep; see the module docstring.
 
@@ -77,25 +81,29 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
       data: a :class:`wdjax.Dataset` to train on instead of loading ``config.dataset`` (used as
         given: the config's data fields are not applied).
       checkpoint_every: ``"N"`` epochs or ``"Ts"``/``"Tm"`` (see :mod:`wdjax.checkpoints`).
+      init_params, record, record_every: start from given parameters; record a jittable
+        ``(before, after, grads, batch_stats) -> dict`` per epoch or step (docs/sweeps.md).
       **overrides: fields of :class:`SweepConfig` replacing those of ``config``.
     """
     cfg = dataclasses.replace(config or SweepConfig(), **overrides)
     validate(cfg)
     check_fields(RunOptions(checkpoint_every=checkpoint_every))
+    named = hooks.check_resume(out, hooks.describe(init_params, record, record_every), resume)
     writer = out is not None and jax.process_index() == 0
     if out and rundir.prepare(out, cfg, resume):
         return load_result(out)  # finished earlier: nothing to train
     ds = _dataset(cfg, data)
     t_data = time.perf_counter()
     host = host_data(ds, cfg)
-    if writer:
-        rundir.write_config(out, cfg)
     members = cfg.members()
     k = len(members)
-    shard, repl = dev.mesh_shardings(devices or dev.for_members(min(cfg.chunk_size or k, k)))
-    arrays = jax.tree.map(lambda x: dev.put(x, repl), host)
     engine = Engine.from_config(cfg, ds.num_classes, host.train_idx.shape[1] // cfg.batch_size,
                                 x_example=host.x_pool[:1])  # fmt: skip
+    engine, start = hooks.check(engine, host.x_pool[:1], k, init_params, record, record_every)
+    if writer:
+        rundir.write_config(out, cfg, named)
+    shard, repl = dev.mesh_shardings(devices or dev.for_members(min(cfg.chunk_size or k, k)))
+    arrays = jax.tree.map(lambda x: dev.put(x, repl), host)
     log.info("compiling the training program (%d members, %d devices)", k, shard.mesh.size)
     axes = tuple(name for name, _ in cfg.axes)
     progs = programs.fit(engine, arrays, k, cfg.chunk_size, shard, repl, cfg.data_seed, axes)
@@ -103,26 +111,38 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
         rundir.check_fingerprint(out, rundir.fingerprint(cfg, progs.init.out_info.params), resume)
     ckpt = Checkpoints(out, checkpoint_every, write=writer) if out else None
     run = _Run(cfg, progs, arrays, shard, hyper_arrays(members, _padded(k, progs.chunk), cfg.dtype),
-               ckpt, progress, resume and ckpt is not None and ckpt.exists(), t_data)  # fmt: skip
+               ckpt, progress, resume and ckpt is not None and ckpt.exists(), t_data,
+               start=start, engine=engine)  # fmt: skip
     with _stop_requests(enabled=writer and jax.process_count() == 1) as stop:
         history, params, run_s, steps = _train(run, stop)
-    meta = rundir.meta(cfg, shard.mesh, progs, run_s, steps, ds)
+    meta = {**rundir.meta(cfg, shard.mesh, progs, run_s, steps, ds), **named}
     meta["startup_seconds"] = run.startup  # data loaded -> the first epoch's program called
     if writer:
         meta["checkpoint_seconds"] = ckpt.save_seconds
-    history = {name: v[:k] for name, v in history.items()}
+    history, records = _split({name: v[:k] for name, v in history.items()}, engine)
     params = jax.tree.map(lambda x: x[:k], params)
     summary = tables.summarize(members, history)
     if writer:
-        rundir.write(out, members, history, summary, meta, params)
+        rundir.write(out, members, history, summary, meta, params, records)
         ckpt.delete()
-    return SweepResult(cfg, members, history, summary, meta, params, out)
+    return SweepResult(cfg, members, {**history, **records}, summary, meta, params, out)
 
 
 def load_result(out: str) -> SweepResult:
     """Reload a finished run directory (history rebuilt from metrics.csv; no parameters' tree
-    structure is lost: ``params.npz`` keeps the paths)."""
-    return SweepResult(*rundir.load(out), out)
+    structure is lost: ``params.npz`` keeps the paths; ``record=`` values from records.npz)."""
+    cfg, members, history, summary, meta, params = rundir.load(out)
+    path = os.path.join(out, "records.npz")
+    if os.path.exists(path):
+        history.update(files.load_params(path))
+    return SweepResult(cfg, members, history, summary, meta, params, out)
+
+
+def _split(history: dict, engine) -> tuple[dict, dict]:
+    """(metrics, ``record=`` values): the names a recording engine's ``record`` returns."""
+    names = getattr(engine, "names", ())
+    return ({n: v for n, v in history.items() if n not in names},
+            {n: v for n, v in history.items() if n in names})  # fmt: skip
 
 
 # --- pieces ---------------------------------------------------------------------------------
@@ -190,6 +210,8 @@ class _Run:
     resume: bool
     t_data: float = 0.0  # perf_counter when the data had loaded
     startup: float | None = None  # seconds from then to the first epoch's call (this session)
+    start: hooks.Start | None = None  # init_params=, checked
+    engine: Engine | None = None  # (for start_members)
 
     @property
     def chunks(self) -> int:
@@ -240,6 +262,10 @@ def _train(run: _Run, stop: list) -> tuple[dict, Any, float, int]:
                 states = jax.tree.map(lambda x: dev.put(x, run.shard), states)
             else:
                 states, hist = run.progs.init(hyper, run.arrays.x_pool[:1]), {}
+                if run.start is not None:
+                    given = run.start.chunk(c, chunk, cfg.num_members)
+                    given = jax.tree.map(lambda x: dev.put(x, run.shard), given)
+                    states = start_members(run.engine, states, hyper, given)
             for epoch in range(first, cfg.epochs):
                 states, hist = _epoch(run, states, hyper, hist, epoch)
                 session_epochs += 1
