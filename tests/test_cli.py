@@ -165,13 +165,32 @@ SIGINT_FLAGS = ["sweep", "--strength", "1e-4,1e-2", "--epochs", "60", "--batch-s
                 "--lr", "1e-2", "--cpu-devices", "1", "--checkpoint-every", "1000s"]  # fmt: skip
 
 
-def test_ctrl_c_saves_and_prints_the_command_that_resumes_bit_identically(tmp_path):
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    run = [sys.executable, "-m", "wdjax"]
-    subprocess.run([*run, *SIGINT_FLAGS, "--out", str(full), "--quiet"], env=_child_env(),
-                   check=True, capture_output=True, timeout=300)  # fmt: skip
-    proc = subprocess.Popen([*run, *SIGINT_FLAGS, "--out", str(cut)], env=_child_env(),
-                            stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """The SIGINT_FLAGS run trained through: what a stopped and resumed run must equal."""
+    full = tmp_path_factory.mktemp("reference") / "full"
+    subprocess.run([sys.executable, "-m", "wdjax", *SIGINT_FLAGS, "--out", str(full), "--quiet"],
+                   env=_child_env(), check=True, capture_output=True, timeout=300)  # fmt: skip
+    return full
+
+
+def _same_run(a, b) -> bool:
+    pa, pb = np.load(a / "params.npz"), np.load(b / "params.npz")
+    same = sorted(pa) == sorted(pb) and all(np.array_equal(pa[k], pb[k]) for k in pa)
+    return same and (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
+
+
+def _continue(command: str) -> subprocess.CompletedProcess:
+    argv = shlex.split(command.replace("python", sys.executable, 1))
+    return subprocess.run(argv, env=_child_env(), check=True, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+
+
+def test_ctrl_c_saves_and_prints_the_command_that_resumes_bit_identically(tmp_path, reference_run):
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "wdjax", *SIGINT_FLAGS, "--out", str(cut)],
+                            env=_child_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
     for line in proc.stderr:  # one log line per epoch when stderr is not a terminal
         if "epoch 3/60" in line:
             proc.send_signal(signal.SIGINT)
@@ -182,9 +201,60 @@ def test_ctrl_c_saves_and_prints_the_command_that_resumes_bit_identically(tmp_pa
     assert "stopped after chunk 1/1, epoch" in last and "Traceback" not in err
     command = last.split("continue with: ")[1]
     assert command.endswith("--resume") and f"--out {cut}" in command
-    argv = shlex.split(command.replace("python", sys.executable, 1))
-    subprocess.run(argv, env=_child_env(), check=True, capture_output=True, timeout=300)
-    assert (cut / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
-    a, b = np.load(cut / "params.npz"), np.load(full / "params.npz")
-    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    _continue(command)
+    assert _same_run(cut, reference_run)
     assert not (cut / "checkpoints").exists()
+
+
+# The CLI with each epoch made 1 s longer: two Ctrl-C 0.3 s apart land within one epoch.
+SLOW_EPOCHS = """
+import sys, time
+from wdjax.run import cli, runner
+epoch = runner._epoch
+runner._epoch = lambda *a: (epoch(*a), time.sleep(1.0))[0]
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def _ctrl_c_twice(flags: list, out, at: str) -> tuple[int, str]:
+    """Run the CLI (slow epochs); at the log line containing ``at``, Ctrl-C twice 0.3 s apart.
+    Returns the exit status and what followed on stderr."""
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_EPOCHS, *flags, "--out", str(out)],
+                            env=_child_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)  # fmt: skip
+    for line in proc.stderr:
+        if at in line:
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGINT)
+            break
+    err = proc.stderr.read()
+    return proc.wait(timeout=60), err
+
+
+def test_second_ctrl_c_stops_at_once_naming_the_kept_checkpoint(tmp_path, reference_run):
+    cut = tmp_path / "cut"
+    code, err = _ctrl_c_twice([*SIGINT_FLAGS, "--checkpoint-every", "1"], cut, "epoch 3/60")
+    assert code == 130, err  # not killed by the signal (-2)
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("stopped at once; the last checkpoint (epoch "), err
+    epoch = int(last.split("(epoch ")[1].split("/")[0])
+    assert 1 <= epoch <= 3 and f"is kept in {cut / 'checkpoints'}" in last
+    command = last.split("continue with: ")[1]
+    assert command.endswith("--resume") and f"--out {cut}" in command
+    resumed = _continue(command)
+    assert f"resuming at chunk 1/1, epoch {epoch}/60" in resumed.stderr  # not a start-over
+    assert _same_run(cut, reference_run)
+
+
+def test_second_ctrl_c_before_any_checkpoint_says_nothing_was_saved(tmp_path, capsys):
+    flags = ["sweep", "--epochs", "4", "--batch-size", "64", "--cpu-devices", "1"]
+    code, err = _ctrl_c_twice(flags, tmp_path / "r", "epoch 1/4")
+    assert code == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("stopped at once; nothing was saved (no checkpoint yet)"), err
+    command = last.split("start it again with: ")[1]
+    assert command.endswith("--resume")
+    assert cli.main([*shlex.split(command)[3:], "--quiet"]) == 0  # --resume: says it starts over
+    assert "holds no checkpoint" in capsys.readouterr().err
+    assert len(json.loads((tmp_path / "r" / "summary.json").read_text())["members"]) == 1
