@@ -71,7 +71,7 @@ def _file_value(field: dataclasses.Field, value, where: str):
         return None
     if field.name == "axes":
         return _axes_value(value, where)
-    if isinstance(value, str) and kinds[0] not in (str, Any):  # e.g. strengths = "1e-6:1e-1:8"
+    if isinstance(value, str) and kinds[0] not in (str, Any, bool):  # strengths = "1e-6:1e-1:8"
         try:
             return parse_value(field, value)
         except ConfigError as e:
