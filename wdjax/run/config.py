@@ -7,7 +7,7 @@ the compiled program.
 
 Every field is declared with :func:`setting`: its default, help text, command-line flag, a parser
 from the flag's text and, where no library function already guards it, a check. The CLI
-(:mod:`wdjax.run.cli`) is generated from these declarations, and :func:`validate` runs the checks and
+(:mod:`wdjax.cli`) is generated from these declarations, and :func:`validate` runs the checks and
 then the guarded code itself (model construction, ``make_optimizer``, the data loader's argument
 checks), so a new field is one declaration plus its use. :class:`SweepConfig` is what a run's
 results depend on (``config.json``, compared on resume); :class:`RunOptions` is how one run is
