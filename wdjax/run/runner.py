@@ -106,12 +106,8 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
     if writer:
         rundir.check_fingerprint(out, rundir.fingerprint(cfg, progs.init.out_info.params), resume)
     ckpt = Checkpoints(out, checkpoint_every, write=writer) if out else None
-    resuming = resume and ckpt is not None and ckpt.exists()
-    if resume and not resuming:  # stopped before its first checkpoint: say so, start over
-        log.warning("resume: %s holds no checkpoint (the run stopped before one was saved): "
-                    "training from epoch 1", out)  # fmt: skip
     run = _Run(cfg, progs, arrays, shard, hyper_arrays(members, _padded(k, progs.chunk), cfg.dtype),
-               ckpt, progress, resuming, t_data)  # fmt: skip
+               ckpt, progress, _resuming(ckpt, resume, out), t_data)  # fmt: skip
     with _stop_requests(writer and jax.process_count() == 1, lambda: _saved(run)) as stop:
         history, params, run_s, steps = _train(run, stop)
     meta = rundir.meta(cfg, shard.mesh, progs, run_s, steps, ds)
@@ -146,6 +142,18 @@ def _dataset(cfg: SweepConfig, data) -> D.Dataset:
     if not isinstance(data, D.Dataset):
         raise ConfigError(f"data=: must be a wdjax.Dataset (got {type(data).__name__})")
     return data
+
+
+def _resuming(ckpt: Checkpoints | None, resume: bool, out: str | None) -> bool:
+    """Whether to continue from a checkpoint; ``resume`` of a run stopped before its first
+    checkpoint says that it has none and trains from the start."""
+    if not resume or ckpt is None:
+        return False
+    found = ckpt.exists()
+    if not found:
+        log.warning("resume: %s holds no checkpoint (the run stopped before one was saved): "
+                    "training from epoch 1", out)  # fmt: skip
+    return found
 
 
 def host_data(ds: D.Dataset, cfg: SweepConfig) -> Data:
