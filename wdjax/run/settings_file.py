@@ -123,7 +123,7 @@ def load(path: str) -> dict:
 
 def check_replayable(cfg: SweepConfig, path: str) -> None:
     """Refuse a model or optimizer that the file records by name only (a Python object)."""
-    for name in ("model", "optimizer"):
+    for name in (f.name for f in dataclasses.fields(cfg) if f.type is Any):  # model, optimizer
         value = getattr(cfg, name)
         if isinstance(value, str) and _OBJECT.match(value):
             raise ConfigError(
