@@ -123,10 +123,11 @@ def load(path: str) -> dict:
 
 def check_replayable(cfg: SweepConfig, path: str) -> None:
     """Refuse a model or optimizer that the file records by name only (a Python object)."""
-    for name in (f.name for f in dataclasses.fields(cfg) if f.type is Any):  # model, optimizer
-        value = getattr(cfg, name)
+    for field in (f for f in dataclasses.fields(cfg) if f.type is Any):  # model, optimizer
+        value, name = getattr(cfg, field.name), field.name
         if isinstance(value, str) and _OBJECT.match(value):
             raise ConfigError(
                 f"--config: {path} records {name} as a Python object ({value}), which a file "
-                f"cannot rebuild: give --{name} NAME beside it, or pass {name}= to wdjax.sweep"
+                f"cannot rebuild: give {flag_of(field)} NAME beside it, or pass {name}= to "
+                "wdjax.sweep"
             )
