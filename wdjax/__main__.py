@@ -1,4 +1,4 @@
-"""``python -m wdjax``: the command line (see wdjax.cli)."""
+"""``python -m wdjax``: the command line (see wdjax.run.cli)."""
 
 import sys
 

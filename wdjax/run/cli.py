@@ -6,10 +6,15 @@ embedded ``digits`` dataset, in one compiled call per epoch::
     python -m wdjax sweep --reg wd --strength 1e-6:1e-1:32 --seeds 3
 
 The flags are generated from :class:`wdjax.SweepConfig` and :class:`wdjax.run.config.RunOptions`
-(one declaration per setting: help, default, parser, check). Bad input prints one ``error:`` line
-naming the flag and exits with status 2, before any compilation. Ctrl-C stops at the next epoch
+(one declaration per setting: help, default, parser, check, ``--help`` section, metavar), with
+argparse: ``tyro`` or ``ml_collections`` config flags would add a dependency and still need this
+module's parsers (log-range grids, ``none``, negative values), so they would not remove code.
+``--config FILE`` reads a run's ``config.json`` or a JSON/TOML file of settings; flags beside it
+override it. Library errors name their argument (``strengths: ...``); :func:`error_line` names its
+flag instead (``--strength: ...``), from one table (:data:`FLAGS`). Bad input prints one
+``error:`` line and exits with status 2, before any compilation. Ctrl-C stops at the next epoch
 boundary, saves a checkpoint and prints the command that continues the run (exit 130); a second
-Ctrl-C stops at once.
+Ctrl-C stops at once and says which checkpoint, if any, is kept (exit 130).
 """
 
 import argparse
@@ -17,12 +22,38 @@ import dataclasses
 import datetime
 import logging
 import os
+import re
 import shlex
 import sys
 
-from wdjax.run.config import ConfigError, RunOptions, SweepConfig, check_fields, flag_of
+from wdjax.run import settings_file
+from wdjax.run.config import (
+    GROUPS,
+    ConfigError,
+    RunOptions,
+    SweepConfig,
+    check_fields,
+    flag_of,
+    metavar_of,
+)
+from wdjax.run.settings_file import FIELDS, parse_value
 
 log = logging.getLogger("wdjax")
+
+#: Library argument name -> flag: the settings (``sweep()``'s keyword arguments among them:
+#: ``out``, ``resume``, ``checkpoint_every``) and their flags, from their declarations.
+FLAGS = {name: flag_of(f) for name, f in FIELDS.items()}
+
+EXAMPLES = """examples:
+  wdjax sweep --reg wd --strength 1e-6:1e-1:32 --seeds 3
+      32 log-spaced weight-decay strengths x 3 seeds of the MLP on digits
+  wdjax sweep --dataset fashion_mnist --model cnn --reg l1_prox --strength 0,1e-5:1e-2:8 \\
+      --set b1=0.8,0.9 --schedule cosine --epochs 20 --out runs/l1
+  wdjax sweep --config runs/l1/config.json --seeds 5 --out runs/l1_seeds
+      the settings of a finished run, with 5 seeds
+  wdjax sweep --config runs/l1/config.json --out runs/l1 --resume
+      continue a stopped run
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,46 +61,70 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def _add(parser: argparse.ArgumentParser, field: dataclasses.Field) -> None:
-    help_text = field.metadata["help"]
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=28)
+
+
+def _help(field: dataclasses.Field) -> str:
+    """The field's help, its default said once (none where the help says it or there is none)."""
+    text, d = field.metadata["help"], field.default
+    shown = ",".join(map(str, d)) if isinstance(d, tuple) else d
+    shown = ("on" if d else "off") if isinstance(d, bool) else shown
+    if "default" not in text and shown not in (None, ""):
+        text += f" (default: {shown})"
+    return text.replace("%", "%%")
+
+
+def _add(group, field: dataclasses.Field) -> None:
     if isinstance(field.default, bool):
-        action = argparse.BooleanOptionalAction
-        parser.add_argument(flag_of(field), dest=field.name, action=action, default=None,
-                            help=f"{help_text} (default: {field.default})")  # fmt: skip
+        group.add_argument(flag_of(field), dest=field.name, action=argparse.BooleanOptionalAction,
+                           default=None, help=_help(field))  # fmt: skip
         return
-    shown = ",".join(map(str, field.default)) if isinstance(field.default, tuple) else field.default
-    parser.add_argument(flag_of(field), dest=field.name, default=None, metavar="VALUE",
-                        help=f"{help_text} (default: {shown})")  # fmt: skip
+    group.add_argument(flag_of(field), dest=field.name, default=None, metavar=metavar_of(field),
+                       help=_help(field))  # fmt: skip
+
+
+def _version() -> str:
+    import importlib.metadata
+
+    import wdjax
+
+    return f"wdjax {wdjax.__version__} (jax {importlib.metadata.version('jax')})"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="wdjax", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    s = sub.add_parser("sweep", help="train a grid of regularization strengths in one program")
-    s.add_argument("-v", dest="verbose", action="store_const", const=True, default=None,
-                   help="same as --verbose")  # fmt: skip
-    for cls in (SweepConfig, RunOptions):
-        for field in dataclasses.fields(cls):
-            _add(s, field)
+    p = _Parser(prog="wdjax", formatter_class=_Formatter,
+                description="Weight decay and L1/L2 regularization sweeps in JAX.")  # fmt: skip
+    p.add_argument("--version", action="version", version=_version())
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    s = sub.add_parser(
+        "sweep",
+        help="train a grid of regularization strengths (x learning rates x seeds) in one program",
+        description="Train every member of a grid (strengths x learning rates x --set axes x "
+        "seeds x folds)\nin one compiled program per epoch; write the results to --out.",
+        usage="%(prog)s [--config FILE] [FLAG ...]",
+        epilog=EXAMPLES,
+        formatter_class=_Formatter,
+    )
+    groups = {name: s.add_argument_group(name) for name in GROUPS}
+    config_help = (
+        "read settings from a run's config.json or a JSON/TOML file of settings (keys: the "
+        "settings' names, e.g. strengths); flags given beside it override it"
+    )
+    groups["run"].add_argument("--config", metavar="FILE", help=config_help)
+    groups["run"].add_argument("-v", dest="verbose", action="store_const", const=True,
+                               default=None, help="same as --verbose")  # fmt: skip
+    for field in FIELDS.values():
+        _add(groups[field.metadata["group"]], field)
     return p
 
 
-def _parse_value(field: dataclasses.Field, value):
-    """A flag's text (or a BooleanOptionalAction's bool) -> the field's value."""
-    if isinstance(value, bool):
-        return value
-    parse = field.metadata.get("parse") or type(field.default)
-    try:
-        return parse(value)
-    except ValueError as e:
-        if isinstance(e, ConfigError):
-            raise
-        raise ConfigError(f"{flag_of(field)}: cannot read {value!r} ({e})") from None
-
-
-def _from_args(cls, args: argparse.Namespace):
-    given = {f.name: _parse_value(f, getattr(args, f.name)) for f in dataclasses.fields(cls)
-             if getattr(args, f.name) is not None}  # fmt: skip
+def _from_args(cls, args: argparse.Namespace, settings: dict):
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {k: v for k, v in settings.items() if k in names}
+    given |= {f.name: parse_value(f, getattr(args, f.name)) for f in dataclasses.fields(cls)
+              if getattr(args, f.name) is not None}  # fmt: skip
     return cls(**given)
 
 
@@ -94,13 +149,28 @@ def _sweep(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str]) -> tuple[SweepConfig, RunOptions]:
-    """Command line -> (config, options), both checked field by field (ConfigError otherwise)."""
+    """Command line -> (config, options), both checked field by field (ConfigError otherwise):
+    defaults, then the ``--config`` file's settings, then the flags given."""
     parser = build_parser()
     args = parser.parse_args(_join_values(list(argv), parser))
-    cfg, opts = _from_args(SweepConfig, args), _from_args(RunOptions, args)
+    settings = settings_file.load(args.config) if args.config else {}
+    cfg, opts = _from_args(SweepConfig, args, settings), _from_args(RunOptions, args, settings)
+    if args.config:
+        settings_file.check_replayable(cfg, args.config)
     check_fields(opts)
     check_fields(cfg)
     return cfg, opts
+
+
+def error_line(e: Exception) -> str:
+    """``error: --flag: ...`` for an error naming a library argument (``.argument``, or its
+    message's first word: ``strengths: ...``); other messages as they are."""
+    text = str(e)
+    lead = re.match(r"(\w+): ", text)
+    name = getattr(e, "argument", None) or (lead and lead.group(1))
+    if name in FLAGS and not text.startswith("--"):
+        text = f"{FLAGS[name]}: {text.removeprefix(name + ': ')}"
+    return f"error: {text}"
 
 
 def resume_command(argv: list[str], out: str) -> str:
@@ -196,7 +266,7 @@ def _report(result, out: str) -> None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     from wdjax.data import DatasetError
-    from wdjax.run.runner import Interrupted, sweep
+    from wdjax.run import runner
 
     out = None
     try:
@@ -206,12 +276,13 @@ def main(argv=None) -> int:
             return e.code
         _setup(cfg, opts)
         out = opts.out or os.path.join("results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        result = sweep(cfg, out=out, resume=opts.resume, progress=not opts.quiet,
-                       checkpoint_every=opts.checkpoint_every)  # fmt: skip
+        runner.resume_hint = resume_command(argv, out)  # (what a second Ctrl-C prints)
+        result = runner.sweep(cfg, out=out, resume=opts.resume, progress=not opts.quiet,
+                              checkpoint_every=opts.checkpoint_every)  # fmt: skip
     except (ConfigError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 2
-    except Interrupted as e:
+    except runner.Interrupted as e:
         print(f"\n{e}; continue with: {resume_command(argv, out)}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:

@@ -19,6 +19,7 @@ import itertools
 import math
 import re
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -27,16 +28,34 @@ from wdjax.errors import ConfigError
 
 
 def setting(default, help: str, *, flag: str | None = None, parse: Callable | None = None,
-            check: Callable | None = None):  # fmt: skip
+            check: Callable | None = None, group: str = "run",
+            metavar: str | None = None):  # fmt: skip
     """A config field: ``default``; ``help``; ``flag`` (default ``--field-name``); ``parse``
-    (text -> value, raising ValueError; default from the default's type); ``check`` (value ->
-    None, or a message saying what the value must be)."""
-    meta = {"help": help, "flag": flag, "parse": parse, "check": check}
+    (text -> value, raising ValueError; default: the default's type); ``check`` (value -> None
+    or what it must be); ``group`` (its ``--help`` section); ``metavar`` (:func:`metavar_of`)."""
+    meta = dict(help=help, flag=flag, parse=parse, check=check, group=group, metavar=metavar)
     return dataclasses.field(default=default, metadata=meta)
+
+
+#: The sections of ``wdjax sweep --help``, in order; ``_data`` ... declare a section's settings.
+GROUPS = ("data", "model", "optimizer and regularizer", "schedule", "grid", "run", "devices")
+_data, _model, _optim, _schedule, _grid, _run, _devices = (
+    partial(setting, group=g) for g in GROUPS
+)
 
 
 def flag_of(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def metavar_of(field: dataclasses.Field) -> str | None:
+    """What a flag takes (``--help``): the declared ``metavar``, else from the field's type."""
+    if field.metadata.get("metavar") or isinstance(field.default, bool):
+        return field.metadata.get("metavar")
+    names = {int: "N", float: "FLOAT", str: "NAME", Any: "NAME"}
+    kinds = [t for t in getattr(field.type, "__args__", (field.type,)) if t in names]
+    tail = ",..." if getattr(field.type, "__origin__", None) is tuple else ""
+    return names[kinds[0]] + tail if len(kinds) == 1 else None
 
 
 # --- parsers (text -> value) and checks (value -> message or None) -------------------------------
@@ -149,113 +168,120 @@ def _every(text) -> str | None:
 class SweepConfig:
     """Everything a sweep's results depend on. Defaults: the tutorial's MLP on ``digits``."""
 
-    dataset: str = setting(
+    dataset: str = _data(
         "digits",
         "digits (embedded, offline), fashion_mnist / mnist / kmnist (idx files, e.g. apt-get "
         "install dataset-fashion-mnist) or a TFDS name",
         check=_known_dataset,
     )
-    data_dir: str | None = setting(
-        None, "TFDS data_dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)", parse=str
-    )
-    raw_dir: str | None = setting(
+    data_dir: str | None = _data(
+        None, "TFDS data_dir (default $TFDS_DATA_DIR, else ~/tensorflow_datasets)", parse=str,
+        metavar="DIR",
+    )  # fmt: skip
+    raw_dir: str | None = _data(
         None,
         "mnist, fashion_mnist, kmnist: a folder holding the 4 original idx files (.gz or not); "
         "default $WDJAX_RAW_DIR",
         parse=str,
+        metavar="DIR",
     )
-    model: Any = setting(
+    model: Any = _model(
         "mlp", "mlp, cnn or resnet (from Python also a Linen module or an NNX module factory)"
     )
-    hidden: tuple[int, ...] = setting((64, 64), "MLP hidden widths, e.g. 64,64", parse=_ints)
-    dropout: float = setting(0.0, "dropout rate in [0, 1)")
-    batchnorm: bool = setting(False, "BatchNorm after each hidden layer")
-    optimizer: Any = setting(
+    hidden: tuple[int, ...] = _model((64, 64), "MLP hidden widths, e.g. 64,64", parse=_ints)
+    dropout: float = _model(0.0, "dropout rate in [0, 1)")
+    batchnorm: bool = _model(False, "BatchNorm after each hidden layer")
+    optimizer: Any = _optim(
         "adam",
         "sgd, momentum or adam, with --reg (from Python also an optimizer factory "
         "(learning_rate, strength, **traced) -> optax.GradientTransformation)",
     )
-    reg: str = setting(
+    reg: str = _optim(
         "wd",
         "none, l1, l2, wd, wd_paper, l1_prox, elastic_net_prox, group_lasso_prox, cautious_wd "
         "(decay where update and weight agree in sign) or wd_corrected (AdamC: γ_t²/γ_max decay "
         "on hidden kernels under a schedule; the peak is --lr)",
     )
-    strengths: tuple[float, ...] = setting(
+    strengths: tuple[float, ...] = _grid(
         (1e-4,),
         "λ grid: 0,1e-4,1e-3 or a log range 1e-6:1e-1:32",
         flag="--strength",
         parse=lambda t: parse_grid(t, "--strength"),
         check=_finite_grid(positive=False),
+        metavar="GRID",
     )
-    lrs: tuple[float, ...] = setting(
+    lrs: tuple[float, ...] = _grid(
         (1e-3,),
         "learning-rate grid (same syntax)",
         flag="--lr",
         parse=lambda t: parse_grid(t, "--lr"),
         check=_finite_grid(positive=True),
+        metavar="GRID",
     )
-    axes: tuple = setting(
+    axes: tuple = _grid(
         (),
         "further grid axes: traced keyword arguments of the optimizer, e.g. b1=0.8,0.9,0.95 "
         "(several: separate with ';'); values as for --strength",
         flag="--set",
         parse=_axes,
+        metavar="NAME=GRID",
     )
-    mask: str = setting(
+    mask: str = _optim(
         "kernels",
         "what the regularizer acts on: kernels (every weight matrix), hidden (every kernel but "
         "the output layer's, as the tutorial's Keras code), or a regular expression over "
         "parameter paths such as 'dense_[01]/kernel' (wdjax.penalties)",
+        metavar="SPEC",
     )
-    schedule: str = setting("constant", "learning-rate schedule: constant, cosine, step or sgdr")
-    warmup_epochs: float = setting(0.0, "schedule: linear warm-up length (epochs)")
-    warmup_init: float = setting(0.0, "schedule: warm-up start, as a fraction of the peak lr")
-    alpha: float = setting(0.0, "cosine, sgdr: final learning rate as a fraction of the peak")
-    decay_epochs: tuple[float, ...] = setting(
+    schedule: str = _schedule("constant", "learning-rate schedule: constant, cosine, step or sgdr")
+    warmup_epochs: float = _schedule(0.0, "schedule: linear warm-up length (epochs)")
+    warmup_init: float = _schedule(0.0, "schedule: warm-up start, as a fraction of the peak lr")
+    alpha: float = _schedule(0.0, "cosine, sgdr: final learning rate as a fraction of the peak")
+    decay_epochs: tuple[float, ...] = _schedule(
         (), "step: epochs at which the lr is multiplied by --decay-factor, e.g. 30,60",
         parse=lambda t: tuple(float(v) for v in t.split(",") if v.strip()),
     )  # fmt: skip
-    decay_factor: float = setting(0.1, "step: the factor at each --decay-epochs boundary")
-    restart_epochs: float | None = setting(
+    decay_factor: float = _schedule(0.1, "step: the factor at each --decay-epochs boundary")
+    restart_epochs: float | None = _schedule(
         None, "sgdr: length of the first cosine period (epochs)", parse=float
     )
-    restart_mult: int = setting(1, "sgdr: each period is this many times longer than the last")
-    eval_every: int = setting(
+    restart_mult: int = _schedule(1, "sgdr: each period is this many times longer than the last")
+    eval_every: int = _run(
         1,
         "evaluate validation and test every N epochs and at the last (other epochs record NaN; "
         "evaluation is a large share of an epoch on big validation and test sets)",
         check=_at_least(1),
     )
-    seeds: int = setting(1, "number of seeds (first_seed .. first_seed+N-1)", check=_at_least(1))
-    first_seed: int = setting(0, "the first seed (replicates of a study use disjoint seeds)")
-    folds: int = setting(1, "k-fold cross-validation (members per point)", check=_at_least(1))
-    l1_ratio: float = setting(0.5, "elastic net: l1 = λ·ρ, l2 = λ·(1−ρ)")
-    groups: str = setting(
+    seeds: int = _grid(1, "number of seeds (first_seed .. first_seed+N-1)", check=_at_least(1))
+    first_seed: int = _grid(0, "the first seed (replicates of a study use disjoint seeds)")
+    folds: int = _grid(1, "k-fold cross-validation (members per point)", check=_at_least(1))
+    l1_ratio: float = _optim(0.5, "elastic net: l1 = λ·ρ, l2 = λ·(1−ρ)")
+    groups: str = _optim(
         "incoming",
         "group_lasso_prox: incoming (a group per unit's incoming weights, a kernel column) or "
         "outgoing (per input pixel or unit's outgoing weights, a kernel row)",
         check=_one_of("incoming", "outgoing"),
     )
-    momentum: float = setting(0.9, "momentum coefficient μ (optimizer momentum)")
-    epochs: int = setting(10, "epochs", check=_at_least(1))
-    batch_size: int = setting(128, "batch size", check=_at_least(1))
-    train_size: int | None = setting(
+    momentum: float = _optim(0.9, "momentum coefficient μ (optimizer momentum)")
+    epochs: int = _optim(10, "epochs", check=_at_least(1))
+    batch_size: int = _data(128, "batch size", check=_at_least(1))
+    train_size: int | None = _data(
         None, "subset of the training pool (default: all)", parse=_optional_int
     )
-    val_size: float = setting(
+    val_size: float = _data(
         0.1,
         "validation: a fraction in [0, 1) of the training pool or a whole count; 0: no "
         "validation set (the best setting is then chosen by training loss)",
         parse=_count_or_fraction,
+        metavar="FRACTION|N",
     )
-    label_noise: float = setting(0.0, "fraction of training labels flipped")
-    data_seed: int = setting(0, "batch order, splits, noise")
-    standardize: bool = setting(False, "standardize pixels by the training split's statistics")
-    chunk_size: int | None = setting(
+    label_noise: float = _data(0.0, "fraction of training labels flipped")
+    data_seed: int = _data(0, "batch order, splits, noise")
+    standardize: bool = _data(False, "standardize pixels by the training split's statistics")
+    chunk_size: int | None = _devices(
         None, "members per compiled call (memory)", parse=_optional_int, check=_at_least(1, True)
     )
-    dtype: str = setting(
+    dtype: str = _model(
         "float32",
         "float32, or float64 (turns on jax_enable_x64 for the process: exact comparisons)",
         check=_one_of("float32", "float64"),
@@ -332,34 +358,40 @@ class SweepConfig:
 class RunOptions:
     """How one run executes: where it writes, checkpoints, devices, logging (not results)."""
 
-    out: str | None = setting(None, "run directory (default results/<timestamp>)", parse=str)
-    resume: bool = setting(False, "continue the run in --out from its checkpoint")
-    checkpoint_every: str = setting(
+    out: str | None = _run(
+        None, "run directory (default results/<timestamp>)", parse=str, metavar="DIR"
+    )
+    resume: bool = _run(False, "continue the run in --out from its checkpoint")
+    checkpoint_every: str = _run(
         "60s",
         "save a checkpoint every N epochs (e.g. 5) or every T seconds/minutes (60s, 10m); one "
         "is also saved when the run is interrupted",
         parse=str,
         check=_every,
+        metavar="EVERY",
     )
-    cpu_devices: int | None = setting(
+    cpu_devices: int | None = _devices(
         None,
         "on CPU, run members as this many concurrent programs (default: 2 per core, at most 8; "
         "1: one program); ignored on accelerators and in multi-process runs",
         parse=_optional_int,
         check=_at_least(1, True),
     )
-    compile_cache: str | None = setting(
+    compile_cache: str | None = _run(
         None,
         "directory of the persistent compile caches, or 'off' (default: $WDJAX_COMPILE_CACHE, "
         "else $XDG_CACHE_HOME/wdjax or ~/.cache/wdjax): a repeat run of the same shape skips "
         "compiling",
         parse=str,
+        metavar="DIR|off",
     )
-    coordinator: str | None = setting(None, "HOST:PORT of process 0 (multi-process)", parse=str)
-    num_processes: int | None = setting(None, "process count", parse=_optional_int)
-    process_id: int | None = setting(None, "this process's index", parse=_optional_int)
-    quiet: bool = setting(False, "no progress bar; warnings and errors only")
-    verbose: bool = setting(False, "debug messages (compile, cache, checkpoints)")
+    coordinator: str | None = _devices(
+        None, "process 0's address (multi-process)", parse=str, metavar="HOST:PORT"
+    )
+    num_processes: int | None = _devices(None, "process count", parse=_optional_int)
+    process_id: int | None = _devices(None, "this process's index", parse=_optional_int)
+    quiet: bool = _run(False, "no progress bar; warnings and errors only")
+    verbose: bool = _run(False, "debug messages (compile, cache, checkpoints)")
 
 
 def check_fields(obj) -> None:

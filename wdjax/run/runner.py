@@ -14,7 +14,8 @@ Members are trained a chunk at a time (all epochs of a chunk, then the next; see
 :mod:`wdjax.programs`), sharded over devices (:mod:`wdjax.devices`); with several processes each
 runs the same program on its share of members and process 0 alone writes files. Checkpoints
 (:mod:`wdjax.checkpoints`) make a run resumable bit for bit; Ctrl-C stops at the next epoch end
-after saving one (:class:`Interrupted`), a second Ctrl-C at once.
+after saving one (:class:`Interrupted`); a second Ctrl-C stops at once, saying which checkpoint
+is kept (:func:`_stop_requests`).
 """
 
 import contextlib
@@ -23,8 +24,11 @@ import logging
 import math
 import os
 import signal
+import socket
+import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -95,8 +99,7 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
     ds = _dataset(cfg, data)
     t_data = time.perf_counter()
     host = host_data(ds, cfg)
-    members = cfg.members()
-    k = len(members)
+    k = len(members := cfg.members())
     engine = Engine.from_config(cfg, ds.num_classes, host.train_idx.shape[1] // cfg.batch_size,
                                 x_example=host.x_pool[:1])  # fmt: skip
     engine, start = hooks.check(engine, host.x_pool[:1], k, init_params, record, record_every)
@@ -111,9 +114,9 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
         rundir.check_fingerprint(out, rundir.fingerprint(cfg, progs.init.out_info.params), resume)
     ckpt = Checkpoints(out, checkpoint_every, write=writer) if out else None
     run = _Run(cfg, progs, arrays, shard, hyper_arrays(members, _padded(k, progs.chunk), cfg.dtype),
-               ckpt, progress, resume and ckpt is not None and ckpt.exists(), t_data,
+               ckpt, progress, _resuming(ckpt, resume, out), t_data,
                start=start, engine=engine)  # fmt: skip
-    with _stop_requests(enabled=writer and jax.process_count() == 1) as stop:
+    with _stop_requests(writer and jax.process_count() == 1, lambda: _saved(run)) as stop:
         history, params, run_s, steps = _train(run, stop)
     meta = {**rundir.meta(cfg, shard.mesh, progs, run_s, steps, ds), **named}
     meta["startup_seconds"] = run.startup  # data loaded -> the first epoch's program called
@@ -158,6 +161,18 @@ def _dataset(cfg: SweepConfig, data) -> D.Dataset:
     if not isinstance(data, D.Dataset):
         raise ConfigError(f"data=: must be a wdjax.Dataset (got {type(data).__name__})")
     return data
+
+
+def _resuming(ckpt: Checkpoints | None, resume: bool, out: str | None) -> bool:
+    """Whether to continue from a checkpoint; ``resume`` of a run stopped before its first
+    checkpoint says that it has none and trains from the start."""
+    if not resume or ckpt is None:
+        return False
+    found = ckpt.exists()
+    if not found:
+        log.warning("resume: %s holds no checkpoint (the run stopped before one was saved): "
+                    "training from epoch 1", out)  # fmt: skip
+    return found
 
 
 def host_data(ds: D.Dataset, cfg: SweepConfig) -> Data:
@@ -218,25 +233,67 @@ class _Run:
         return self.hyper.seed.shape[0] // self.progs.chunk
 
 
+#: How to continue a stopped run, in the line a second Ctrl-C prints (the CLI puts its command).
+resume_hint = "sweep(..., resume=True) with the same arguments"
+
+
 @contextlib.contextmanager
-def _stop_requests(enabled: bool):
+def _stop_requests(enabled: bool, saved: Callable[[], str] = lambda: "nothing was saved"):
     """While training: the first Ctrl-C asks to stop at the next epoch end (``stop[0]`` turns
-    True) and restores the default action, so a second Ctrl-C ends the process at once."""
+    True); a second stops at once: it prints one line, ``saved()`` (what is kept), and exits
+    with status 130. A thread sees the signals as they come (``signal.set_wakeup_fd``), also
+    while the main thread waits on a compiled call, so both take effect at once."""
     stop = [False]
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield stop
         return
+    receive, send = socket.socketpair()
+    send.setblocking(False)
 
-    def handler(signum, frame):
-        stop[0] = True
-        log.warning("stopping after this epoch (a checkpoint is saved); Ctrl-C again to stop now")
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    def watch():
+        count = 0
+        while True:
+            got = receive.recv(64)  # one byte per signal: its number
+            count += got.count(signal.SIGINT)
+            if count > 1:
+                sys.stderr.write(f"\nstopped at once; {saved()}\n")
+                sys.stderr.flush()
+                os._exit(130)
+            if count == 1 and not stop[0]:
+                stop[0] = True
+                log.warning("stopping after this epoch (a checkpoint is saved); Ctrl-C again to "
+                            "stop now")  # fmt: skip
+            if not got or 0 in got:  # 0: training has ended
+                return
 
-    previous = signal.signal(signal.SIGINT, handler)
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)  # (the thread acts)
+    previous_fd = signal.set_wakeup_fd(send.fileno(), warn_on_full_buffer=False)
+    watcher = threading.Thread(target=watch, name="wdjax-ctrl-c", daemon=True)
+    watcher.start()
     try:
         yield stop
     finally:
+        signal.set_wakeup_fd(previous_fd)
         signal.signal(signal.SIGINT, previous)
+        send.send(b"\0")
+        watcher.join()
+        receive.close()
+        send.close()
+
+
+def _saved(run: "_Run") -> str:
+    """What a run stopped now keeps: its last complete checkpoint (Orbax renames a finished save
+    into ``checkpoints/<step>``; one in flight is a temporary folder) and how to continue."""
+    path = run.ckpt.path if run.ckpt is not None else None
+    steps = [
+        int(n) for n in (os.listdir(path) if path and os.path.isdir(path) else ()) if n.isdigit()
+    ]
+    if not steps:
+        return f"nothing was saved (no checkpoint yet): start it again with: {resume_hint}"
+    chunk, epoch = divmod(max(steps) - 1, run.cfg.epochs)
+    where = f"chunk {chunk + 1}/{run.chunks}, " if run.chunks > 1 else ""
+    return (f"the last checkpoint ({where}epoch {epoch + 1}/{run.cfg.epochs}) is kept in {path}; "
+            f"continue with: {resume_hint}")  # fmt: skip
 
 
 def _train(run: _Run, stop: list) -> tuple[dict, Any, float, int]:
