@@ -21,6 +21,8 @@ test metric (lower is better unless said otherwise):
 ``[replicates, epochs]``.
 """
 
+import warnings
+
 import numpy as np
 
 from wdjax.analysis import stats
@@ -111,7 +113,8 @@ def rise(curves) -> dict:
     ``min_epoch``, paired by replicate (it can be negative); ``epochs``.
     """
     c = np.asarray(curves, float)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # an epoch no replicate evaluated: NaN, said once below
+        warnings.simplefilter("ignore", RuntimeWarning)
         e = stats.argmin(np.nanmean(c, axis=0))
     if e is None:
         raise ValueError("curves: every epoch is NaN; give at least one evaluated epoch")
