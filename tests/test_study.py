@@ -216,3 +216,64 @@ def test_band_draws_the_t_interval_over_replicates_not_the_std():
         assert np.isclose(ys, y).any(), y
     assert not np.isclose(ys, 2.0 + 1.0).any()  # not mean ± std
     study.pyplot().close(fig)
+
+
+# --- study.main: config, smoke overrides, declared options, the standard ending ----------------
+
+
+def full_config() -> dict:
+    return dict(epochs=50, hidden=(8,), window=study.option(100, "smoothing window"),
+                verbose=study.option(False, "say more"), replicates=5, selected_by="val_loss",
+                rules=dict(margin=0.01))  # fmt: skip
+
+
+def smoke_overrides(config) -> dict:
+    return dict(epochs=2, window=5, replicates=2)
+
+
+def test_main_applies_smoke_then_the_command_line_and_writes_the_header(tmp_path):
+    seen = {}
+
+    def run(ctx):
+        seen.update(knobs=ctx.knobs, config=ctx.config, ctx=ctx)
+        fig, ax = study.pyplot().subplots()
+        return study.Report({"answer": 1}, ["a"], [[1]], fig)
+
+    argv = ["--smoke", "--out", str(tmp_path), "--window", "7", "--verbose", "--seeds", "3"]
+    got = study.main(full_config, run, smoke=smoke_overrides, argv=argv)
+    assert seen["knobs"] == {"window": 7, "verbose": True, "replicates": 2,
+                             "selected_by": "val_loss", "rules": {"margin": 0.01}}  # fmt: skip
+    assert (seen["config"].epochs, seen["config"].seeds, seen["config"].hidden) == (2, 3, (8,))
+    assert seen["ctx"].name == "test_study" and seen["ctx"].stale == "refuse"
+    saved = json.loads((tmp_path / "summary.json").read_text())
+    assert saved == got and saved["answer"] == 1 and saved["figure"] == "test_study.png"
+    head = (saved["replicates"], saved["dataset"], saved["selected_by"])
+    assert head == (2, "digits", "val_loss")
+    assert saved["rules"] == {"margin": 0.01} and saved["command"].endswith("--seeds 3")
+    import jax
+    import optax
+
+    v = saved["versions"]
+    assert (v["jax"], v["optax"], v["wdjax"]) == (jax.__version__, optax.__version__, "0.1.0")
+    assert (tmp_path / "test_study.png").exists() and (tmp_path / "table.md").exists()
+    full = {}
+    study.main(full_config, lambda ctx: full.update(k=ctx.knobs, c=ctx.config) or
+               study.Report({}, ["a"], [[1]], study.pyplot().figure()),
+               smoke=smoke_overrides, argv=["--out", str(tmp_path / "full")])  # fmt: skip
+    assert full["k"]["window"] == 100 and not full["k"]["verbose"] and full["c"].epochs == 50
+
+
+def test_main_refuses_undeclared_smoke_keys_options_on_standard_flags_and_header_clashes(tmp_path):
+    def report(ctx):
+        return study.Report({"replicates": 9}, ["a"], [[1]], study.pyplot().figure())
+
+    argv = ["--smoke", "--out", str(tmp_path)]
+    with pytest.raises(wdjax.ConfigError, match="smoke: overrides windows"):
+        study.main(full_config, report, smoke=lambda c: {"windows": 3}, argv=argv)
+    bad = lambda: dict(seeds=study.option(2, "no"))  # noqa: E731
+    with pytest.raises(wdjax.ConfigError, match="option seeds"):
+        study.main(bad, report, argv=argv)
+    with pytest.raises(ValueError, match="replicates belong to the header"):
+        study.main(full_config, report, smoke=smoke_overrides, argv=argv)
+    with pytest.raises(SystemExit):  # a typed option parses its text, argparse says which
+        study.main(full_config, report, argv=argv + ["--window", "seven"])
