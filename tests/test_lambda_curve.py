@@ -47,7 +47,7 @@ def test_baseline_rise_is_the_mean_curves_minimum_and_each_replicates_own_rise()
 
 
 def test_reg_summary_picks_on_mean_validation_loss_and_reports_each_replicates_own_pick():
-    val = np.array([[[1.0], [0.7], [0.9]], [[1.0], [0.9], [0.6]]])  # means 1.0, 0.8, 0.75
+    val = np.array([[[0.93], [0.7], [0.9]], [[0.93], [0.9], [0.6]]])  # means 0.93, 0.8, 0.75
     runs = fake_runs(val)
     test = np.array([[2.0, 1.0, 1.5], [2.0, 1.8, 1.2]])  # [replicates, λ]
     for r, t in zip(runs, test, strict=True):
@@ -62,7 +62,7 @@ def test_reg_summary_picks_on_mean_validation_loss_and_reports_each_replicates_o
     assert s["nested_test_loss_diff"][0] == pytest.approx(-0.9)  # against λ = 0's 2.0
     assert s["nested_test_acc"][0] == pytest.approx(1 - 1.1 / 4)
     # oracle: mean test 2.0, 1.4, 1.35 → λ = 0.2; one SE of the best mean 0.75: std(0.9, 0.6)/√2
-    # = 0.2121, so 0.8 ≤ 0.9621 is in the set and 1.0 is not
+    # = 0.15, so 0.8 ≤ 0.9 is in the set and 0.93 is not (it would be within one std, 0.212)
     assert s["oracle_strength"] == 0.2 and s["one_se"] == [0.1, 0.2]
     assert lc.reg_summary(runs, (0.0, 0.1, 0.2), 4.0, "l2")["shrink"] is None
 
