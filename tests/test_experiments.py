@@ -148,8 +148,10 @@ def test_lambda_curve_resumes_by_arm_from_what_it_saved(smoke):
     assert saved == [f"n600_noise0.2_{r}" for r in sorted(("l1", "l2", "wd", "l1_prox"))]
     (out / "arms" / "n600_noise0.2_wd" / "r1.json").unlink()  # as if stopped before it finished
     again = study("lambda_curve").main(["--smoke", "--out", str(out)])
-    same = {k for k in first if k != "seconds"}
+    timing = {"seconds", "sweep_seconds", "arms_loaded"}
+    same = set(first) - timing
     assert {k: again[k] for k in same} == {k: first[k] for k in same}  # the same program's bits
+    assert (first["arms_loaded"], again["arms_loaded"]) == (0, 7)  # 4 arms × 2 replicates − 1
 
 
 def test_tutorial_mlp(smoke):

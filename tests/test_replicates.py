@@ -111,7 +111,7 @@ def test_arms_share_each_replicates_draws_and_a_rerun_loads_them(tmp_path, monke
     assert calls == []  # everything loaded
     for k in two:
         for x, y in zip(got[k], again[k], strict=True):
-            assert x.members == y.members and x.config == y.config
+            assert x.members == y.members and x.config == y.config and x.seconds == y.seconds >= 0
             np.testing.assert_array_equal(x.history["val_loss"], y.history["val_loss"])
     (tmp_path / "arms" / "a" / "r1.json").unlink()  # interrupted before a's replicate 1 was done
     arms.run(str(tmp_path), {k: dataclasses.replace(c, data_dir="/elsewhere")

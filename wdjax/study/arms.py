@@ -9,7 +9,8 @@ so differences between arms are paired by replicate.
 Each (arm, replicate) is saved the moment it finishes, under ``<out>/arms/<arm>/``::
 
     r<k>.npz    its history: one ``[members, epochs]`` array per metric
-    r<k>.json   its config (SweepConfig.to_json) and members; written last: the "done" mark
+    r<k>.json   its config (SweepConfig.to_json), members and ``seconds`` (the sweep's wall
+                time); written last: the "done" mark
 
 A later run with the same ``out`` loads what is there and trains the rest, so an interrupted
 study resumes by arm. A saved result whose config differs from the one asked for (data_dir and
@@ -24,6 +25,7 @@ import json
 import os
 import re
 import sys
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -46,6 +48,7 @@ class ArmResult(NamedTuple):
     config: SweepConfig
     members: list  # dicts: member, strength, lr, seed, fold, ...
     history: dict  # metric -> float array [members, epochs]
+    seconds: float = float("nan")  # wall time of the sweep that made it (saved with it)
 
 
 def _normal(cfg: SweepConfig) -> dict:
@@ -65,16 +68,18 @@ def _paths(out: str, arm: str, r: int) -> tuple[str, str]:
     return base + ".json", base + ".npz"
 
 
-def save(out: str, arm: str, r: int, res) -> ArmResult:
-    """Write replicate ``r`` of ``arm`` (a :class:`wdjax.SweepResult` or :class:`ArmResult`)."""
+def save(out: str, arm: str, r: int, res, seconds: float = float("nan")) -> ArmResult:
+    """Write replicate ``r`` of ``arm`` (a :class:`wdjax.SweepResult` or :class:`ArmResult`)
+    that took ``seconds`` to make."""
     meta_path, npz_path = _paths(out, arm, r)
     os.makedirs(os.path.dirname(meta_path), exist_ok=True)
     history = {k: np.asarray(v) for k, v in res.history.items()}
     buf = io.BytesIO()
     np.savez_compressed(buf, **history)
     files.atomic_write_bytes(npz_path, buf.getvalue())
-    files.write_json(meta_path, {"config": res.config.to_json(), "members": list(res.members)})
-    return ArmResult(res.config, files.read_json(meta_path)["members"], history)  # as load reads
+    meta = {"config": res.config.to_json(), "members": list(res.members), "seconds": seconds}
+    files.write_json(meta_path, meta)
+    return ArmResult(res.config, files.read_json(meta_path)["members"], history, seconds)
 
 
 def load(out: str, arm: str, r: int, cfg: SweepConfig, stale: str = "refuse") -> ArmResult | None:
@@ -94,7 +99,7 @@ def load(out: str, arm: str, r: int, cfg: SweepConfig, stale: str = "refuse") ->
         return None
     with np.load(npz_path) as z:
         history = {k: z[k] for k in z.files}
-    return ArmResult(cfg, meta["members"], history)
+    return ArmResult(cfg, meta["members"], history, meta.get("seconds", float("nan")))
 
 
 def _check(arms: dict, n: int, stale: str) -> None:
@@ -134,8 +139,11 @@ def run(out: str | None, arms: dict, n: int, *, stale: str = "refuse", on_done=N
             res = load(out, arm, r, cfg, stale) if out else None
             loaded = res is not None
             if not loaded:
+                t0 = time.perf_counter()
                 res = sweep(cfg, **sweep_kw)
-                res = save(out, arm, r, res) if out else ArmResult(cfg, res.members, res.history)
+                dt = time.perf_counter() - t0
+                res = (save(out, arm, r, res, dt) if out
+                       else ArmResult(cfg, res.members, res.history, dt))  # fmt: skip
             done[arm][r] = res
             if on_done is not None:
                 on_done(arm, r, res, loaded)

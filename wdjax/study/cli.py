@@ -19,8 +19,10 @@ before the run: predictions, margins, estimators); all three go into the summary
 ``--stale`` for saved arms of another config: :mod:`wdjax.study.arms`), applies the smoke overrides
 and the command line, runs ``run(ctx)`` and writes the standard ending
 (:func:`wdjax.study.toolkit.finish`): ``summary.json`` = the header (``replicates``, ``dataset``,
-``selected_by``, ``rules``, ``versions`` of python/jax/flax/optax/wdjax, then ``figure``,
-``command``, ``seconds``) and the study's own keys, ``table.md``/``table.csv``, ``<name>.png``.
+``selected_by``, ``rules``, ``versions`` of python/jax/flax/optax/wdjax; with arms run by
+:meth:`Context.sweeps`, ``sweep_seconds`` (their sweeps' wall time, loaded ones included: a resumed
+run's total) and ``arms_loaded``; then ``figure``, ``command``, ``seconds``) and the study's
+keys, ``table.md``/``table.csv``, ``<name>.png``.
 """
 
 import argparse
@@ -36,9 +38,6 @@ from wdjax.study import arms as arms_lib
 from wdjax.study import toolkit
 
 __all__ = ["Context", "Option", "Report", "header", "main", "option", "versions"]
-
-RESERVED = ("replicates", "selected_by", "rules")
-HEADER = ("replicates", "dataset", "selected_by", "rules", "versions")
 
 
 class Option(NamedTuple):
@@ -75,6 +74,7 @@ class Context:
     argv: list | None
     t0: float
     stale: str = "refuse"
+    arms: dict = dataclasses.field(default_factory=dict)  # (arm, r) -> "loaded"/"trained", s
 
     @property
     def replicates(self) -> int:
@@ -84,8 +84,9 @@ class Context:
         """``{arm: [result per replicate]}`` (:func:`wdjax.study.arms.run`), saved and resumable
         under ``<out>/arms``; one progress line per (arm, replicate)."""
 
-        def say(arm, r, _res, loaded):
-            print(f"{self.name}: {arm} replicate {r} {'loaded' if loaded else 'done'}", flush=True)
+        def say(arm, r, res, loaded):
+            self.arms[(arm, r)] = ("loaded" if loaded else "trained", res.seconds)
+            print(f"{self.name}: {arm} replicate {r} {self.arms[(arm, r)][0]}", flush=True)
 
         n = self.replicates if replicates is None else replicates
         return arms_lib.run(self.out, arms, n, stale=self.stale, on_done=say, **kw)
@@ -108,9 +109,13 @@ def versions() -> dict:
 def header(ctx: Context) -> dict:
     """The summary keys every study has (the module docstring), before its own."""
     k = ctx.knobs
-    return dict(replicates=k.get("replicates"), dataset=ctx.config.dataset,
+    head = dict(replicates=k.get("replicates"), dataset=ctx.config.dataset,
                 selected_by=k.get("selected_by"), rules=k.get("rules", {}),
                 versions=versions())  # fmt: skip
+    if ctx.arms:  # a resumed run's ``seconds`` is this invocation's; these cover every arm
+        head["sweep_seconds"] = float(sum(s for _, s in ctx.arms.values()))
+        head["arms_loaded"] = sum(how == "loaded" for how, _ in ctx.arms.values())
+    return head
 
 
 def _flag(key: str) -> str:
