@@ -159,7 +159,7 @@ def analyse(m: dict, lam: np.ndarray) -> dict:
         if k != "cv":
             d = stats.paired_differences(reg["cv"], reg[k])
             out["paired"][k] = dict(mean=float(d.mean), lo=float(d.lo), hi=float(d.hi),
-                                    verdict=study.verdict(d.lo, d.hi))  # fmt: skip
+                                    verdict=study.verdict(d))  # fmt: skip
     t = stats.describe(m["test"], axis=0)
     out["curve"] = dict(mean=t.mean.tolist(), lo=t.lo.tolist(), hi=t.hi.tolist())
     return out

@@ -227,7 +227,7 @@ def table_rows(arms: list[dict], welch: dict) -> list[list]:
         elif a["arm"] == "none":
             note = "baseline"
         else:
-            note = study.verdict(a["test_loss_diff_lo"], a["test_loss_diff_hi"])
+            note = study.verdict((a["test_loss_diff_lo"], a["test_loss_diff_hi"]))
         if a["arm"].endswith("at its λ") and lam == 0:
             note = "λ = 0 chosen"
         diffs = [study.ci(a, m, 4) if m in a else "—" for m in ("test_acc_diff", "test_loss_diff")]

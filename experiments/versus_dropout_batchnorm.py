@@ -257,7 +257,7 @@ def claim_verdicts(arms: dict, bn_wd: dict) -> dict:
     out = {}
     for claim, arm in CLAIMS.items():
         r = arms[arm]
-        v = study.verdict(r["eval_test_loss_diff_lo"], r["eval_test_loss_diff_hi"])
+        v = study.verdict((r["eval_test_loss_diff_lo"], r["eval_test_loss_diff_hi"]))
         out[claim] = {
             "verdict": {"lower": "reproduced", "higher": "contradicted"}.get(v, "inconclusive"),
             "why": f"test loss {arm} − none {study.ci(r, 'eval_test_loss_diff')}: {v}",
@@ -321,7 +321,7 @@ def compare(finals: dict, chosen: dict) -> tuple[dict, dict]:
     arms = {}
     for arm, key in chosen.items():
         row = arm_row({x: finals[x][key] for x in METRICS}, base)
-        verdict = study.verdict(row["eval_test_loss_diff_lo"], row["eval_test_loss_diff_hi"])
+        verdict = study.verdict((row["eval_test_loss_diff_lo"], row["eval_test_loss_diff_hi"]))
         arms[arm] = dict(dropout=key[0], batchnorm=key[1], strength=key[2], **row, verdict=verdict)
     bn, wd = chosen["bn"], chosen["bn+wd"]
     bn_wd = dict(

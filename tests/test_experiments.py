@@ -19,6 +19,7 @@ import pytest
 from helpers import adam_drift, assert_trees_close_to_scale, gamma, load_script
 
 import wdjax
+from wdjax.study import Option
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
@@ -69,6 +70,17 @@ def smoke(tmp_path_factory):
     return run
 
 
+def configs(name) -> tuple[dict, dict]:
+    """(full, smoke) config dicts: ``get_config()`` and its ``smoke`` overrides applied (a study
+    on ``study.main``), or ``get_config(smoke=True)``; declared options as their defaults."""
+    mod = study(name)
+    if not hasattr(mod, "smoke"):
+        return mod.get_config(), mod.get_config(smoke=True)
+    full = mod.get_config()
+    plain = {k: v.default if isinstance(v, Option) else v for k, v in full.items()}
+    return plain, {**plain, **mod.smoke(full)}
+
+
 def summary(smoke, name) -> dict:
     return json.loads((smoke(name)[0] / "summary.json").read_text())
 
@@ -95,7 +107,7 @@ def test_study_writes_summary_table_and_figure(smoke, name):
 @pytest.mark.parametrize("name", STUDIES)
 def test_get_config_overrides_only_what_the_study_changes(name):
     defaults = {f.name: f.default for f in dataclasses.fields(wdjax.SweepConfig)}
-    full, small = study(name).get_config(), study(name).get_config(smoke=True)
+    full, small = configs(name)
     restated = sorted(k for k, v in full.items() if k in defaults and v == defaults[k])
     assert not restated, f"{name} restates SweepConfig defaults: {restated}"
     assert set(full) <= set(small) <= set(full) | set(defaults)  # smoke may shrink a default
@@ -109,13 +121,14 @@ def test_get_config_overrides_only_what_the_study_changes(name):
 def test_lambda_curve(smoke):
     curve = summary(smoke, "lambda_curve")
     regs = {"l1", "l2", "wd", "l1_prox"}
-    full = study("lambda_curve").get_config()
-    assert all(len(g) == 14 and g[0] == 0.0 for g in full["grids"].values())  # 0 + 13 λ
-    assert {(c["train_size"], c["label_noise"]) for c in full["conditions"]} == {
-        (n, p) for n in (1000, 6000, 50000) for p in (0.0, 0.2)}  # fmt: skip
     assert curve["selected_by"] == "val_loss" and curve["replicates"] == 2
+    assert set(curve["versions"]) >= {"python", "jax", "flax", "optax", "wdjax"}
+    assert (
+        "selection" in curve["rules"] and set(curve["nested_test_loss"]["n=600, noise=20%"]) == regs
+    )
     for c in curve["conditions"]:
         assert set(c["regs"]) == regs and 1 <= c["baseline"]["val_min_epoch"] <= c["epochs"]
+        assert c["baseline"]["val_rise"][1] >= 0.0  # a rise is bounded at 0
         for reg, r in c["regs"].items():
             rows = r["rows"]
             val = [x["val_loss_mean"] for x in rows]
@@ -123,6 +136,22 @@ def test_lambda_curve(smoke):
             assert val[r["best_index"]] == min(val)  # chosen on validation loss, not test
             assert rows[0]["test_loss_diff"] == 0.0  # λ = 0 paired with itself
             assert (r["shrink"] is None) == (reg not in ("wd", "l1_prox"))
+            assert r["best_strength"] in r["one_se"] and len(r["nested_test_loss"]) == 3
+            assert r["oracle_strength"] in curve["strengths"][reg]
+            test = [x["test_loss_mean"] for x in rows]
+            assert test[curve["strengths"][reg].index(r["oracle_strength"])] == min(test)
+
+
+def test_lambda_curve_resumes_by_arm_from_what_it_saved(smoke):
+    out, first = smoke("lambda_curve")
+    saved = sorted(p.name for p in (out / "arms").iterdir())
+    assert saved == [f"n600_noise0.2_{r}" for r in sorted(("l1", "l2", "wd", "l1_prox"))]
+    (out / "arms" / "n600_noise0.2_wd" / "r1.json").unlink()  # as if stopped before it finished
+    again = study("lambda_curve").main(["--smoke", "--out", str(out)])
+    timing = {"seconds", "sweep_seconds", "arms_loaded"}
+    same = set(first) - timing
+    assert {k: again[k] for k in same} == {k: first[k] for k in same}  # the same program's bits
+    assert (first["arms_loaded"], again["arms_loaded"]) == (0, 7)  # 4 arms × 2 replicates − 1
 
 
 def test_tutorial_mlp(smoke):

@@ -6,6 +6,7 @@ import types
 import numpy as np
 import pytest
 
+import wdjax
 from wdjax.analysis import stats
 from wdjax.run.config import SweepConfig
 from wdjax.study import replicates
@@ -75,3 +76,82 @@ def test_a_diverged_member_makes_its_setting_nan_in_that_replicate():
     np.testing.assert_array_equal(v, [[2.0, np.nan], [2.0, 6.0]])  # means of final epochs
     row = replicates.table(runs, ["x"], baseline={"strength": 0.0})[1]
     assert np.isnan(row["x_mean"]) and np.isnan(row["x_diff"])  # never silently dropped
+
+
+# --- the replicate × arm loop: common random numbers, saved as it goes, resumable by arm -------
+
+
+def fake_sweep(calls):
+    """A stand-in for wdjax.sweep that records each config and returns a history made from it."""
+
+    def sweep(cfg, **kw):
+        calls.append(cfg)
+        members = cfg.members()
+        h = np.array([[cfg.data_seed + m["seed"] / 10 + m["strength"]] * cfg.epochs
+                      for m in members])  # fmt: skip
+        return types.SimpleNamespace(config=cfg, members=members, history={"val_loss": h})
+
+    return sweep
+
+
+def test_arms_share_each_replicates_draws_and_a_rerun_loads_them(tmp_path, monkeypatch):
+    from wdjax.run import runner
+    from wdjax.study import arms
+
+    calls = []
+    monkeypatch.setattr(runner, "sweep", fake_sweep(calls))
+    two = {"a": BASE, "b": dataclasses.replace(BASE, reg="l1", strengths=(0.0, 1e-3))}
+    got = arms.run(str(tmp_path), two, 3)
+    assert [(c.reg, c.first_seed, c.data_seed) for c in calls] == [
+        (reg, 2 * r, r) for r in range(3) for reg in ("wd", "l1")
+    ]  # replicates outermost
+    assert (tmp_path / "arms" / "b" / "r2.json").exists()
+    calls.clear()
+    again = arms.run(str(tmp_path), two, 3)
+    assert calls == []  # everything loaded
+    for k in two:
+        for x, y in zip(got[k], again[k], strict=True):
+            assert x.members == y.members and x.config == y.config and x.seconds == y.seconds >= 0
+            np.testing.assert_array_equal(x.history["val_loss"], y.history["val_loss"])
+    (tmp_path / "arms" / "a" / "r1.json").unlink()  # interrupted before a's replicate 1 was done
+    arms.run(str(tmp_path), {k: dataclasses.replace(c, data_dir="/elsewhere")
+                             for k, c in two.items()}, 3)  # fmt: skip
+    assert [(c.reg, c.data_seed) for c in calls] == [("wd", 1)]  # data_dir: not a difference
+
+
+def test_a_saved_arm_of_another_config_is_refused_or_recomputed(tmp_path, monkeypatch, capsys):
+    from wdjax.run import runner
+    from wdjax.study import arms
+
+    calls = []
+    monkeypatch.setattr(runner, "sweep", fake_sweep(calls))
+    arms.run(str(tmp_path), {"a": BASE}, 2)
+    other = {"a": dataclasses.replace(BASE, strengths=(0.0, 0.2), epochs=3)}
+    calls.clear()
+    with pytest.raises(wdjax.ConfigError, match=r"r0.json was made by another config \(epochs, "
+                       r"strengths differ\); pass --stale recompute"):  # fmt: skip
+        arms.run(str(tmp_path), other, 2)
+    assert calls == []  # refused before training anything
+    res = arms.run(str(tmp_path), other, 2, stale="recompute")
+    assert len(calls) == 2 and "recomputing arm 'a' replicate 0" in capsys.readouterr().err
+    assert res["a"][1].history["val_loss"].shape == (4, 3)
+    with pytest.raises(wdjax.ConfigError, match="--stale"):
+        arms.run(str(tmp_path), other, 2, stale="maybe")
+    with pytest.raises(wdjax.ConfigError, match="arm 'a/b'"):
+        arms.run(str(tmp_path), {"a/b": BASE}, 2)
+    with pytest.raises(wdjax.ConfigError, match="arm 'a': give a SweepConfig"):
+        arms.run(str(tmp_path), {"a": {}}, 2)
+
+
+def test_saved_arms_give_the_same_tables_as_the_sweeps(runs, tmp_path, monkeypatch):
+    from wdjax.run import runner
+    from wdjax.study import arms
+
+    done = iter(runs)
+    monkeypatch.setattr(runner, "sweep", lambda cfg, **kw: next(done))
+    fresh = arms.run(str(tmp_path), {"x": BASE}, 3)["x"]
+    monkeypatch.setattr(runner, "sweep", None)  # a resumed run trains nothing
+    loaded = arms.run(str(tmp_path), {"x": BASE}, 3)["x"]
+    want = replicates.table(runs, ["test_loss", "val_loss"], baseline={"strength": 0.0})
+    assert replicates.table(fresh, ["test_loss", "val_loss"], {"strength": 0.0}) == want
+    assert replicates.table(loaded, ["test_loss", "val_loss"], {"strength": 0.0}) == want

@@ -3,9 +3,9 @@
 ``sweep_figures(run_dir)`` reads ``metrics.csv`` and ``config.json`` and writes
 
 * ``accuracy_vs_strength.png``: final test accuracy and loss against λ, one line per learning
-  rate, mean ± std (ddof = 1) over seeds and folds as a band (diverged members, which
-  wdjax.analysis.tables counts as missing, are left out); λ = 0, which has no place on a log
-  axis, is a dashed horizontal line in its learning rate's colour;
+  rate, the mean over seeds and folds with its 95 % Student-t interval as a band (none with one
+  seed; diverged members, which wdjax.analysis.tables counts as missing, are left out); λ = 0,
+  which has no place on a log axis, is a dashed horizontal line in its learning rate's colour;
 * ``curves.png``: validation loss, validation accuracy and training loss per epoch, each line the
   mean over one (λ, lr) setting's seeds and folds (96 members = 3 seeds × 32 λ give 32 lines),
   coloured by λ on a log colour scale with a colour bar; λ = 0 is black (said in the legend);
@@ -62,10 +62,19 @@ def mean_std_by(rows: list[dict], x: str, y: str, group: str | None = None):
     return out
 
 
-def band(ax, xs, mean, std, label):
-    """A line with markers and a ±std band in its colour; returns the line."""
-    (line,) = ax.plot(xs, mean, marker="o", ms=3, label=label)
-    ax.fill_between(xs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+def band(ax, xs, samples, label=None, *, confidence: float = 0.95, **line_kw):
+    """The mean of ``samples [replicates, len(xs)]`` as a line with markers, and its Student-t
+    interval (``confidence``, n − 1 degrees of freedom: :func:`wdjax.analysis.stats.describe`)
+    as a band in its colour; returns the line. With one replicate there is no band."""
+    s = stats.describe(np.asarray(samples, float), axis=0, confidence=confidence)
+    return fill(ax, xs, s.mean, s.lo, s.hi, label, **line_kw)
+
+
+def fill(ax, xs, mean, lo, hi, label=None, **line_kw):
+    """A line with markers at ``mean`` and a band from ``lo`` to ``hi`` in its colour (NaN
+    bounds leave a gap); returns the line."""
+    (line,) = ax.plot(xs, mean, **{"marker": "o", "ms": 3, "label": label, **line_kw})
+    ax.fill_between(xs, lo, hi, color=line.get_color(), alpha=0.2)
     return line
 
 
@@ -120,9 +129,10 @@ def strength_figure(rows: list[dict], config: dict | None, run_dir: str = ""):
     positive = [r for r in fin if r["strength"] > 0]
     log_x = len(positive) == len(fin) or len(positive) >= 2
     for ax, metric in zip(axes, ("test_acc", "test_loss"), strict=True):
-        for lr, (xs, m, s, _) in sorted(mean_std_by(fin, "strength", metric, "lr").items()):
+        for lr, (xs, m, s, n) in sorted(mean_std_by(fin, "strength", metric, "lr").items()):
             keep = xs > 0 if log_x else np.ones(len(xs), bool)
-            line = band(ax, xs[keep], m[keep], s[keep], f"lr={lr:g}")
+            half = np.array([stats.half_width(si, int(ni)) for si, ni in zip(s, n, strict=True)])
+            line = fill(ax, xs[keep], m[keep], (m - half)[keep], (m + half)[keep], f"lr={lr:g}")
             if not keep.all():
                 ax.axhline(m[~keep][0], color=line.get_color(), ls="--", label=f"λ=0, lr={lr:g}")
         if log_x:
@@ -131,7 +141,8 @@ def strength_figure(rows: list[dict], config: dict | None, run_dir: str = ""):
         ax.set_ylabel(f"final {metric.replace('_', ' ')}")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(figure_title(config, "final test metrics, mean ± std over seeds", run_dir))
+    what = "final test metrics, mean and 95 % t-interval over seeds"
+    fig.suptitle(figure_title(config, what, run_dir))
     return fig
 
 

@@ -47,7 +47,12 @@ def parse_args(doc: str, name: str, argv=None) -> argparse.Namespace:
     ``--seeds``, ``--label-noise``, ``--train-size``, ``--replicates`` (each replaces the study's
     value; the dataset defaults to the study's: ``fashion_mnist`` at full size, ``digits`` in
     smoke mode)."""
-    p = argparse.ArgumentParser(description=doc.strip().split("\n")[0])
+    return parser(doc, name).parse_args(argv)
+
+
+def parser(doc: str, name: str) -> argparse.ArgumentParser:
+    """The flags every study has (:func:`parse_args`), for a caller to add its own to."""
+    p = argparse.ArgumentParser(description=(doc or name).strip().split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny version (seconds) for tests")
     p.add_argument("--out", default=os.path.join("results", "studies", name))
     p.add_argument("--dataset", default=None,
@@ -63,7 +68,7 @@ def parse_args(doc: str, name: str, argv=None) -> argparse.Namespace:
         default=None,
         help="override the number of replicates (studies that have them)",
     )
-    return p.parse_args(argv)
+    return p
 
 
 def overrides(args: argparse.Namespace) -> dict:
@@ -82,7 +87,11 @@ def setup(doc: str, name: str, get_config, argv=None) -> Run:
     study's knobs; the command line's settings (:func:`overrides`) replace the study's.
     """
     args = parse_args(doc, name, argv)
-    cfg = get_config(args.smoke)
+    return from_args(args, name, get_config(args.smoke), argv)
+
+
+def from_args(args: argparse.Namespace, name: str, cfg: dict, argv=None) -> Run:
+    """:func:`setup` from parsed flags and the study's resolved config dict."""
     fields = {f.name for f in dataclasses.fields(SweepConfig)}
     config = SweepConfig(**{**{k: v for k, v in cfg.items() if k in fields}, **overrides(args)})
     knobs = {k: v for k, v in cfg.items() if k not in fields}
@@ -162,18 +171,6 @@ def ci(row: dict, key: str, digits=3) -> str:
     if key.endswith("_diff"):
         return fmt_ci(row[key], row[key + "_lo"], row[key + "_hi"], digits)
     return fmt_ci(row[key + "_mean"], row[key + "_lo"], row[key + "_hi"], digits)
-
-
-def verdict(diff_lo: float, diff_hi: float) -> str:
-    """What a paired difference's 95 % interval allows one to say: ``"lower"``/``"higher"`` when
-    it excludes 0, ``"no detectable difference"`` when it contains 0 (NaN: ``"undefined"``)."""
-    if not (np.isfinite(diff_lo) and np.isfinite(diff_hi)):
-        return "undefined"
-    if diff_hi < 0:
-        return "lower"
-    if diff_lo > 0:
-        return "higher"
-    return "no detectable difference"
 
 
 def write_table(out: str, columns: list[str], rows: list[list]) -> None:
