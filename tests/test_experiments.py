@@ -338,7 +338,7 @@ def test_trace_steps_trains_as_the_sweeps_epoch_does():
 
 def test_select_lambda(smoke):
     s = summary(smoke, "select_lambda")
-    cfg = study("select_lambda").get_config(smoke=True)
+    cfg = configs("select_lambda")[1]
     grid, n = cfg["strengths"], str(cfg["budgets"][0][0])
     methods = {"cv", "val_split", "one_fold", "one_fold_avg", "zero"}
     regret, lam = s["regret"][n], s["lambda"][n]

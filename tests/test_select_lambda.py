@@ -7,6 +7,7 @@ import pytest
 from helpers import load_script
 
 import wdjax
+from wdjax.study import NO_DIFFERENCE
 
 mod = load_script("experiments/select_lambda.py")
 
@@ -66,21 +67,28 @@ def test_fold_values_average_seeds_per_strength_and_fold():
     np.testing.assert_allclose(mod.fold_values(res, "val_loss", 2), [[2.0, 3.5], [6.0, 7.0]])
 
 
-def test_min_epoch_skips_unevaluated_epochs():
-    curves = np.array([[np.nan, 3.0, np.nan, 1.0, 2.0], [np.nan, 3.0, np.nan, 2.0, 0.5]])
-    assert mod.min_epoch(curves) == 5  # means 3, 1.5, 1.25 at epochs 2, 4, 5
-    assert mod.min_epoch(np.full((2, 3), np.nan)) is None
+def paired(*intervals):
+    """cv − method entries for the methods of VERSUS, from their (lo, hi) intervals."""
+    return {k: mod.compare(types.SimpleNamespace(mean=(lo + hi) / 2, lo=lo, hi=hi))
+            for k, (lo, hi) in zip(mod.VERSUS, intervals, strict=True)}  # fmt: skip
 
 
-def paired(*verdicts):
-    return {k: {"verdict": v} for k, v in zip(mod.VERSUS, verdicts, strict=True)}
+def test_compare_reads_the_interval_against_the_prediction_lower():
+    assert mod.PREDICTION == "lower" and "lower" in mod.RULES["prediction"]
+    below, across, above = (-0.3, -0.1), (-0.1, 0.2), (0.1, 0.3)
+    got = paired(below, across, above)
+    assert [got[k]["verdict"] for k in mod.VERSUS] == ["lower", NO_DIFFERENCE, "higher"]
+    assert [got[k]["outcome"] for k in mod.VERSUS] == ["reproduced", "inconclusive",
+                                                       "contradicted"]  # fmt: skip
+    diverged = mod.compare(types.SimpleNamespace(mean=np.nan, lo=np.nan, hi=np.nan))
+    assert (diverged["verdict"], diverged["outcome"]) == ("undefined", "inconclusive")
 
 
 def test_conclusion_words():
-    lower = paired("lower", "lower", "lower")
+    lower = paired((-2, -1), (-2, -1), (-2, -1))
     assert mod.conclusion({"1000": lower, "6000": lower}).startswith("reproduced (n = 1000: ")
-    mixed = paired("lower", "no detectable difference", "lower")
+    mixed = paired((-2, -1), (-1, 1), (-2, -1))
     assert mod.conclusion({"1000": lower, "6000": mixed}).startswith("inconclusive")
-    worse = paired("higher", "lower", "lower")
+    worse = paired((1, 2), (-2, -1), (-2, -1))
     text = mod.conclusion({"1000": worse, "6000": lower})
     assert text.startswith("contradicted") and "cv − val_split higher" in text
