@@ -7,16 +7,13 @@ and connections for efficient neural networks"); the proximal L1 step gives exac
 subgradient none (Duchi & Singer 2009); group lasso removes whole units (Yuan & Lin 2006; Wen et
 al. 2016) and, on outgoing weights, input pixels (Scardapane et al. 2017).
 
-Command: ``python experiments/l1_sparsity.py`` (Fashion-MNIST; ``--smoke``: digits, seconds).
-Runtime: 5.2–5.6 minutes on the 2-core machine.
-
+Command: ``python experiments/l1_sparsity.py`` (Fashion-MNIST; ``--smoke``: digits, seconds);
+runtime 5.2–5.6 minutes on the 2-core machine.
 Verdict (last full run): reproduced for exact zeros and group lasso; reproduced in part for Han.
 
-Design (arms, λ grids and rules in :func:`get_config`'s ``rules``; the write-up in
-docs/studies/l1_sparsity.md): the tutorial MLP, 15 epochs, 5 replicates with common random
-numbers. Rewritten on sweep()'s hooks: fine-tuning is a sweep from ``init_params`` (one member
-per model, its batch orders from ``data_seed`` + 10,000 instead of epochs 16–20 of the
-training's), and "as given" is ``wdjax.evaluate`` instead of an epoch at lr 0.
+Design and rules in :func:`get_config` (write-up: docs/studies/l1_sparsity.md). Changed on
+purpose by the rewrite on sweep()'s hooks: fine-tuning batch orders come from ``data_seed`` +
+10,000 (before: epochs 16–20 of the training's); "as given" is ``wdjax.evaluate``.
 """
 
 import dataclasses
@@ -32,27 +29,21 @@ from wdjax.study import replicates
 METRICS = ("val_loss", "test_loss", "test_acc", "sparsity", "units_removed", "pixels_removed",
            "macs_removed")  # fmt: skip
 SCORES = ("val_loss", "test_loss", "test_acc")
-SWEEPS = {
-    "l1_prox": ("l1_prox", "hidden", "incoming"),
-    "l1": ("l1", "hidden", "incoming"),
-    "group_in": ("group_lasso_prox", "hidden", "incoming"),
-    "group_out": ("group_lasso_prox", "kernels", "outgoing"),
-}  # sweep -> (reg, mask, groups)
+SWEEPS = {"l1_prox": ("l1_prox", "hidden", "incoming"), "l1": ("l1", "hidden", "incoming"),
+          "group_in": ("group_lasso_prox", "hidden", "incoming"),
+          "group_out": ("group_lasso_prox", "kernels", "outgoing")}  # fmt: skip
 VS_L1 = {"prune": "l1_prox", "prune+ft": "l1_prox+ft", "l1→prune": "l1_prox",
          "l1→prune+ft": "l1_prox+ft"}  # fmt: skip
 TABLE_ARMS = ("l1_prox", "l1_prox+ft", "prune", "prune+ft", "l1→prune", "l1→prune+ft",
               "group_in", "group_out")  # fmt: skip
 FT_SEED = 10_000  # fine-tuning's batch orders: data_seed + FT_SEED, never the training's
-RULES = dict(
-    operating_point="an arm's largest λ whose mean validation loss is ≤ (1 + tolerance) × the "
-    "dense model's (validation only, never test); None when no λ qualifies",
-    interval="95 % Student-t over replicates; differences paired by replicate against the dense "
-    "baseline and, for pruned arms, against l1_prox(+ft) at the same λ (the same sparsity)",
-    prune="layer-wise magnitude pruning of the hidden kernels to l1_prox's per-layer zero count",
-    fine_tune="Adam at lr 1e-4 from a fresh state, the hidden kernels' zeros held (wdjax.Held)",
-    removable="to a fixed point: units with no live input (constant, folded into the next bias) "
-    "and units or pixels with no live output; MACs removed = share of the kernel weights in them",
-)
+RULES = dict(operating_point="an arm's largest λ with mean validation loss ≤ (1 + tolerance) × "
+             "the dense model's; None when none", interval="95 % Student-t over replicates, "
+             "paired vs dense and (pruned arms) vs l1_prox(+ft) at the same λ: same sparsity",
+             prune="layer-wise magnitude pruning of the hidden kernels to l1_prox's zero counts",
+             fine_tune="Adam from a fresh state, the hidden kernels' zeros held (wdjax.Held)",
+             removable="to a fixed point: units without live input (constant) or live output; "
+             "MACs removed: the share of kernel weights in removed rows and columns")  # fmt: skip
 
 
 def get_config() -> dict:
@@ -71,9 +62,6 @@ def smoke(config: dict) -> dict:
                 fine_tune=dict(epochs=1, lr=1e-4), replicates=2)  # fmt: skip
 
 
-# --- what a network's zeros remove ------------------------------------------------------------
-
-
 def dense_kernels(params) -> list[np.ndarray]:
     """The kernels of one member's MLP in forward order (hidden layers, then ``head``)."""
     ks = {masks.param_path(p): np.asarray(x)
@@ -83,9 +71,7 @@ def dense_kernels(params) -> list[np.ndarray]:
 
 
 def removable(kernels: list[np.ndarray]) -> list[np.ndarray]:
-    """Alive masks ``[inputs of layer 0, …, outputs]`` after removing, to a fixed point, every
-    hidden unit without a non-zero weight from an alive input and every input or hidden unit
-    without one to an alive unit. The outputs always stay."""
+    """Alive masks ``[inputs of layer 0, …, outputs]`` (RULES' ``removable``; outputs stay)."""
     nz = [k != 0 for k in kernels]
     alive = [np.ones(k.shape[0], bool) for k in kernels] + [np.ones(kernels[-1].shape[1], bool)]
     while True:
@@ -99,9 +85,7 @@ def removable(kernels: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def structure(kernels: list[np.ndarray]) -> dict:
-    """``sparsity`` (exact zeros / kernel weights), ``units_removed`` (hidden),
-    ``pixels_removed``, ``macs_removed`` (share of the multiply-adds in removed rows and
-    columns) and ``alive_pixels`` (bool [inputs])."""
+    """Sparsity (exact zeros), hidden units and pixels removed, MACs removed, alive pixels."""
     alive = removable(kernels)
     full = sum(k.size for k in kernels)
     kept = sum(int(a.sum()) * int(b.sum()) for a, b in zip(alive[:-1], alive[1:], strict=True))
@@ -112,8 +96,7 @@ def structure(kernels: list[np.ndarray]) -> dict:
 
 
 def prune_like(params, target, mask="hidden"):
-    """``params`` with, in each kernel ``mask`` selects, as many of its smallest |w| set to 0 as
-    ``target``'s kernel has zeros (layer-wise magnitude pruning to the same sparsity)."""
+    """``params`` with each ``mask`` kernel's smallest |w| zeroed as often as ``target``'s."""
 
     def leaf(m, w, t):
         if not m:
@@ -129,9 +112,6 @@ def macs(cfg, shape, classes: int = 10) -> int:
     """Multiply-adds of one forward pass of the MLP (= its kernel weights)."""
     widths = [int(np.prod(shape)), *cfg.hidden, classes]
     return sum(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
-
-
-# --- one replicate ------------------------------------------------------------------------------
 
 
 def member(params, i: int):
@@ -150,21 +130,8 @@ def grid(k: dict, arm: str) -> tuple:
     return (0.0,) if arm.startswith("dense") else k["grids"].get(arm, k["grids"]["l1_prox"])
 
 
-def fine_tune(cfg, k: dict, ds, params) -> tuple[dict, dict]:
-    """(scores as given, scores after fine-tuning) of ``params`` (leaves [K, ...]): a sweep of K
-    members at λ = 0 started from them (``init_params``), the hidden kernels' zeros held."""
-    n, e = len(jax.tree.leaves(params)[0]), k["fine_tune"]["epochs"]
-    ft = dataclasses.replace(cfg, epochs=e, eval_every=e, lrs=(k["fine_tune"]["lr"],),
-                             strengths=(0.0,), seeds=n, optimizer=Held("l1_prox"),
-                             data_seed=cfg.data_seed + FT_SEED)  # fmt: skip
-    given = wdjax.evaluate(ft, params, data=ds)
-    res = wdjax.sweep(ft, data=ds, init_params=params)
-    return {m: given[m] for m in SCORES}, {m: np.asarray(res.history[m])[:, -1] for m in SCORES}
-
-
 def run_replicate(cfg, k: dict) -> tuple[dict, float]:
-    """{arm: [per λ: metrics]} of one replicate (``dense``, ``dense+ft``: one entry each) and the
-    largest |test loss "as given" − the sweep's own| of the dense and l1_prox models."""
+    """{arm: [metrics per λ]} of a replicate, and max |test loss as given − the sweep's own|."""
     ds = study.load_data(cfg)
     res = {name: wdjax.sweep(cfg, data=ds, optimizer=Held(*spec),
                              strengths=(0.0,) * (name == "l1_prox") + grid(k, name))
@@ -177,25 +144,23 @@ def run_replicate(cfg, k: dict) -> tuple[dict, float]:
     sources = {"dense": [dense], "l1_prox": prox, "prune": [prune_like(dense, t) for t in prox],
                "l1→prune": [prune_like(member(res["l1"].params, i), t)
                             for i, t in enumerate(prox)]}  # fmt: skip
-    flat = [p for ps in sources.values() for p in ps]
-    given, tuned = fine_tune(cfg, k, ds, jax.tree.map(lambda *xs: np.stack(xs), *flat))
-    j, check = 0, 0.0
-    for arm, ps in sources.items():
-        rows = {"": [], "+ft": []}
-        for p in ps:
-            s = structure(dense_kernels(p))  # the zeros are held: the same after fine-tuning
-            rows[""].append({**{m: float(given[m][j]) for m in SCORES}, **s})
-            rows["+ft"].append({**{m: float(tuned[m][j]) for m in SCORES}, **s})
-            j += 1
-        if arm in out:  # dense, l1_prox: the sweep's own evaluation; "as given" must equal it
-            check = max(check, *(abs(a["test_loss"] - b["test_loss"])
-                                 for a, b in zip(out[arm], rows[""], strict=True)))  # fmt: skip
-        out.setdefault(arm, rows[""])
-        out[arm + "+ft"] = rows["+ft"]
+    flat = [(arm, p) for arm, ps in sources.items() for p in ps]  # fine-tuning: one member each
+    params, e = jax.tree.map(lambda *xs: np.stack(xs), *(p for _, p in flat)), k["fine_tune"]
+    ft = dataclasses.replace(cfg, epochs=e["epochs"], eval_every=e["epochs"], lrs=(e["lr"],),
+                             strengths=(0.0,), seeds=len(flat), optimizer=Held("l1_prox"),
+                             data_seed=cfg.data_seed + FT_SEED)  # fmt: skip
+    tuned = wdjax.sweep(ft, data=ds, init_params=params).history
+    scores = wdjax.evaluate(ft, params, data=ds), {m: tuned[m][:, -1] for m in SCORES}
+    for j, (arm, p) in enumerate(flat):  # the zeros are held: the same structure after tuning
+        s = structure(dense_kernels(p))
+        for tail, sc in zip(("~", "+ft"), scores, strict=True):
+            out.setdefault(arm + tail, []).append({**{m: float(sc[m][j]) for m in SCORES}, **s})
+    check = max(abs(a["test_loss"] - b["test_loss"]) for arm in ("dense", "l1_prox")
+                for a, b in zip(out[arm], out[arm + "~"], strict=True))  # fmt: skip
+    for arm in sources:  # dense, l1_prox: the sweep's own evaluation; "as given" must equal it
+        out.setdefault(arm, out.pop(arm + "~"))
+    print(f"l1_sparsity: replicate with data_seed {cfg.data_seed} done", flush=True)
     return out, check
-
-
-# --- over replicates ----------------------------------------------------------------------------
 
 
 def values(reps: list[dict], arm: str, metric: str) -> np.ndarray:
@@ -204,8 +169,7 @@ def values(reps: list[dict], arm: str, metric: str) -> np.ndarray:
 
 
 def arm_rows(reps: list[dict], arm: str, grid) -> list[dict]:
-    """Per λ: every metric over replicates, paired against dense (and, for pruned arms, against
-    the L1 arm at the same λ: ``x_vs_l1``, ``_lo``, ``_hi``)."""
+    """Per λ: every metric, paired vs dense (pruned arms: ``x_vs_l1`` vs the L1 arm, same λ)."""
     rows = [dict(strength=float(lam), n=len(reps)) for lam in grid]
     for m in METRICS:
         v, base = values(reps, arm, m), values(reps, "dense", m)[:, 0]
@@ -227,18 +191,11 @@ def choose(rows: list[dict], dense: dict, tolerance: float) -> int | None:
 
 
 def summarize(reps: list[dict], k: dict) -> dict:
-    dense = dict(strength=0.0, n=len(reps))
-    for m in METRICS:
-        dense.update(replicates.summarize(m, values(reps, "dense", m)[:, 0]))
-    arms = {}
-    for arm in (a for a in reps[0] if a != "dense"):
-        rows = arm_rows(reps, arm, grid(k, arm))
-        arms[arm] = dict(strengths=list(grid(k, arm)), rows=rows,
-                         chosen=choose(rows, dense, k["tolerance"]))  # fmt: skip
-    return dict(arms=arms, dense=dense)
+    dense = {x: v for x, v in arm_rows(reps, "dense", (0.0,))[0].items() if "_diff" not in x}
+    rows = {arm: arm_rows(reps, arm, grid(k, arm)) for arm in reps[0] if arm != "dense"}
+    return dict(dense=dense, arms={arm: dict(strengths=list(grid(k, arm)), rows=r,
+                chosen=choose(r, dense, k["tolerance"])) for arm, r in rows.items()})  # fmt: skip
 
-
-# --- table, figure, run -------------------------------------------------------------------------
 
 COLUMNS = ["arm", "λ", "sparsity (exact zeros)", "hidden units removed", "input pixels removed",
            "MACs removed", "test loss", "Δ test loss vs dense", "test acc", "Δ test acc vs dense",
@@ -247,55 +204,41 @@ COLUMNS = ["arm", "λ", "sparsity (exact zeros)", "hidden units removed", "input
 
 
 def table_row(arm: str, r: dict, chosen: bool) -> list:
-    vs = [study.fmt_ci(r[f"{m}_vs_l1"], r[f"{m}_vs_l1_lo"], r[f"{m}_vs_l1_hi"], 4)
-          if f"{m}_vs_l1" in r else "—" for m in ("test_loss", "test_acc")]  # fmt: skip
-    diff = [
-        study.ci(r, m, 4) if m + "_lo" in r else "—" for m in ("test_loss_diff", "test_acc_diff")
-    ]
+    d = [study.fmt_ci(r[x], r[x + "_lo"], r[x + "_hi"], 4) if x in r else "—" for x in
+         ("test_loss_diff", "test_acc_diff", "test_loss_vs_l1", "test_acc_vs_l1")]  # fmt: skip
     return [arm, f"{r['strength']:.3g}", study.ci(r, "sparsity"), study.ci(r, "units_removed", 1),
             study.ci(r, "pixels_removed", 1), study.ci(r, "macs_removed"), study.ci(r, "test_loss"),
-            diff[0], study.ci(r, "test_acc", 4), diff[1], *vs, "✓" if chosen else ""]  # fmt: skip
-
-
-def table(s: dict) -> list[list]:
-    """Dense, the subgradient l1 at its largest λ, dense+ft, then every λ of TABLE_ARMS."""
-    rows = [table_row("dense", s["dense"], False),
-            table_row("l1 (no pruning)", s["arms"]["l1"]["rows"][-1], False),
-            table_row("dense+ft", s["arms"]["dense+ft"]["rows"][0], False)]  # fmt: skip
-    for arm in TABLE_ARMS:
-        a = s["arms"][arm]
-        rows += [table_row(arm, r, j == a["chosen"]) for j, r in enumerate(a["rows"])]
-    return rows
+            d[0], study.ci(r, "test_acc", 4), d[1], d[2], d[3], "✓" if chosen else ""]  # fmt: skip
 
 
 def figure(s: dict, reps: list[dict], shape):
-    """Accuracy and loss against sparsity and MACs removed (95 % t bars; grey: dense), and the
-    input pixels still used at each arm's operating point."""
-    plt = study.pyplot()
-    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    """Test accuracy and loss against sparsity and MACs removed; pixels used (bottom)."""
+    fig, axes = study.pyplot().subplots(2, 3, figsize=(15, 8.5))
+    a = s["arms"]
     panels = [("sparsity", "test_acc"), ("sparsity", "test_loss"), ("macs_removed", "test_acc")]
     for ax, (x, y) in zip(axes[0], panels, strict=True):
         for arm in TABLE_ARMS:
-            rows = s["arms"][arm]["rows"]
+            rows = a[arm]["rows"]
             m, lo, hi = (np.array([r[f"{y}_{q}"] for r in rows]) for q in ("mean", "lo", "hi"))
             ax.errorbar([r[f"{x}_mean"] for r in rows], m, yerr=[m - lo, hi - m], marker="o",
                         ms=3, capsize=2, label=arm)  # fmt: skip
-        ax.axhspan(s["dense"][f"{y}_lo"], s["dense"][f"{y}_hi"], color="k", alpha=0.12,
-                   label="dense")  # fmt: skip
+        ax.axhspan(s["dense"][f"{y}_lo"], s["dense"][f"{y}_hi"], color="k", alpha=0.12)
         ax.set(xlabel=x.replace("_", " "), ylabel=y.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0, 1].set_yscale("log")
     axes[0, 0].legend(fontsize=7)
     for ax, arm in zip(axes[1], ("l1_prox+ft", "group_in", "group_out"), strict=True):
-        a = s["arms"][arm]
-        j = a["chosen"] if a["chosen"] is not None else 0
+        j, none = (
+            s["arms"][arm]["chosen"] or 0,
+            " (none within tolerance)" * (a[arm]["chosen"] is None),
+        )
+        used = np.prod(shape) - a[arm]["rows"][j]["pixels_removed_mean"]
         alive = np.mean([rep[arm][j]["alive_pixels"] for rep in reps], axis=0)
         im = ax.imshow(alive.reshape(shape[:2]), vmin=0, vmax=1, cmap="viridis")
-        used = np.prod(shape) - a["rows"][j]["pixels_removed_mean"]
-        none = "" if a["chosen"] is not None else " (no λ within the tolerance)"
-        ax.set_title(f"{arm} λ={a['rows'][j]['strength']:.2g}: {used:.0f} pixels used{none}",
-                     fontsize=9)  # fmt: skip
         ax.set(xticks=[], yticks=[])
+        ax.set_title(
+            f"{arm} λ={a[arm]['strengths'][j]:.2g}: {used:.0f} pixels used{none}", fontsize=9
+        )
     fig.colorbar(im, ax=axes[1, -1], label="fraction of replicates using the pixel")
     fig.suptitle("mean over replicates, bars and grey band (dense): 95 % Student-t intervals; "
                  "bottom: input pixels still used at each arm's operating point")  # fmt: skip
@@ -304,12 +247,10 @@ def figure(s: dict, reps: list[dict], shape):
 
 def run(ctx: study.Context) -> study.Report:
     """Every replicate (all arms, then their fine-tuning), then the summaries."""
-    k, reps, eval_check = ctx.knobs, [], 0.0
-    for r, cfg in enumerate(replicates.replicate_configs(ctx.config, ctx.replicates)):
-        rep, check = run_replicate(dataclasses.replace(cfg, eval_every=k["fine_tune"]["epochs"]), k)
-        reps.append(rep)
-        eval_check = max(eval_check, check)
-        print(f"{ctx.name}: replicate {r + 1}/{ctx.replicates} done", flush=True)
+    k, e = ctx.knobs, ctx.knobs["fine_tune"]["epochs"]  # eval_every: the fine-tuning's period
+    cfgs = replicates.replicate_configs(ctx.config, ctx.replicates)
+    reps, evals = zip(*(run_replicate(dataclasses.replace(c, eval_every=e), k) for c in cfgs),
+                      strict=True)  # fmt: skip
     s = summarize(reps, k)
     shape = study.load_data(ctx.config).image_shape
     checks = [abs(row["sparsity"] - row["engine_sparsity"])
@@ -318,11 +259,16 @@ def run(ctx: study.Context) -> study.Report:
         s, operating_point={a: (v["rows"][v["chosen"]] if v["chosen"] is not None else None)
                             for a, v in s["arms"].items()},
         max_sparsity={a: max(r["sparsity_mean"] for r in v["rows"]) for a, v in s["arms"].items()},
-        sparsity_check=max(checks), eval_check=eval_check, macs_total=macs(ctx.config, shape),
+        sparsity_check=max(checks), eval_check=max(evals), macs_total=macs(ctx.config, shape),
         strengths={a: list(grid(k, a)) for a in SWEEPS}, tolerance=k["tolerance"],
         epochs=ctx.config.epochs, fine_tune=k["fine_tune"],
     )  # fmt: skip
-    return study.Report(summary, COLUMNS, table(s), figure(s, reps, shape))
+    a = s["arms"]  # the table: dense, l1 at its largest λ, dense+ft, every λ of TABLE_ARMS
+    rows = [table_row("dense", s["dense"], False), table_row("l1 (no pruning)",
+            a["l1"]["rows"][-1], False), table_row("dense+ft", a["dense+ft"]["rows"][0], False),
+            *(table_row(arm, r, j == a[arm]["chosen"]) for arm in TABLE_ARMS
+              for j, r in enumerate(a[arm]["rows"]))]  # fmt: skip
+    return study.Report(summary, COLUMNS, rows, figure(s, reps, shape))
 
 
 def main(argv=None) -> dict:
