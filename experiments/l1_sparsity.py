@@ -149,7 +149,8 @@ def run_replicate(cfg, k: dict) -> tuple[dict, float]:
     ft = dataclasses.replace(cfg, epochs=e["epochs"], eval_every=e["epochs"], lrs=(e["lr"],),
                              strengths=(0.0,), seeds=len(flat), optimizer=Held("l1_prox"),
                              data_seed=cfg.data_seed + FT_SEED)  # fmt: skip
-    tuned = wdjax.sweep(ft, data=ds, init_params=params).history
+    one = jax.devices()[:1]  # init_params on several devices: states not resharded (library)
+    tuned = wdjax.sweep(ft, data=ds, init_params=params, devices=one).history
     scores = wdjax.evaluate(ft, params, data=ds), {m: tuned[m][:, -1] for m in SCORES}
     for j, (arm, p) in enumerate(flat):  # the zeros are held: the same structure after tuning
         s = structure(dense_kernels(p))
