@@ -1,147 +1,46 @@
 """Does the best λ move with the learning rate as the exact scale symmetry of BatchNorm predicts?
 
-Claim tested: Loshchilov & Hutter (2019, "Decoupled weight decay regularization", Fig. 2): with
-decoupled weight decay the best λ no longer depends on the learning rate, while with L2 it moves
-with it. Here the prediction for each (optimizer, strategy) comes from the exact map of
-:mod:`wdjax.symmetry` (tested in tests/test_scale_symmetry.py), not from memory: with BatchNorm
-after a kernel, (η, λ, w₀) → (cη, c^a·λ, c^b·w₀) maps the training trajectory onto itself, so once
-the decay has equilibrated (the initial scale forgotten) the best λ follows log λ*(η) = a·log η +
-const: a = −1 for sgd+l2, momentum+l2, momentum+wd and adam+wd (ηλ is invariant), −2 for adam+l2
-(η²λ), 0 for momentum+wd_paper and adam+wd_paper (λ alone: L&H's decoupling). Verdict:
-*reproduced* in kind, *contradicted* in exact value: every measured slope lies on the side of
-its prediction's class (coupled ≈ −0.8 … −0.9, decoupled ≈ +0.1 … +0.2), but for 5 of 7 BN arms
-the t-interval (half-width ≤ 0.13) excludes the predicted value (each slope 0.1–0.2 above it);
-one agrees (momentum+wd_paper) and adam+l2 is inconclusive (its 3 lowest lrs did not train).
+Claim: with decoupled weight decay the best λ no longer depends on the learning rate, while with
+L2 it moves with it (Loshchilov & Hutter 2019, "Decoupled weight decay regularization", Fig. 2).
+The prediction per (optimizer, strategy) is the exact map of :mod:`wdjax.analysis.symmetry`:
+with BatchNorm after a kernel, log λ*(η) = a·log η + const, a = −1 (ηλ invariant), −2 (adam+l2)
+or 0 (wd_paper: L&H's decoupling).
 
-Command: ``python experiments/decoupling.py`` (``--smoke``: digits, seconds; ``--pilot``: the
-pilot below). Runtime: 1,240 s (20.7 minutes) for the full run plus 93 s for pilot 2, on the
-2-core machine, shared with other jobs while it ran (``/usr/bin/time``: 1,840 s user).
+Command: ``python experiments/decoupling.py`` (``--smoke``: digits, seconds; ``--pilot --out
+DIR``: the pilot; ``--anchors-from DIR/pilot.json``; ``--variant current``: today's design).
+Runtime: 20.7 minutes (plus 93 s for the pilot) on the 2-core machine. Interrupted, the same
+command resumes by arm.
 
-Setup: 784 → Dense 64 → BN → ReLU → Dense 64 → BN → ReLU → Dense 10 with BN ε = 0 (so the two
-BN-preceded kernels are exactly scale-invariant, as the tested map assumes; Adam keeps ε = 1e-8)
-on Fashion-MNIST: 3,000 training images (a small set, so that decay has an optimum above 0 without
-BatchNorm too), validation 10,000 other images of the pool, test 10,000, batch 128, 30 epochs =
-690 steps, cosine schedule to 0; only the BN-preceded kernels are decayed (``mask="hidden"``: a
-decayed head would break the symmetry). The head and the BN scales and offsets also train at η,
-so the map is exact for the decayed kernels only: the prediction assumes that the head's
-dependence on η does not move λ*. Learning rates: 7 per optimizer, half a decade apart over 3
-decades (sgd 1e-3 … 1, momentum (μ = 0.9) 1e-4 … 1e-1, adam 3e-5 … 3e-2); the middle one is the
-anchor η₀. λ grid, sheared per learning rate along the predicted line: λ = r·λ_c(η), λ_c(η) =
-λ₀·(η/η₀)^a, r = 10^(k/4), k = −6 … 6 (±1.5 decades, 4 per decade, 13 values), λ₀ from the pilot
-(:data:`ANCHORS`). One compiled program per arm holds all 7 × 13 (η, r) members: the study's
-optimizer factory (:class:`Sheared`) turns a member's r into λ and builds the cosine schedule
-itself (the engine's schedule is ``constant``), so the λ grid need not be a product with the lrs.
-Without BatchNorm (no symmetry, no prediction; BN ε does not apply) adam+l2, adam+wd and
-adam+wd_paper on a coarser grid (r = 10^(k/2), k = −3 … 3) around a line through the pilot's λ*
-(slopes +0.5, 0, +1). R = 5 replicates, each with new initial weights, batch order, training
-subset and validation split (``data_seed`` + r); every member of a replicate shares them (common
-random numbers).
+Verdict (last full run): reproduced in kind, contradicted in exact value (5 of 7 BN slopes
+0.1–0.2 above their prediction).
 
-Pilot (before the full run; one replicate at the first, middle and last lr of each arm). Pilot 1
-(BN ε = 1e-5, 50 epochs, unsheared grids of 7 decades): with BatchNorm the validation loss is
-lowest at strong decay, η·λ ≈ 0.01–0.3 per step (the effective learning rate of the scale-
-invariant kernels regularizes the 3,000-image fit), with a cliff of divergence just above; at
-the lowest lrs the minimum was above the grid. Adam's equilibrium weight scale is ∝ η (the map's
-s = c), so at η = 3e-5 the pre-activation variance fell below ε = 1e-5 and ε broke the symmetry:
-hence ε = 0. sgd+l2 without BatchNorm had its minimum at the λ → 0 end at 2 of 3 lrs (1e-3,
-3e-2: undertrained, decay never helps) and trained chaotically at lr 1: dropped; the other arms
-without BN had a minimum at the middle and highest lr (λ* 2e-3 → 1e-2 for adam+l2, 1 → 1 for
-adam+wd, 7e-4 → 3e-2 for adam+wd_paper) and none at the lowest (a plateau: undertrained), which
-set their lines. Pilot 2 (the setup above, 93 s; BN arms on grids ±3.5 decades around
-:data:`PILOT`'s lines, 2 per decade), λ* at the lowest, middle and highest lr: sgd+l2 122, 5.7,
-0.18; momentum+l2 259, 10.7, 0.26; momentum+wd 1,780, 126, edge; momentum+wd_paper 0.21, edge,
-edge; adam+l2 edge, 230, 0.71; adam+wd edge, edge, edge; adam+wd_paper 0.32, edge, edge. The
-minimum sits at η·λ ≈ 0.1–0.3 per step for the coupled arms (λ ≈ 0.3–1 for wd_paper), one or two
-cells below the first diverged value (a decay that wipes a kernel in one step leaves BN with
-0/0 at ε = 0): most "edges" are a minimum next to divergence. Adam+l2 at lr 3e-5 did not train
-at any λ (validation loss 2.15–2.22): Adam's steps have size ≈ η whatever λ, so shrinking the
-unmapped initial kernels (entries ≈ 0.036) to the mapped scale takes ≈ |w₀|/η ≈ 1,200 steps,
-more than the run. :func:`centre_lines` (fixed before the full run) turned pilot 2 into
-:data:`ANCHORS` (adam+wd: every cell an edge, so the pilot's centre 300).
-
-Estimator, fixed before the full run: per (arm, η, replicate), λ* is the vertex of the parabola
-in log λ through the final validation loss at the grid minimum and its two neighbours; a minimum
-at an end of the grid, or next to a non-finite (diverged) value, is an *edge cell*: reported and
-left out of the fit. The slope per replicate is the least-squares slope of log10 λ* on log10 η
-over its non-edge learning rates (at least 3, else that replicate has no slope). The slope's mean
-and 95 % interval are Student t over replicates (n − 1 df); beside it the percentile bootstrap
-over replicates (2,000 draws, seed 0). Verdict: the slope *agrees* with its prediction when the
-t-interval contains it and its half-width is ≤ 0.3, *disagrees* when it excludes it with
-half-width ≤ 0.3, and is *inconclusive* otherwise. Equilibrium: the total shrink λ*·Σ_t η_t (sgd
-and adam+wd, momentum+wd; ×1/(1 − μ) for momentum+l2; λ*·Σ_t η(t) for wd_paper; not defined for
-adam+l2, whose decay passes through Adam's normalization) at the measured optimum should be ≳ 2.
-Separability: per arm and replicate, the λ tuned on validation loss at η₀ (grid argmin) reused at
-every other η (losses interpolated linearly in log λ on that η's grid; a λ beyond the grid is
-clamped to its end, a lower bound on the loss, and flagged), minus the loss at that η's own
-validation-tuned λ: test-loss regret paired by replicate, mean and t-interval.
-Runtime arithmetic: (7 × 91 + 3 × 49) members × 5 replicates × 690 steps = 2.7 M member-steps at
-≈ 0.4 ms (64-64 BN-MLP, batch 128) ≈ 18 minutes, plus one compile per arm.
-
-summary.json keys: ``arms`` {arm: ``optimizer, reg, batchnorm, predicted_slope`` (None without
-BN), ``centre_slope``, ``lambda_anchor``, ``anchor_lr``, ``lrs``, ``rel_strengths``,
-``lambda_star`` [R][L] (None at edge cells), ``edge`` [R][L], ``edge_cells``, ``slopes`` [R],
-``slope_mean, slope_std, slope_lo, slope_hi, slope_n, slope_boot_lo, slope_boot_hi, half_width,
-verdict``, ``shrink`` [L] (at the geometric-mean λ* per η; None for adam+l2), ``best_val_loss``
-[L], ``test_loss`` [L] (mean at each η's own λ*), ``reuse`` [per η: ``lr_index, off_grid,
-test_regret_mean/std/lo/hi, val_regret_mean/std/lo/hi``]}, ``agree``, ``disagree``,
-``inconclusive`` (arm lists), ``estimator``, ``steps``, ``epochs``, ``train_size``,
-``replicates``, ``selected_by``, ``dataset``, ``figure``, ``command``, ``seconds``.
-
-Measured (Fashion-MNIST, 5 replicates, 690 steps; slopes are mean [95 % t-interval] over
-replicates, bootstrap in the table). With BatchNorm: sgd+l2 −0.90 [−0.98, −0.82], momentum+l2
-−0.87 [−0.92, −0.81], momentum+wd −0.84 [−0.97, −0.71], adam+wd −0.80 [−0.90, −0.71] (predicted
-−1: disagree, by 0.1–0.2); momentum+wd_paper +0.13 [−0.06, +0.32] (predicted 0: agrees);
-adam+wd_paper +0.18 [+0.07, +0.28] (predicted 0: disagrees); adam+l2 −1.35 [−1.71, −0.99]
-(predicted −2: inconclusive, half-width 0.36; the bootstrap [−1.61, −1.15] also excludes −2),
-fitted on its 4 highest lrs only: at 3e-5 … 3e-4 every replicate's minimum is an edge (15 edge
-cells: those runs did not train, mean validation loss 2.4, 2.1, 0.78). Elsewhere edge cells are
-few (0–4 of 35 per BN arm, at the highest lrs, a minimum next to divergence). The shared offset
-(every slope 0.1–0.2 above its prediction) has one candidate, not measured here: the head and
-the BN scales and offsets train at η and lie outside the map, and at the lowest lrs they train
-least (mean best validation loss 0.57 at the lowest lr against 0.45 at the highest, every
-coupled BN arm). With BN, equilibrium holds at every optimum: shrink 24–318 (≫ 2; adam+l2
-undefined). Without BatchNorm
-the slopes rest mostly on the 3 highest lrs (13–18 edge cells of 35 at the lower lrs, where the runs
-are undertrained and validation loss is flat in λ): adam+wd +0.13 [−0.15, +0.40] (λ* does not
-move with η), adam+wd_paper +1.18 [+0.89, +1.47] (λ* ∝ η: L&H's form couples λ to η here) and
-adam+l2 +0.64 [+0.36, +0.91]; shrink at η₀ is below 2 there (0.06–0.08). Separability (test-loss
-regret of reusing the λ tuned at η₀, paired by replicate): with BN the decoupled arms lose
-nothing detectable at the lowest lr (momentum+wd_paper +0.006 [−0.005, +0.018], adam+wd_paper
-+0.003 [−0.004, +0.011]) while the coupled ones lose from ≥ 0.029 [0.020, 0.039] (momentum+wd;
-≥: the reused λ lay beyond the grid, a lower bound) to ≥ 0.261 [0.246, 0.276] (sgd+l2); at the
-highest lr the reused λ diverges in at least one replicate for sgd+l2, momentum+l2, momentum+wd,
-adam+wd and adam+wd_paper (there λ*(η₀) sits one cell below divergence), adam+l2 loses ≥ 0.030
-[0.014, 0.045] and momentum+wd_paper +0.006 [−0.006, +0.018] (no detectable difference). Without BN
-every arm loses at the highest lr (adam+wd 0.113 [0.055, 0.171], adam+wd_paper ≥ 0.148 [0.103,
-0.193], adam+l2 ≥ 0.069 [0.036, 0.102]). The table was re-rendered from summary.json after the
-run (its reuse columns: presentation only, no number changed).
+Design, estimator and rules in :func:`get_config` (write-up: docs/studies/decoupling.md). The
+rewrite on :mod:`wdjax.study` runs the same programs and seeds; arms are named with their anchor
+λ (``adam+wd+bn_c300``) and the figure is ``decoupling.png``.
 """
 
-import sys
+import dataclasses
+import os
 
 import numpy as np
 
-import wdjax
 from wdjax import Sheared, files, schedules, study
 from wdjax.analysis import stats, tables
 from wdjax.analysis.symmetry import SCALE_MAPS, predicted_slope
 from wdjax.engine.models import MLP
+from wdjax.errors import ConfigError
 from wdjax.study import replicates
 
-NAME = "decoupling"
 BN_ARMS = tuple(SCALE_MAPS)  # the 7 (optimizer, reg) pairs with a tested map
 PLAIN_ARMS = (("adam", "l2"), ("adam", "wd"), ("adam", "wd_paper"))
 LR_RANGES = {"sgd": (1e-3, 1.0), "momentum": (1e-4, 1e-1), "adam": (3e-5, 3e-2)}
-# λ_c at the anchor lr η₀ and the centre line's slope (BN: the predicted one; without BN: the
-# pilot's), from the pilot (see the docstring).
-ANCHORS = {  # BN: centre_lines(pilot 2); without BN: pilot 1 by eye
+ANCHORS = {  # λ_c at η₀: BN, centre_lines(pilot 2); without BN, pilot 1 by eye
     "sgd+l2+bn": 5.7, "momentum+l2+bn": 11.0, "momentum+wd+bn": 130.0,
     "momentum+wd_paper+bn": 0.21, "adam+l2+bn": 230.0, "adam+wd+bn": 300.0,
     "adam+wd_paper+bn": 0.32, "adam+l2": 3e-3, "adam+wd": 1.0, "adam+wd_paper": 1e-3,
 }  # fmt: skip
 PLAIN_SLOPES = {"adam+l2": 0.5, "adam+wd": 0.0, "adam+wd_paper": 1.0}
-# The pilot's grids: λ_c at η₀ and the slope of their centre line; ±3.5 decades, 2 per decade.
-PILOT = {
+PILOT = {  # the pilot's grids: λ_c at η₀ and the centre line's slope; ±3.5 decades, 2 per decade
     "sgd+l2+bn": (10.0, -1.0), "momentum+l2+bn": (10.0, -1.0), "momentum+wd+bn": (300.0, -1.0),
     "momentum+wd_paper+bn": (0.03, 0.0), "adam+l2+bn": (100.0, -2.0),
     "adam+wd+bn": (300.0, -1.0), "adam+wd_paper+bn": (0.03, 0.0), "adam+l2": (10**-3.5, 0.0),
@@ -149,24 +48,49 @@ PILOT = {
 }  # fmt: skip
 MAX_HALF_WIDTH = 0.3  # an interval wider than ±0.3 decides nothing
 BOOT_DRAWS = 2000
+VARIANTS = ("current",)  # the design of the last full run; the next issue adds its own
+RULES = dict(
+    estimator="per (arm, η, replicate) λ* is the vertex of the parabola in log λ through the "
+    "final validation loss at the grid minimum and its neighbours; a minimum at an end of the "
+    "grid or next to a diverged value is an edge cell, left out",
+    slope="least squares of log10 λ* on log10 η per replicate (≥ 3 non-edge lrs); Student t "
+    "over replicates, beside the percentile bootstrap (2,000 draws, seed 0)",
+    verdict="agrees when the t-interval contains the predicted slope, disagrees when it excludes "
+    "it (study.verdict with ref = the prediction); inconclusive when its half-width > 0.3",
+    equilibrium="total shrink λ*·Σ_t η_t at the optimum should be ≳ 2",
+    separability="λ tuned on validation at η₀ reused at every η (interpolated in log λ, clamped "
+    "and flagged beyond the grid): test-loss regret paired by replicate",
+)
 
 
 def arm_name(opt: str, reg: str, bn: bool) -> str:
     return f"{opt}+{reg}" + ("+bn" if bn else "")
 
 
-def get_config(smoke=False) -> dict:
-    """Knobs: ``arms`` [(optimizer, reg, batchnorm)], ``n_lr``, ``rel_bn`` / ``rel_plain`` (the
-    relative λ grids r), ``replicates``."""
+def variant(text: str) -> str:
+    """The ``--variant`` option's parser: one of :data:`VARIANTS`."""
+    if text not in VARIANTS:
+        raise ValueError(text)
+    return text
+
+
+def get_config() -> dict:
+    """The full study: 10 arms × 7 lrs × 13 (BN) or 7 relative λ, 5 replicates, 690 steps."""
     arms = [(o, r, True) for o, r in BN_ARMS] + [(o, r, False) for o, r in PLAIN_ARMS]
-    return dict(
-        dataset="digits" if smoke else "fashion_mnist", mask="hidden",
-        train_size=None if smoke else 3000, val_size=400 if smoke else 10000,
-        epochs=2 if smoke else 30, eval_every=2 if smoke else 30,
-        arms=[("adam", "wd", True)] if smoke else arms, n_lr=3 if smoke else 7,
-        rel_bn=rel_grid(4, 1 if smoke else 6), rel_plain=rel_grid(2, 1 if smoke else 3),
-        replicates=2 if smoke else 5,
+    return dict(dataset="fashion_mnist", mask="hidden", train_size=3000, val_size=10000,
+                epochs=30, eval_every=30, arms=arms, n_lr=7, rel_bn=rel_grid(4, 6),
+                rel_plain=rel_grid(2, 3), replicates=5, selected_by="val_loss", rules=RULES,
+                variant=study.option("current", "the design: current (today's)", parse=variant),
+                pilot=study.option(False, "run the pilot (1 replicate, 3 lrs, wide grids)"),
+                anchors_from=study.option(None, "centre lines from a pilot.json", parse=str),
     )  # fmt: skip
+
+
+def smoke(config: dict) -> dict:
+    """The tiny version: digits, adam+wd+bn, 3 lrs × 3 λ, 2 epochs, 2 replicates."""
+    return dict(dataset="digits", train_size=None, val_size=400, epochs=2, eval_every=2,
+                arms=[("adam", "wd", True)], n_lr=3, rel_bn=rel_grid(4, 1),
+                rel_plain=rel_grid(2, 1), replicates=2)  # fmt: skip
 
 
 def rel_grid(per_decade: int, half: int) -> tuple[float, ...]:
@@ -176,9 +100,6 @@ def rel_grid(per_decade: int, half: int) -> tuple[float, ...]:
 
 def lr_grid(opt: str, n: int) -> np.ndarray:
     return np.geomspace(*LR_RANGES[opt], n)
-
-
-# --- the estimator (fixed before the full run) --------------------------------------------------
 
 
 def vertex(log_lam, loss) -> tuple[float, bool]:
@@ -218,12 +139,14 @@ def bootstrap_interval(x, draws: int = BOOT_DRAWS, seed: int = 0) -> tuple[float
 
 
 def agreement(predicted, lo, hi, max_half: float = MAX_HALF_WIDTH) -> str:
-    """agrees / disagrees / inconclusive (see the docstring); no prediction: 'no prediction'."""
+    """agrees / disagrees / inconclusive (RULES' verdict); no prediction: 'no prediction'."""
     if predicted is None:
         return "no prediction"
-    if not (np.isfinite(lo) and np.isfinite(hi)) or (hi - lo) / 2 > max_half:
+    if (hi - lo) / 2 > max_half or study.verdict((lo, hi), ref=predicted) == "undefined":
         return "inconclusive"
-    return "agrees" if lo <= predicted <= hi else "disagrees"
+    return (
+        "agrees" if study.verdict((lo, hi), ref=predicted) == study.NO_DIFFERENCE else "disagrees"
+    )
 
 
 def interp_loss(log_lam, loss, at) -> tuple[float, bool]:
@@ -234,40 +157,11 @@ def interp_loss(log_lam, loss, at) -> tuple[float, bool]:
     return float(np.interp(at, x, y)), off
 
 
-# --- sweeps and analysis -----------------------------------------------------------------------
-
-
 def model(bn: bool, config, num_classes: int):
     """The MLP; with BatchNorm ε = 0, so the BN-preceded kernels are exactly scale-invariant."""
     if not bn:
         return "mlp"
     return MLP(num_classes, config.hidden, batchnorm=True, bn_epsilon=0.0)
-
-
-def sweep_once(cfg, ds, opt, reg, bn, lrs, rel, centre) -> tuple:
-    """One sweep of an arm: (factory, {val_loss, test_loss: [r, lr]}), diverged members +inf.
-    ``centre`` = (λ_c at η₀, η₀, slope of the centre line)."""
-    tx = Sheared(opt, reg, *centre, len(ds.x_train) // cfg.batch_size, cfg.epochs)
-    res = wdjax.sweep(cfg, optimizer=tx, model=model(bn, cfg, ds.num_classes), batchnorm=bn,
-                      lrs=tuple(lrs.tolist()), strengths=tuple(rel), data=ds)  # fmt: skip
-    out = {}
-    for k in ("val_loss", "test_loss"):
-        v = np.asarray(res.history[k][:, -1], float)
-        v = np.where(tables.diverged_members(res.history), np.inf, v)
-        out[k] = v.reshape(len(rel), len(lrs), cfg.seeds).mean(-1)
-    return tx, out
-
-
-def sweep_arm(run, data, opt, reg, bn, anchor, slope, rel):
-    """R replicates of one arm: lrs, η₀, the factory, values [R, r, lr] of val and test loss."""
-    lrs = lr_grid(opt, run.knobs["n_lr"])
-    lr0 = float(lrs[len(lrs) // 2])
-    out = {"val_loss": [], "test_loss": []}
-    for r, cfg in enumerate(replicates.replicate_configs(run.config, run.knobs["replicates"])):
-        tx, v = sweep_once(cfg, data[r], opt, reg, bn, lrs, rel, (anchor, lr0, slope))
-        for k in out:
-            out[k].append(v[k])
-    return lrs, lr0, tx, {k: np.asarray(v) for k, v in out.items()}
 
 
 def shrink(opt, reg, lam, lr, lr_sum_unit, momentum=0.9):
@@ -416,69 +310,96 @@ def centre_lines(pilot_out: dict) -> dict:
     return out
 
 
-def main(argv=None) -> dict:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if "--pilot" in argv:
-        return pilot([a for a in argv if a != "--pilot"])
-    lines = {k: (ANCHORS[k], PLAIN_SLOPES.get(k)) for k in ANCHORS}  # pilot 2 → ANCHORS
-    if "--anchors-from" in argv:  # the pilot's file: the same rule as ANCHORS was made by
-        i = argv.index("--anchors-from")
-        lines = centre_lines(files.read_json(argv[i + 1]))
-        print("centre lines:", lines, flush=True)
-        argv = argv[:i] + argv[i + 2 :]
-    run = study.setup(__doc__, NAME, get_config, argv)
-    data = [
-        study.load_data(c)
-        for c in replicates.replicate_configs(run.config, run.knobs["replicates"])
-    ]
-    arms, stars, steps = {}, {}, None
-    for opt, reg, bn in run.knobs["arms"]:
-        name = arm_name(opt, reg, bn)
-        slope = predicted_slope(opt, reg) if bn else lines[name][1]
-        rel = run.knobs["rel_bn" if bn else "rel_plain"]
-        lrs, lr0, tx, vals = sweep_arm(run, data, opt, reg, bn, lines[name][0], slope, rel)
-        steps = tx.steps_per_epoch * tx.epochs
-        arms[name], stars[name] = analyse(opt, reg, bn, lrs, lr0, tx, vals, rel, steps)
-        print(
-            f"{name}: slope {arms[name]['slope_mean']:+.2f} [{arms[name]['slope_lo']:+.2f}, "
-            f"{arms[name]['slope_hi']:+.2f}] edges {arms[name]['edge_cells']}",
-            flush=True,
-        )
-    by = {v: [k for k, a in arms.items() if a["verdict"] == v]
-          for v in ("agrees", "disagrees", "inconclusive")}  # fmt: skip
-    summary = dict(
-        arms=arms, agree=by["agrees"], disagree=by["disagrees"], inconclusive=by["inconclusive"],
-        estimator="vertex of the 3-point parabola of validation loss in log λ; slope per "
-                  "replicate by least squares over non-edge lrs; Student t over replicates",
-        steps=steps, epochs=run.config.epochs, train_size=run.config.train_size,
-        replicates=run.knobs["replicates"], selected_by="val_loss", dataset=run.config.dataset,
-    )  # fmt: skip
-    rows = [table_row(k, a) for k, a in arms.items()]
-    return study.finish(run, summary, COLUMNS, rows, plot(arms, stars), "slopes.png")
-
-
-def pilot(argv) -> dict:
-    """One replicate at the first, middle and last lr of each arm on a wide grid (±3.5 decades,
-    2 per decade, around :data:`PILOT`'s line): λ* per lr (vertex; NaN at an edge) and the
-    validation losses, written to ``<out>/pilot.json``."""
-    run = study.setup(__doc__, NAME + "_pilot", get_config, argv)
-    ds = study.load_data(run.config)
-    rel = rel_grid(2, 1 if run.smoke else 7)
+def arm_configs(ctx, lines: dict, lr_points=None, rel=None) -> dict:
+    """{arm folder: SweepConfig} of every arm: the sheared factory, the model, lrs and r grid."""
+    cfg, k = ctx.config, ctx.knobs
+    ds = study.load_data(cfg)
     out = {}
-    for opt, reg, bn in [a for a in run.knobs["arms"] if a[2]]:  # BN arms (plain: pilot 1)
-        name = arm_name(opt, reg, bn)
-        lrs = lr_grid(opt, run.knobs["n_lr"])
-        lrs, lr0 = lrs[[0, len(lrs) // 2, -1]], float(lrs[len(lrs) // 2])
-        lam0, slope = PILOT[name]
-        tx, v = sweep_once(run.config, ds, opt, reg, bn, lrs, rel, (lam0, lr0, slope))
-        grid = np.log10(np.asarray(rel))[:, None] + np.log10(tx.centre(lrs))[None, :]
-        star = [vertex(grid[:, j], v["val_loss"][:, j])[0] for j in range(3)]
+    for opt, reg, bn in k["arms"]:
+        name, lrs = arm_name(opt, reg, bn), lr_grid(opt, k["n_lr"])
+        lam0, slope = lines[name]
+        tx = Sheared(opt, reg, lam0, float(lrs[len(lrs) // 2]), slope,
+                     len(ds.x_train) // cfg.batch_size, cfg.epochs)  # fmt: skip
+        lrs = lrs if lr_points is None else lrs[lr_points]
+        out[f"{name}_c{lam0:g}"] = dataclasses.replace(
+            cfg, optimizer=tx, model=model(bn, cfg, ds.num_classes), batchnorm=bn,
+            lrs=tuple(lrs.tolist()), strengths=rel or k["rel_bn" if bn else "rel_plain"],
+        )  # fmt: skip
+    return out
+
+
+def losses(res) -> dict:
+    """{val_loss, test_loss: [r, lr]} of one sweep (means over seeds), diverged members +inf."""
+    c, out = res.config, {}
+    for key in ("val_loss", "test_loss"):
+        v = np.asarray(res.history[key][:, -1], float)
+        v = np.where(tables.diverged_members(res.history), np.inf, v)
+        out[key] = v.reshape(len(c.strengths), len(c.lrs), c.seeds).mean(-1)
+    return out
+
+
+def run(ctx: study.Context) -> study.Report:
+    """Every arm × replicate (resumable), then each arm's slope, verdict and reuse regret."""
+    k = ctx.knobs
+    if k["pilot"]:
+        return pilot(ctx)
+    lines = ({n: (ANCHORS[n], predicted_slope(*n.split("+")[:2]) if n.endswith("+bn")
+              else PLAIN_SLOPES[n]) for n in ANCHORS} if k["anchors_from"] is None
+             else centre_lines(files.read_json(k["anchors_from"])))  # fmt: skip
+    configs = arm_configs(ctx, lines)
+    results = ctx.sweeps(configs)
+    arms, stars = {}, {}
+    for (opt, reg, bn), (folder, cfg) in zip(k["arms"], configs.items(), strict=True):
+        name, tx = arm_name(opt, reg, bn), cfg.optimizer
+        vals = {key: np.stack([losses(r)[key] for r in results[folder]]) for key in ("val_loss",
+                "test_loss")}  # fmt: skip
+        steps = tx.steps_per_epoch * tx.epochs
+        arms[name], stars[name] = analyse(opt, reg, bn, np.asarray(cfg.lrs), tx.lr_anchor, tx,
+                                          vals, cfg.strengths, steps)  # fmt: skip
+        a = arms[name]
+        print(f"{name}: slope {a['slope_mean']:+.2f} [{a['slope_lo']:+.2f}, {a['slope_hi']:+.2f}]"
+              f" edges {a['edge_cells']}", flush=True)  # fmt: skip
+    by = {v: [n for n, a in arms.items() if a["verdict"] == v]
+          for v in ("agrees", "disagrees", "inconclusive")}  # fmt: skip
+    summary = dict(arms=arms, agree=by["agrees"], disagree=by["disagrees"],
+                   inconclusive=by["inconclusive"], estimator=RULES["estimator"], steps=steps,
+                   epochs=ctx.config.epochs, train_size=ctx.config.train_size,
+                   variant=k["variant"])  # fmt: skip
+    return study.Report(summary, COLUMNS, [table_row(n, a) for n, a in arms.items()],
+                        plot(arms, stars))  # fmt: skip
+
+
+def pilot(ctx: study.Context) -> study.Report:
+    """One replicate at the first, middle and last lr of each BN arm on :data:`PILOT`'s wide
+    grids (±3.5 decades, 2 per decade): λ* per lr, written to ``<out>/pilot.json``."""
+    if os.path.normpath(ctx.out) == os.path.join("results", "studies", "decoupling"):
+        raise ConfigError("--pilot: pass --out DIR so the pilot leaves the study's results alone")
+    ctx.knobs["arms"] = [a for a in ctx.knobs["arms"] if a[2]]  # BN arms (plain: pilot 1)
+    rel = rel_grid(2, 1 if ctx.smoke else 7)
+    configs = arm_configs(ctx, PILOT, [0, ctx.knobs["n_lr"] // 2, -1], rel)
+    results = ctx.sweeps(configs, replicates=1)
+    out, rows = {}, []
+    for (folder, cfg), res in zip(configs.items(), results.values(), strict=True):
+        v, lrs = losses(res[0])["val_loss"], np.asarray(cfg.lrs)
+        grid = np.log10(np.asarray(rel))[:, None] + np.log10(cfg.optimizer.centre(lrs))[None, :]
+        star = [vertex(grid[:, j], v[:, j])[0] for j in range(3)]
+        name = folder.split("_c")[0]
         out[name] = dict(lrs=lrs.tolist(), lambda_star=[10**s for s in star],
                          slope=fit_slope(np.log10(lrs), star, 2), log_grid=grid.tolist(),
-                         val_loss=v["val_loss"].tolist())  # fmt: skip
-        print(name, [f"{10**s:.3g}" for s in star], f"slope {out[name]['slope']:+.2f}", flush=True)
-    files.write_json(f"{run.out}/pilot.json", out)
-    return out
+                         val_loss=v.tolist())  # fmt: skip
+        rows.append([name, *(f"{10**s:.3g}" for s in star), f"{out[name]['slope']:+.2f}"])
+    files.write_json(os.path.join(ctx.out, "pilot.json"), out)
+    fig, ax = study.pyplot().subplots()
+    for name, p in out.items():
+        ax.plot(np.log10(p["lrs"]), np.log10(p["lambda_star"]), "o-", label=name)
+    ax.set(xlabel="log10 lr", ylabel="log10 λ* (NaN: edge)")
+    ax.legend(fontsize=7)
+    return study.Report(dict(pilot=out), ["arm", "λ* lowest lr", "middle", "highest", "slope"],
+                        rows, fig)  # fmt: skip
+
+
+def main(argv=None) -> dict:
+    return study.main(get_config, run, smoke=smoke, argv=argv)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import optax
 import pytest
 from helpers import load_script
 
+import wdjax
+
 dc = load_script("experiments/decoupling.py")
 
 
@@ -117,7 +119,7 @@ def test_shrink_units():
 
 
 def test_the_bn_model_is_exactly_scale_invariant_and_the_plain_one_is_named():
-    cfg = dc.wdjax.SweepConfig()
+    cfg = wdjax.SweepConfig()
     m = dc.model(True, cfg, 10)
     assert m.batchnorm and m.bn_epsilon == 0.0 and tuple(m.hidden) == cfg.hidden
     assert dc.model(False, cfg, 10) == "mlp"

@@ -173,7 +173,8 @@ def test_tutorial_mlp(smoke):
 def test_l1_sparsity(smoke):
     s = summary(smoke, "l1_sparsity")
     assert s["sparsity_check"] < 1e-6  # engine's sparsity metric == recount from the parameters
-    assert s["eval_check"] == 0.0  # fine-tuning's "as given" epoch at lr 0 keeps the weights
+    # wdjax.evaluate against the sweep's own evaluation: two programs, float32 losses ~1 (a few ulp)
+    assert s["eval_check"] < 1e-5
     # λ = 1e-3 for 1 epoch: the prox zeroes weights exactly, the subgradient never does.
     assert s["max_sparsity"]["l1_prox"] > 0.1 and s["max_sparsity"]["l1"] == 0.0
     arms, tol = s["arms"], s["tolerance"]
