@@ -35,6 +35,7 @@ from wdjax.engine.models import MLP
 from wdjax.study import replicates
 
 PROBE = "probe"  # Γ_eff and the decay-dominated share per layer, written by the optimizer
+TESTS = ("test_loss", "test_acc")
 KINDS = ("angle", "unit_norm", "growth", "step_sq", "gamma", "decay_frac", "units")
 RULES = dict(
     equilibrium="RMS angle over the last `window` steps, pooled over both BatchNorm-preceded "
@@ -141,7 +142,10 @@ class Observed:
             u = dict(u)
             for n in self.layers if self.targets is not None else ():
                 v = new[n]
-                new[n] = v * (jnp.asarray(self.targets[n])[state[1]] / jnp.linalg.norm(v, axis=0))
+                new[n] = (
+                    v
+                    * (jnp.asarray(self.targets[n])[state[1]] / jnp.linalg.norm(v, axis=0))[None, :]
+                )
                 u[n] = dict(u[n], kernel=new[n] - params[n]["kernel"])
             u[PROBE] = measure(new, s, strength, self.layers) - params[PROBE]
             return u, (s, state[1] + 1)
@@ -235,7 +239,9 @@ def arm_entry(k, mu, arm, lam, part, fans) -> tuple[dict, tuple]:
     tested(e, measured=measured, ratio=measured / pred, t_eq_steps=t_eq, t_eq=t_eq * eta * lam,
            drift=measured / before, test_loss=loss, test_acc=acc)  # fmt: skip
     if arm[:2] == ("adam", "l2"):
-        e.update({key: {} for key in ("per_layer_predicted", "decay_frac_first", "decay_frac_last")})
+        e.update(
+            {key: {} for key in ("per_layer_predicted", "decay_frac_first", "decay_frac_last")}
+        )
         for n, c in fans.items():
             p = prediction(arm, lam, {f"gamma/{n}": rec[f"gamma/{n}"]}, {n: c}, k["b1"], mu, w)
             e["per_layer_predicted"][n] = float(p.mean())
@@ -301,9 +307,23 @@ def rows(eq: dict, zero: dict, mech: dict) -> list[list]:
             + f" ({e['predicted_scaling_mean']:.3f})" if "scaling_mean" in e else "–",
             study.ci(e, "t_eq", 2), study.ci(e, "drift"), study.ci(e, "test_loss"),
             study.ci(e, "test_acc", 4), "–", "–"] for n, e in eq.items()]  # fmt: skip
-    out.append(["sgd, λ = 0 (last window)", f"{zero['eta']:g}", "0", "–",
-                study.ci(zero, "last_angle", 4), "growth ratio " + study.ci(zero, "growth_ratio", 5),
-                "–", "–", "–", study.ci(zero, "test_loss"), study.ci(zero, "test_acc", 4), "–", "–"])
+    out.append(
+        [
+            "sgd, λ = 0 (last window)",
+            f"{zero['eta']:g}",
+            "0",
+            "–",
+            study.ci(zero, "last_angle", 4),
+            "growth ratio " + study.ci(zero, "growth_ratio", 5),
+            "–",
+            "–",
+            "–",
+            study.ci(zero, "test_loss"),
+            study.ci(zero, "test_acc", 4),
+            "–",
+            "–",
+        ]
+    )
     for g in ("decayed", "rescaled", "plain"):
         d, diff = mech[g], g != "decayed"
         out.append([f"mechanism: {g}", f"{mech['eta']:g}", f"{mech['strength'] * (not diff):g}",
@@ -318,11 +338,17 @@ def figure(parts: dict, k: dict, fans: dict):
     and dense_0's RMS unit norm; means over replicates with 95 % t bands."""
     plt, w = study.pyplot(), k["smooth"]
     names = [f"{a[0]}+{a[1]}" for a in k["arms"]]
-    panels = [[n, f"{n}@{k['mult']:g}λ"] for n in names] + [["zero"], ["decayed", "rescaled", "plain"]]
+    panels = [[n, f"{n}@{k['mult']:g}λ"] for n in names] + [
+        ["zero"],
+        ["decayed", "rescaled", "plain"],
+    ]
     fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.8), squeeze=False)
     for c, members in enumerate(panels):
         for i, m in enumerate(members):
-            rec, arm = parts[m][0], next((a for a in k["arms"] if m.startswith(f"{a[0]}+{a[1]}")), None)
+            rec, arm = (
+                parts[m][0],
+                next((a for a in k["arms"] if m.startswith(f"{a[0]}+{a[1]}")), None),
+            )
             angle = smoothed(pooled_angle(rec), w)
             t = np.arange(angle.shape[0]) + w
             plots.band(axes[0, c], t, angle.T, m, color=f"C{i}", marker=None, lw=0.9)
@@ -345,17 +371,23 @@ def figure(parts: dict, k: dict, fans: dict):
 def arm_config(base, opt, reg, eta, lams, cosine, mu):
     """One arm's sweep: ``lams`` at η through :class:`Decay`'s traced flags."""
     flags = dict(adam=opt == "adam", coupled=reg == "l2", cosine=cosine, momentum=mu)
-    return dataclasses.replace(base, strengths=tuple(lams), lrs=(eta,),
-                               axes=tuple((n, (float(v),)) for n, v in flags.items()))
+    return dataclasses.replace(
+        base,
+        strengths=tuple(lams),
+        lrs=(eta,),
+        axes=tuple((n, (float(v),)) for n, v in flags.items()),
+    )
 
 
 def parts_of(runs: list, names: list) -> dict:
     """{member name: (records {key: [steps, R]}, test loss [R], test accuracy [R])}."""
-    keys = [key for key in runs[0].history if key.split("/")[0] in KINDS]
-    return {name: ({key: np.stack([np.asarray(r.history[key][j], float).reshape(-1)
-                                   for r in runs], 1) for key in keys if "units/" not in key},
-                   *(np.array([r.history[m][j, -1] for r in runs]) for m in ("test_loss", "test_acc")))
-            for j, name in enumerate(names)}  # fmt: skip
+    keys = [key for key in runs[0].history if key.split("/")[0] in KINDS[:-1]]
+    out = {}
+    for j, name in enumerate(names):
+        rec = {key: np.stack([np.asarray(r.history[key][j], float).reshape(-1) for r in runs], 1)
+               for key in keys}  # fmt: skip
+        out[name] = (rec, *(np.array([r.history[m][j, -1] for r in runs]) for m in TESTS))
+    return out
 
 
 def run(ctx: study.Context) -> study.Report:
