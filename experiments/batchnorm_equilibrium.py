@@ -14,9 +14,9 @@ Runtime: 355 s at full size on the 2-core machine (before this rewrite; one swee
 Verdict (last full run): Kosson's forms reproduced (within 1 % heavy ball, 6.4 % AdamW); adam+l2
 partly (λ^{1/3} scaling, no steady state); the λ = 0 growth and the mechanism test reproduced.
 
-Design in :func:`get_config`, rules in ``RULES``. Rewritten on ``sweep()``'s hooks: one sweep per
-arm and replicate (was one program), rescaling as an optax transform following the decayed run's
-recorded norms, Adam's Γ read through a probe parameter the loss never sees (see ``Probed``).
+Design in :func:`get_config`, rules in ``RULES``. On ``sweep()``'s hooks now: one sweep per arm
+and replicate; rescaling is an optax transform, Adam's Γ via a probe parameter (``Probed``);
+replicate r loads its data with data_seed + r as its sweeps do (before: seed 0 for every replicate).
 """
 
 import dataclasses
