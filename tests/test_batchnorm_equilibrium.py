@@ -124,25 +124,31 @@ def test_time_to_equilibrium_counts_steps_to_the_last_exit_from_the_band():
     assert math.isnan(STUDY.time_to_equilibrium(np.array([1.0, 1.0, 2.0]), 1.0, 1, 0.1))
 
 
-def test_equivalence_against_a_margin():
-    e = STUDY.equivalence
-    assert e(-0.004, 0.003, 0.005) == "within the margin"
-    assert e(0.006, 0.01, 0.005) == "outside the margin"
-    assert e(-0.002, 0.008, 0.005).startswith("inconclusive")
-    assert e(np.nan, 0.0, 0.005) == "undefined"
-
-
-def test_rescale_sets_followers_to_their_leaders_unit_norms():
-    w = jnp.array(np.random.default_rng(0).normal(size=(3, 4, 2)), jnp.float32)  # [K, in, out]
-    params = {"dense_0": {"kernel": w}, "head": {"kernel": jnp.ones((3, 2, 2))}}
-    out = STUDY.rescale(params, jnp.array([0, 0, 2]), ["dense_0"])
-    norms = np.linalg.norm(np.asarray(out["dense_0"]["kernel"]), axis=1)
-    np.testing.assert_allclose(norms[1], np.linalg.norm(np.asarray(w[0]), axis=0), rtol=1e-6)
-    cos = np.sum(np.asarray(out["dense_0"]["kernel"][1] * w[1]), 0)
-    np.testing.assert_allclose(cos / norms[1] / np.linalg.norm(np.asarray(w[1]), axis=0), 1, 1e-6)
-    np.testing.assert_array_equal(out["dense_0"]["kernel"][0], w[0])  # leaders: bit for bit
-    np.testing.assert_array_equal(out["dense_0"]["kernel"][2], w[2])
-    assert out["head"] is params["head"]
+def test_rescaling_transform_sets_each_unit_to_its_target_norm():
+    """Observed with targets: after the step each unit of the listed kernels has the target norm
+    of that step and the direction of the unrescaled step; other leaves keep their update."""
+    rng = np.random.default_rng(0)
+    params = {"dense_0": {"kernel": jnp.asarray(rng.normal(size=(4, 2)), jnp.float32)},
+              "head": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)},
+              STUDY.PROBE: jnp.zeros((2, 1))}  # fmt: skip
+    targets = {"dense_0": np.array([[0.5, 2.0], [3.0, 0.25]], np.float32)}  # [steps, units]
+    plain = STUDY.Observed(STUDY.Decay("hidden", 10), ("dense_0",))
+    follow = STUDY.Observed(STUDY.Decay("hidden", 10), ("dense_0",), targets)
+    flags = dict(adam=0.0, coupled=1.0, cosine=0.0, momentum=0.9)
+    a, b = plain(0.1, 0.0, **flags), follow(0.1, 0.0, **flags)
+    pa, pb, sa, sb = params, params, a.init(params), b.init(params)
+    for t in range(2):
+        g = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
+        ua, sa = a.update(g, sa, pa)
+        ub, sb = b.update(g, sb, pb)
+        w = np.asarray(pb["dense_0"]["kernel"] + ub["dense_0"]["kernel"], np.float64)
+        np.testing.assert_allclose(np.linalg.norm(w, axis=0), targets["dense_0"][t], rtol=1e-6)
+        if t == 0:  # same start: the rescaled step is the plain step, scaled per unit
+            v = np.asarray(pa["dense_0"]["kernel"] + ua["dense_0"]["kernel"], np.float64)
+            cos = np.sum(v * w, 0) / np.linalg.norm(v, axis=0) / np.linalg.norm(w, axis=0)
+            np.testing.assert_allclose(cos, 1.0, rtol=1e-6)
+            np.testing.assert_array_equal(ub["head"]["kernel"], ua["head"]["kernel"])
+        pa, pb = (jax.tree.map(jnp.add, p, u) for p, u in ((pa, ua), (pb, ub)))
 
 
 @pytest.mark.parametrize("optimizer,momentum", [("adam", 0.9), ("momentum", 0.9), ("sgd", 0.0)])
@@ -167,13 +173,9 @@ def test_decay_factory_is_make_optimizers_chain(optimizer, momentum, reg):
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), p_ref, p_mine)
 
 
-def test_settings_put_every_arm_in_one_program():
-    cfg = STUDY.get_config(smoke=True)
-    s = STUDY.settings_of(cfg, 0.9)
-    names = [x.name for x in s]
-    assert names[:2] == ["adam+wd", "adam+wd@4λ"] and names[-4:] == [
-        "zero", "decayed", "rescaled", "plain"
-    ]  # fmt: skip
-    zero, rescaled = s[-4], s[-2]
-    assert zero.momentum == 0.0 and zero.lam == 0.0  # plain SGD without decay
-    assert s[rescaled.follow].name == "decayed" and rescaled.lam == 0.0 and rescaled.cosine
+def test_arm_config_passes_decays_flags_per_arm():
+    base = wdjax.SweepConfig()
+    c = STUDY.arm_config(base, "adam", "wd", 1e-3, (1.0, 4.0), False, 0.9)
+    assert c.strengths == (1.0, 4.0) and c.lrs == (1e-3,)
+    assert dict((n, v[0]) for n, v in c.axes) == dict(adam=1.0, coupled=0.0, cosine=0.0,
+                                                      momentum=0.9)  # fmt: skip

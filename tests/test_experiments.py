@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import adam_drift, assert_trees_close_to_scale, gamma, load_script
+from helpers import gamma, load_script
 
 import wdjax
 from wdjax.study import Option
@@ -273,65 +273,24 @@ def test_equilibrium_pools_rms_over_window_and_layers():
     assert per_layer["a"].tolist() == [3.0, 3.0]
 
 
-@pytest.mark.numerics
-def test_trace_steps_records_the_kernels_it_returns():
+def test_record_by_hand():
+    """The per-step record of one member against float64 numpy on the same kernels."""
     mod = study("batchnorm_equilibrium")
-    cfg = wdjax.SweepConfig(
-        optimizer="momentum", reg="wd", batchnorm=True, hidden=(4,), batch_size=16
-    )
-    engine = wdjax.Engine.from_config(cfg, 3)
-    x = jax.random.normal(jax.random.key(1), (16, 2, 2, 1))
-    y = jnp.arange(16, dtype=jnp.int32) % 3
-    hyper = wdjax.Hyper(jnp.full(2, 0.1), jnp.full(2, 0.1), jnp.arange(2), jnp.zeros(2, jnp.int32))
-    init = engine.init_members(hyper, x[:1])
-    w0 = np.asarray(init.params["dense_0"]["kernel"])
-    states, rec = mod.trace_steps(engine, init, hyper, x, y, 2)
-    assert rec["angle/dense_0"].shape == (2, 2)  # 2 epochs × 1 step, 2 members
-    w = np.asarray(states.params["dense_0"]["kernel"], np.float64)
-    # float32 sums of 16 squares (no cancellation) and a square root, against float64: within
-    # γ_18 relative to each norm (2·γ_18 leaves room for the mean's division).
-    tol = 2 * gamma(18)
-    np.testing.assert_allclose(rec["norm/dense_0"][-1], np.linalg.norm(w, axis=(1, 2)), rtol=tol)
-    unit = np.sqrt(np.mean(np.sum(w**2, axis=1), axis=-1))
-    np.testing.assert_allclose(rec["unit_norm/dense_0"][-1], unit, rtol=tol)
-    assert np.all(rec["angle/dense_0"] > 0) and np.all(np.isfinite(rec["angle/dense_0"]))
-    # The first recorded RMS angle is the angle between w0 and w after one step (float64 arccos).
-    one, rec_one = mod.trace_steps(engine, init, hyper, x, y, 1)  # its own w1 (another program)
-    w1 = np.asarray(one.params["dense_0"]["kernel"], np.float64)
-    cos = np.sum(w0 * w1, 1) / np.linalg.norm(w0, axis=1) / np.linalg.norm(w1, axis=1)
-    rms = np.sqrt(np.mean(np.arccos(np.clip(cos, -1, 1)) ** 2, axis=-1))
-    # The float32 angle 2·atan2(‖ŵ − ŵ'‖, ‖ŵ + ŵ'‖), fan-in 4: each unit-vector element is off
-    # by ≤ γ_12 (4 squares, 3 adds, a root, a division, the subtraction, with room for the atan2
-    # and the RMS), so ‖ŵ − ŵ'‖ and θ by ≤ √4·2·γ_12 absolute: 4·γ_12/θ relative to θ (the
-    # float64 arccos reference is exact by comparison).
-    np.testing.assert_allclose(rec_one["angle/dense_0"][0], rms, rtol=4 * gamma(12) / rms.min())
-
-
-@pytest.mark.numerics
-def test_trace_steps_trains_as_the_sweeps_epoch_does():
-    mod = study("batchnorm_equilibrium")
-    with jax.enable_x64(True):
-        cfg = wdjax.SweepConfig(reg="wd", batchnorm=True, hidden=(4,), batch_size=8,
-                                dtype="float64")  # fmt: skip
-        engine = wdjax.Engine.from_config(cfg, 3)
-        x = jax.random.normal(jax.random.key(1), (20, 2, 2, 1), jnp.float64)
-        y = jnp.arange(20, dtype=jnp.int32) % 3
-        i32 = jnp.int32
-        hyper = wdjax.Hyper(jnp.full(2, 0.1), jnp.full(2, 1e-2), jnp.arange(2, dtype=i32),
-                            jnp.zeros(2, i32))  # fmt: skip
-        init = engine.init_members(hyper, x[:1])
-        traced, rec = mod.trace_steps(engine, init, hyper, x, y, 2, data_seed=3)
-        data = wdjax.Data(x, y, jnp.arange(20, dtype=i32)[None], jnp.zeros((1, 0), i32), x[:0],
-                          y[:0])  # fmt: skip
-        states, epoch = init, jax.jit(engine.epoch)
-        for e in range(2):
-            states, _ = epoch(states, hyper, data, 3, e)
-    assert rec["angle/dense_0"].shape == (4, 2)  # 2 epochs × 2 steps (20 // 8), 2 members
-    np.testing.assert_array_equal(traced.step, states.step)
-    # The same 4 Adam steps on the same batches (Engine.batch_order) in another program, float64:
-    # gradients are sums over ≤ 8 examples, so the trajectories differ by ≤ adam_drift(4, 1e-2, 8)
-    # (≈ 7e-9 of the scale); another batch order would move the parameters by ~lr = 1e-2.
-    assert_trees_close_to_scale(traced.params, states.params, adam_drift(4, 1e-2, 8))
+    rng = np.random.default_rng(0)
+    w0, w1 = (jnp.asarray(rng.normal(size=(5, 3)), jnp.float32) for _ in range(2))
+    probe = jnp.array([[0.5], [0.25]])
+    rec = mod.record({"dense_0": {"kernel": w0}}, {"dense_0": {"kernel": w1}, mod.PROBE: probe},
+                     None, {})  # fmt: skip
+    a, b = np.asarray(w0, np.float64), np.asarray(w1, np.float64)
+    sq0, sq1 = np.sum(a**2, 0), np.sum(b**2, 0)
+    cos = np.sum(a * b, 0) / np.sqrt(sq0 * sq1)
+    tol = 2 * gamma(8)  # float32 sums of 5 squares and a root (no cancellation)
+    assert float(rec["unit_norm/dense_0"]) == pytest.approx(np.sqrt(np.mean(sq1)), rel=tol)
+    assert float(rec["step_sq/dense_0"]) == pytest.approx(np.sum((b - a) ** 2), rel=tol)
+    assert float(rec["growth/dense_0"]) == pytest.approx(np.sum(sq1 - sq0), rel=1e-5)
+    rms = np.sqrt(np.mean(np.arccos(cos) ** 2))
+    assert float(rec["angle/dense_0"]) == pytest.approx(rms, rel=1e-5)
+    assert (float(rec["gamma/dense_0"]), float(rec["decay_frac/dense_0"])) == (0.5, 0.25)
 
 
 # --- 7: select_lambda -----------------------------------------------------------------------
