@@ -3,6 +3,7 @@
 Checked against update rules written out (SGD: w' = w − lr·g) and standalone optax runs fed the
 recorded gradients, never against the hooks themselves."""
 
+import dataclasses
 import json
 import os
 
@@ -104,6 +105,17 @@ def test_init_params_start_every_member_from_the_given_tree():
         np.testing.assert_array_equal(stacked.history["before:dense_0/kernel"][m, 0, 0],
                                       first.params["dense_0"]["kernel"][m])  # fmt: skip
     assert res.meta["init_params"].startswith("sha256:")
+
+
+def test_init_params_on_members_sharded_over_several_devices():
+    """The started states are put back on the member mesh (they came back unsharded, and the
+    compiled epoch refused them when members spread over more than one device)."""
+    cfg = dataclasses.replace(CFG, optimizer="adam", reg="wd", strengths=(1e-3,))
+    first = wdjax.sweep(cfg)
+    two = wdjax.sweep(cfg, init_params=first.params, devices=jax.devices()[:2], record=norms)
+    one = wdjax.sweep(cfg, init_params=first.params, devices=jax.devices()[:1], record=norms)
+    for name in ("train_loss", "grad_norm"):  # two programs: to float32 rounding
+        np.testing.assert_allclose(two.history[name], one.history[name], rtol=1e-5)
 
 
 @pytest.mark.parametrize("bad, says", [

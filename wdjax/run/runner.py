@@ -323,6 +323,7 @@ def _train(run: _Run, stop: list) -> tuple[dict, Any, float, int]:
                     given = run.start.chunk(c, chunk, cfg.num_members)
                     given = jax.tree.map(lambda x: dev.put(x, run.shard), given)
                     states = start_members(run.engine, states, hyper, given)
+                    states = jax.tree.map(lambda x: dev.put(x, run.shard), states)
             for epoch in range(first, cfg.epochs):
                 states, hist = _epoch(run, states, hyper, hist, epoch)
                 session_epochs += 1
