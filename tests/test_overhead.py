@@ -85,9 +85,16 @@ def test_time_to_target_pairs_each_replicate_with_its_own_none_target():
     assert np.isnan(t["l1"]["seconds_diff"])
 
 
-def test_interval_shows_the_median_alone_without_an_interval():
-    assert ov.interval(1.234, np.nan, np.nan) == "1.23"
-    assert ov.interval(1.0, 0.9, 1.2) == "1.00 [0.90, 1.20]"
+def test_table_shows_the_median_alone_without_an_interval():
+    nan = float("nan")
+    cells = {"mlp K=1": {"none": dict(us=1.234, us_lo=nan, us_hi=nan, ratio=1.0, ratio_lo=0.9,
+                                      ratio_hi=1.2)}}  # fmt: skip
+    t = {k: 0.5 for k in ("epochs", "seconds")} | {"strength": 0.0, "reached": 2, "n": 2}
+    for k in ("epochs", "seconds", "best_val"):
+        t |= {f"{k}_mean": 1.0, f"{k}_lo": 0.5, f"{k}_hi": 1.5, f"{k}_diff": 0.0,
+              f"{k}_diff_lo": -0.1, f"{k}_diff_hi": 0.1}  # fmt: skip
+    cols, rows = ov.table(cells, {"none": t}, ["none"])
+    assert rows[0][1:3] == ["1", "1.00 [0.90, 1.20]"] and len(cols) == len(rows[0])
 
 
 def test_full_config_meets_the_issue_rules():
