@@ -24,21 +24,20 @@ def fake_runs(val, strengths):
     return runs
 
 
-def test_time_round_rotates_the_order_and_time_all_collects_every_round():
+def test_time_round_rotates_the_order():
     calls = []
     runners = {name: (lambda name=name: calls.append(name)) for name in "abc"}
     assert set(ov.time_round(runners, offset=4)) == set("abc")  # 4 mod 3 = 1
     assert calls == list("bca")
     calls.clear()
-    times = ov.time_all(runners, repeats=3)
-    assert calls == list("abcbcacab")  # round r starts at runner r
-    assert all(len(v) == 3 and min(v) >= 0 for v in times.values())
+    times = ov.time_round(runners, offset=2)
+    assert calls == list("cab") and min(times.values()) >= 0
 
 
-def test_ratio_summary_pairs_rounds_before_the_median():
+def test_cell_summary_pairs_rounds_before_the_median():
     t_none = [1.0, 2.0, 1.0, 2.0, 1.0, 2.0]  # the load changes from round to round
     t = [1.0, 4.0, 3.0, 8.0, 5.0, 12.0]  # ratios 1..6 within each round
-    s = ov.ratio_summary(t, t_none)
+    s = ov.cell_summary({"none": t_none, "wd": t}, 1, {"none": 0.0, "wd": 0.0})["wd"]
     assert s["ratio"] == 3.5  # the median of 1..6
     # n = 6: the order-statistic interval [x_(1), x_(6)] covers 1 - 2/64 of the time
     assert (s["ratio_lo"], s["ratio_hi"], s["coverage"]) == (1.0, 6.0, 1 - 2 / 64)
@@ -64,12 +63,6 @@ def test_epochs_to_target_is_the_first_epoch_at_or_below_it_and_nan_when_censore
     np.testing.assert_array_equal(e, [2.0, np.nan, 2.0])
 
 
-def test_tuned_index_is_the_lowest_minimum_over_epochs():
-    val = [[1.0, 0.5, 0.9], [0.8, 0.6, 0.55], [np.nan, 0.45, np.nan]]  # minima .5, .55, .45
-    assert ov.tuned_index(val) == 2
-    assert ov.tuned_index([[np.nan, np.nan], [1.0, 2.0]]) == 1
-
-
 def test_time_to_target_pairs_each_replicate_with_its_own_none_target():
     none = fake_runs([[[1.0, 0.8, 0.9]], [[1.2, 0.9, 0.85]]], [0.0])  # best 0.8, 0.85
     wd = fake_runs([[[1.1, 1.05, 0.7], [2, 2, 2]], [[1.2, 1.0, 0.8], [2, 2, 2]]], [0.1, 1.0])
@@ -79,7 +72,7 @@ def test_time_to_target_pairs_each_replicate_with_its_own_none_target():
     assert t["none"]["targets"] == pytest.approx([1.0, 1.0625])  # 1.25 × each replicate's best
     assert t["none"]["epochs"] == [1.0, 2.0] and t["none"]["epochs_diff"] == 0.0
     w = t["wd"]
-    assert (w["strength"], w["index"], w["reached"]) == (0.1, 0, 2)
+    assert (w["strength"], w["index"], w["reached"]) == (0.1, 0, 2)  # minima 0.75 and 2.0
     assert w["val_min"] == pytest.approx([0.75, 2.0])  # the mean curves' minima
     assert w["epochs"] == [3.0, 2.0] and w["epochs_diff"] == pytest.approx(1.0)  # [2, 0] vs none
     assert w["seconds_mean"] == pytest.approx(7.5)  # 3 s an epoch × [3, 2]
@@ -92,9 +85,16 @@ def test_time_to_target_pairs_each_replicate_with_its_own_none_target():
     assert np.isnan(t["l1"]["seconds_diff"])
 
 
-def test_interval_shows_the_median_alone_without_an_interval():
-    assert ov.interval(1.234, np.nan, np.nan) == "1.23"
-    assert ov.interval(1.0, 0.9, 1.2) == "1.00 [0.90, 1.20]"
+def test_table_shows_the_median_alone_without_an_interval():
+    nan = float("nan")
+    cells = {"mlp K=1": {"none": dict(us=1.234, us_lo=nan, us_hi=nan, ratio=1.0, ratio_lo=0.9,
+                                      ratio_hi=1.2)}}  # fmt: skip
+    t = {k: 0.5 for k in ("epochs", "seconds")} | {"strength": 0.0, "reached": 2, "n": 2}
+    for k in ("epochs", "seconds", "best_val"):
+        t |= {f"{k}_mean": 1.0, f"{k}_lo": 0.5, f"{k}_hi": 1.5, f"{k}_diff": 0.0,
+              f"{k}_diff_lo": -0.1, f"{k}_diff_hi": 0.1}  # fmt: skip
+    cols, rows = ov.table(cells, {"none": t}, ["none"])
+    assert rows[0][1:3] == ["1", "1.00 [0.90, 1.20]"] and len(cols) == len(rows[0])
 
 
 def test_full_config_meets_the_issue_rules():

@@ -28,8 +28,12 @@ def test_candidates_are_each_arms_own_grid():
 
 def test_select_takes_the_lowest_mean_validation_loss():
     val = {"a": np.array([1.0, 3.0]), "b": np.array([2.5, 1.0]), "c": np.array([np.nan, 0.0])}
-    assert STUDY.select(["a", "b"], val) == "b"  # means 2.0, 1.75
-    assert STUDY.select(["a", "c"], val) == "a"  # a diverged replicate makes c's mean NaN
+    test = {"a": np.array([0.5, 0.7]), "b": np.array([0.9, 0.3]), "c": np.array([0.1, 0.1])}
+    choice, s = STUDY.select(["a", "b"], val, test)
+    assert choice == "b"  # means 2.0, 1.75
+    assert s["per_replicate"] == [0, 1]  # replicate 0 picks a (1.0), replicate 1 picks b (1.0)
+    assert s["nested"][0] == pytest.approx(0.4)  # test a[0] = 0.5, b[1] = 0.3
+    assert STUDY.select(["a", "c"], val, test)[0] == "a"  # a diverged replicate: c's mean NaN
 
 
 def test_overfitting_locates_each_replicates_minimum():
@@ -39,7 +43,8 @@ def test_overfitting_locates_each_replicates_minimum():
     assert o["min_epoch"]["mean"] == 3.0 and o["mean_curve_min_epoch"] == 3
     assert o["val_min"]["mean"] == pytest.approx(0.55)
     assert o["rise"]["mean"] == pytest.approx(0.1)  # rises 0.2 and 0.0
-    assert o["rise"]["lo"] == pytest.approx(0.1 - T1 * 0.1)  # s = 0.2/√2, s/√2 = 0.1
+    assert o["rise"]["hi"] == pytest.approx(0.1 + T1 * 0.1)  # s = 0.2/√2, s/√2 = 0.1
+    assert o["rise"]["lo"] == 0.0  # 0.1 − T1·0.1 < 0: a rise cannot be negative (study.rise)
 
 
 def test_ratio_is_the_geometric_mean_of_paired_ratios():
@@ -47,13 +52,6 @@ def test_ratio_is_the_geometric_mean_of_paired_ratios():
     assert r["mean"] == pytest.approx(4.0)  # log ratios ln2, ln8: mean ln4, s = ln4/√2
     assert r["lo"] == pytest.approx(4 * 4 ** (-T1 / 2))
     assert r["hi"] == pytest.approx(4 * 4 ** (T1 / 2))
-
-
-def test_arm_row_pairs_by_replicate():
-    row = STUDY.arm_row({"x": np.array([1.0, 2.0, 4.0])}, {"x": np.array([0.0, 1.0, 3.5])})
-    assert row["x_mean"] == pytest.approx(7 / 3) and row["x_diff"] == pytest.approx(5 / 6)
-    half = 4.302652729911275 * math.sqrt(1 / 12) / math.sqrt(3)  # differences 1, 1, 0.5
-    assert row["x_diff_lo"] == pytest.approx(5 / 6 - half)
 
 
 def test_claim_verdicts_follow_the_intervals():
@@ -121,3 +119,18 @@ def test_augment_adds_gap_norms_and_effective_learning_rate():
     assert np.isnan(h["gap"][:, 0]).all() and np.isnan(h["eval_train_loss"][:, 0]).all()
     np.testing.assert_allclose(h["hidden_l2"], [[3 * math.sqrt(2), 4 * math.sqrt(2)]] * 2)
     np.testing.assert_allclose(h["eff_lr"], [[1e-3 / 3, 1e-3 / 4]] * 2)
+
+
+def test_compare_pairs_by_replicate_against_none_and_bn():
+    k0, k1, k2 = (0.0, False, 0.0), (0.0, True, 0.0), (0.0, True, 1.0)
+    base, bn, wd = np.array([0.0, 1.0, 3.5]), np.array([1.0, 2.0, 4.0]), np.array([2.0, 8.0, 4.0])
+    finals = {x: {k0: base, k1: bn, k2: wd} for x in STUDY.METRICS}
+    arms, bn_wd = STUDY.compare(finals, {"none": k0, "bn": k1, "bn+wd": k2})
+    r = arms["bn"]
+    assert r["eval_test_loss_mean"] == pytest.approx(7 / 3)
+    assert r["eval_test_loss_diff"] == pytest.approx(5 / 6)  # differences 1, 1, 0.5
+    half = 4.302652729911275 * math.sqrt(1 / 12) / math.sqrt(3)  # t_{0.975, 2} · s / √n
+    assert r["eval_test_loss_diff_lo"] == pytest.approx(5 / 6 - half)
+    assert (r["batchnorm"], r["strength"], arms["none"]["eval_test_loss_diff"]) == (True, 0.0, 0.0)
+    assert bn_wd["test_loss_diff"]["mean"] == pytest.approx(7 / 3)  # 1, 6, 0 against bn
+    assert bn_wd["eff_lr_ratio"]["mean"] == pytest.approx(2.0)  # ratios 2, 4, 1: (2·4·1)^(1/3)
