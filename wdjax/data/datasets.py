@@ -66,19 +66,27 @@ def check_args(name, val_size, train_size, label_noise, seed) -> None:
     """:func:`load`'s argument checks (before any data is read); raises DatasetError."""
     if not isinstance(name, str) or not name:
         raise DatasetError(
-            f"name must be a dataset name such as {', '.join(DATASETS)}; got {name!r}"
+            f"name must be a dataset name such as {', '.join(DATASETS)}; got {name!r}", "name"
         )
     if _is_int(val_size):
         if val_size < 0:
-            raise DatasetError(f"val_size={val_size} must be a count >= 0 or a fraction in [0, 1)")
+            raise DatasetError(
+                f"val_size={val_size} must be a count >= 0 or a fraction in [0, 1)", "val_size"
+            )
     elif not (_is_real(val_size) and 0.0 <= val_size < 1.0):
-        raise DatasetError(f"val_size={val_size!r} must be a count >= 0 or a fraction in [0, 1)")
+        raise DatasetError(
+            f"val_size={val_size!r} must be a count >= 0 or a fraction in [0, 1)", "val_size"
+        )
     if train_size is not None and not (_is_int(train_size) and train_size >= 1):
-        raise DatasetError(f"train_size={train_size!r} must be None (all) or an int >= 1")
+        raise DatasetError(
+            f"train_size={train_size!r} must be None (all) or an int >= 1", "train_size"
+        )
     if not (_is_real(label_noise) and 0.0 <= label_noise <= 1.0):
-        raise DatasetError(f"label_noise={label_noise!r} must be a fraction in [0, 1]")
+        raise DatasetError(
+            f"label_noise={label_noise!r} must be a fraction in [0, 1]", "label_noise"
+        )
     if not _is_int(seed):
-        raise DatasetError(f"seed={seed!r} must be an int")
+        raise DatasetError(f"seed={seed!r} must be an int", "seed")
 
 
 def _split_sizes(n_pool: int, name: str, val_size, train_size) -> tuple[int, int]:

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from wdjax import files
+from wdjax.errors import ConfigError
 
 DATASETS = (
     "digits",
@@ -46,8 +47,9 @@ _CHUNK = 4096  # examples decoded per data-source read
 _UNRECORDED = "unrecorded (cached by a wdjax that did not record sources)"
 
 
-class DatasetError(ValueError):
-    """A user-facing dataset problem; the message names the argument and the way out."""
+class DatasetError(ConfigError):
+    """A user-facing dataset problem; the message names the argument and the way out
+    (``argument``: that argument's name, where it is one of :func:`wdjax.data.load`'s)."""
 
 
 class RawData(NamedTuple):
