@@ -9,6 +9,7 @@ import dataclasses
 
 import optax
 
+from wdjax.masks import DEFAULT_MASK
 from wdjax.optim import make_optimizer
 
 __all__ = ["Strategy"]
@@ -23,7 +24,7 @@ class Strategy:
     optimizer: str
     reg: str
     hyper: tuple = ()  # sorted (name, value) pairs of static keyword arguments
-    mask: str = "kernels"  # wdjax.masks.mask_from_spec
+    mask: str = DEFAULT_MASK  # a spec, wdjax.masks.mask_from_spec
 
     def __call__(self, learning_rate, strength, **traced) -> optax.GradientTransformation:
         kw = {**dict(self.hyper), **traced}

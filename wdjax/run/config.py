@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from wdjax.errors import ConfigError
+from wdjax.masks import DEFAULT_MASK
 
 
 def setting(default, help: str, *, flag: str | None = None, parse: Callable | None = None,
@@ -42,10 +43,12 @@ def flag_of(field: dataclasses.Field) -> str:
 # --- parsers (text -> value) and checks (value -> message or None) -------------------------------
 
 
-def parse_grid(text: str, flag: str = "--strength") -> tuple[float, ...]:
+def parse_grid(text: str, argument: str = "strengths") -> tuple[float, ...]:
     """Parse ``"1e-3,1e-2"`` (a list) or ``"1e-6:1e-1:32"`` (32 log-spaced values, ends included).
 
-    ``"0,1e-4:1e-1:8"`` mixes both (comma-separated items, each a value or a log range).
+    ``"0,1e-4:1e-1:8"`` mixes both (comma-separated items, each a value or a log range). A range
+    must ascend (``LOW:HIGH:COUNT`` with LOW <= HIGH): a descending one is refused, not reversed.
+    Errors are :class:`ConfigError` naming ``argument`` (the field the grid is for).
     """
     values = []
     for item in filter(None, (i.strip() for i in str(text).split(","))):
@@ -59,17 +62,25 @@ def parse_grid(text: str, flag: str = "--strength") -> tuple[float, ...]:
             lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
         except ValueError:
             raise ConfigError(
-                f"{flag}: cannot parse {item!r}; give numbers separated by commas or a log range "
-                "LOW:HIGH:COUNT such as 1e-6:1e-1:32"
+                f"{argument}: cannot parse {item!r}; give numbers separated by commas or a log "
+                "range LOW:HIGH:COUNT such as 1e-6:1e-1:32",
+                argument,
             ) from None
         if not (lo > 0 and hi > 0 and n >= 1):
             raise ConfigError(
-                f"{flag}: log range {item!r} needs LOW > 0, HIGH > 0 and COUNT ≥ 1 "
-                "(use a plain 0 item, e.g. '0,1e-6:1e-1:32', to include λ = 0)"
+                f"{argument}: log range {item!r} needs LOW > 0, HIGH > 0 and COUNT ≥ 1 "
+                "(use a plain 0 item, e.g. '0,1e-6:1e-1:32', to include λ = 0)",
+                argument,
+            )
+        if lo > hi:
+            raise ConfigError(
+                f"{argument}: the range {item} descends; write it ascending, "
+                f"{parts[1]}:{parts[0]}:{parts[2]}",
+                argument,
             )
         values.extend(np.geomspace(lo, hi, n).tolist() if n > 1 else [lo])
     if not values:
-        raise ConfigError(f"{flag}: the grid is empty; give at least one value")
+        raise ConfigError(f"{argument}: the grid is empty; give at least one value", argument)
     return tuple(values)
 
 
@@ -80,7 +91,7 @@ def _axes(text: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
         name, sep, values = item.partition("=")
         if not sep or not name.strip().isidentifier():
             raise ValueError(f"{item!r} is not NAME=VALUES (e.g. b1=0.8,0.9,0.95)")
-        axes.append((name.strip(), parse_grid(values, "--set")))
+        axes.append((name.strip(), parse_grid(values, "axes")))
     return tuple(axes)
 
 
@@ -119,6 +130,11 @@ def _finite_grid(positive: bool) -> Callable:
                 return f"has {v!r}: every value must be a finite number"
             if v < 0 or (positive and v == 0):
                 return f"has {v!r}: every value must be {'> 0' if positive else '≥ 0'}"
+        for a, b in zip(values, values[1:], strict=False):
+            if b < a:  # a descending grid is refused, not sorted: say the order to write
+                return f"has {a!r} before {b!r}: give the grid in ascending order, " + repr(
+                    tuple(sorted(values))
+                )
         return None
 
     return check
@@ -182,14 +198,14 @@ class SweepConfig:
         (1e-4,),
         "λ grid: 0,1e-4,1e-3 or a log range 1e-6:1e-1:32",
         flag="--strength",
-        parse=lambda t: parse_grid(t, "--strength"),
+        parse=lambda t: parse_grid(t, "strengths"),
         check=_finite_grid(positive=False),
     )
     lrs: tuple[float, ...] = setting(
         (1e-3,),
         "learning-rate grid (same syntax)",
         flag="--lr",
-        parse=lambda t: parse_grid(t, "--lr"),
+        parse=lambda t: parse_grid(t, "lrs"),
         check=_finite_grid(positive=True),
     )
     axes: tuple = setting(
@@ -200,7 +216,7 @@ class SweepConfig:
         parse=_axes,
     )
     mask: str = setting(
-        "kernels",
+        DEFAULT_MASK,
         "what the regularizer acts on: kernels (every weight matrix), hidden (every kernel but "
         "the output layer's, as the tutorial's Keras code), or a regular expression over "
         "parameter paths such as 'dense_[01]/kernel' (wdjax.penalties)",
@@ -358,10 +374,20 @@ class RunOptions:
 
 
 def check_fields(obj) -> None:
-    """Run each field's own ``check``; raise ConfigError naming the flag of the first bad one."""
+    """Run each field's own ``check``; raise ConfigError naming the first bad field."""
     for f in dataclasses.fields(obj):
         check = f.metadata.get("check")
         value = getattr(obj, f.name)
         message = check(value) if check else None
         if message:
-            raise ConfigError(f"{flag_of(f)}: {f.name} is {value!r}: {message}")
+            raise ConfigError(f"{f.name}: {f.name} is {value!r}: {message}", f.name)
+
+
+def flag_message(err: ConfigError) -> str:
+    """``err``'s message for the command line: its leading argument name (a field of
+    :class:`SweepConfig` or :class:`RunOptions`) replaced by that setting's flag."""
+    text, name = str(err), getattr(err, "argument", None)
+    flags = {f.name: flag_of(f) for c in (SweepConfig, RunOptions) for f in dataclasses.fields(c)}
+    if name in flags and text.startswith(f"{name}:"):
+        return flags[name] + text[len(name) :]
+    return text

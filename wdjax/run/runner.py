@@ -135,7 +135,7 @@ def _dataset(cfg: SweepConfig, data) -> D.Dataset:
                       label_noise=cfg.label_noise, seed=cfg.data_seed,
                       standardize=cfg.standardize)  # fmt: skip
     if not isinstance(data, D.Dataset):
-        raise ConfigError(f"data=: must be a wdjax.Dataset (got {type(data).__name__})")
+        raise ConfigError(f"data: must be a wdjax.Dataset (got {type(data).__name__})", "data")
     return data
 
 
@@ -151,8 +151,9 @@ def host_data(ds: D.Dataset, cfg: SweepConfig) -> Data:
         val_idx = np.arange(n, n + v, dtype=np.int32)[None]
     if cfg.batch_size > train_idx.shape[1]:
         raise ConfigError(
-            f"--batch-size: batch_size {cfg.batch_size} is larger than the "
-            f"{train_idx.shape[1]} training examples per member; lower it"
+            f"batch_size: batch_size {cfg.batch_size} is larger than the "
+            f"{train_idx.shape[1]} training examples per member; lower it",
+            "batch_size",
         )
     return Data(x_pool, y_pool, np.asarray(train_idx, np.int32), np.asarray(val_idx, np.int32),
                 ds.x_test, ds.y_test.astype(np.int32))  # fmt: skip
