@@ -34,9 +34,9 @@ from wdjax import data as D
 from wdjax.analysis import tables
 from wdjax.engine import devices as dev
 from wdjax.engine import programs
-from wdjax.engine.engine import Data, Engine, Hyper
+from wdjax.engine.engine import Data, Hyper
 from wdjax.run import rundir
-from wdjax.run.build import validate
+from wdjax.run.build import build, validate
 from wdjax.run.checkpoints import Checkpoints
 from wdjax.run.config import ConfigError, RunOptions, SweepConfig, check_fields
 from wdjax.run.progress import Bar, epoch_info
@@ -79,22 +79,26 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
       checkpoint_every: ``"N"`` epochs or ``"Ts"``/``"Tm"`` (see :mod:`wdjax.checkpoints`).
       **overrides: fields of :class:`SweepConfig` replacing those of ``config``.
     """
-    cfg = dataclasses.replace(config or SweepConfig(), **overrides)
-    validate(cfg)
-    check_fields(RunOptions(checkpoint_every=checkpoint_every))
+    cfg = _config(config, overrides)
+    check_fields(RunOptions(out=out, checkpoint_every=checkpoint_every))
+    if data is not None and not isinstance(data, D.Dataset):
+        raise ConfigError(f"data: must be a wdjax.Dataset (got {type(data).__name__})", "data")
+    validate(cfg, None if data is None else data.x_train[:1])  # before any load or file
     writer = out is not None and jax.process_index() == 0
     if out and rundir.prepare(out, cfg, resume):
         return load_result(out)  # finished earlier: nothing to train
     ds = _dataset(cfg, data)
     t_data = time.perf_counter()
     host = host_data(ds, cfg)
+    steps = host.train_idx.shape[1] // cfg.batch_size
+    engine = build(cfg, num_classes=ds.num_classes, x_example=host.x_pool[:1],
+                   steps_per_epoch=steps).engine  # fmt: skip
     if writer:
         rundir.write_config(out, cfg)
     members = cfg.members()
     k = len(members)
     shard, repl = dev.mesh_shardings(devices or dev.for_members(min(cfg.chunk_size or k, k)))
     arrays = jax.tree.map(lambda x: dev.put(x, repl), host)
-    engine = Engine.from_config(cfg, ds.num_classes, host.train_idx.shape[1] // cfg.batch_size)
     log.info("compiling the training program (%d members, %d devices)", k, shard.mesh.size)
     axes = tuple(name for name, _ in cfg.axes)
     progs = programs.fit(engine, arrays, k, cfg.chunk_size, shard, repl, cfg.data_seed, axes)
@@ -125,6 +129,18 @@ def load_result(out: str) -> SweepResult:
 
 
 # --- pieces ---------------------------------------------------------------------------------
+
+
+def _config(config, overrides: dict) -> SweepConfig:
+    """``config`` (default: the tutorial's) with ``overrides``, each naming a field."""
+    if config is not None and not isinstance(config, SweepConfig):
+        raise ConfigError(f"config: must be a wdjax.SweepConfig (got {type(config).__name__})",
+                          "config")  # fmt: skip
+    names = {f.name for f in dataclasses.fields(SweepConfig)}
+    if unknown := sorted(set(overrides) - names):
+        raise ConfigError(f"{unknown[0]}: sweep() takes no argument {unknown[0]!r}; the "
+                          f"settings are the fields of SweepConfig", unknown[0])  # fmt: skip
+    return dataclasses.replace(config or SweepConfig(), **overrides)
 
 
 def _dataset(cfg: SweepConfig, data) -> D.Dataset:
