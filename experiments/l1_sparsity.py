@@ -110,8 +110,8 @@ import wdjax
 from wdjax import masks, study
 from wdjax.analysis import stats
 from wdjax.engine import devices, programs
-from wdjax.engine.engine import Engine
 from wdjax.run import runner
+from wdjax.run.build import build
 from wdjax.study import replicates
 
 NAME = "l1_sparsity"
@@ -251,7 +251,7 @@ def fine_tune(cfg, ds, params, chunk: int, first_epoch: int) -> tuple[dict, dict
     at a time (the compiled program of the sweep with that many members). "As given" is an
     epoch at lr 0, which leaves every weight as it is (w − 0·u); its Adam state is discarded.
     Batch orders are those of epochs ``first_epoch …``, which the training did not see."""
-    engine = Engine.from_config(cfg, ds.num_classes)
+    engine = build(cfg, num_classes=ds.num_classes).engine
     shard, repl = devices.mesh_shardings(devices.for_members(chunk))
     arrays = jax.tree.map(lambda x: devices.put(x, repl), runner.host_data(ds, cfg))
     progs = programs.fit(engine, arrays, chunk, None, shard, repl, cfg.data_seed)

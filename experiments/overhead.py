@@ -103,6 +103,7 @@ import numpy as np
 import wdjax
 from wdjax import study
 from wdjax.analysis import stats
+from wdjax.run.build import build
 from wdjax.study import replicates
 
 NAME = "overhead"
@@ -144,7 +145,7 @@ def make_runner(reg: str, k: int, config, steps: int, ds):
     vmapped ``Engine.step``, then the divergence check and weight statistics), each call from the
     same initial states, nothing evaluated."""
     cfg = dataclasses.replace(config, reg=reg)
-    engine = wdjax.Engine.from_config(cfg, ds.num_classes)
+    engine = build(cfg, num_classes=ds.num_classes).engine
     strength = 0.0 if reg == "none" else cfg.strengths[0]
     f32, i32 = jnp.float32, jnp.int32
     hyper = wdjax.Hyper(jnp.full(k, strength, f32), jnp.full(k, cfg.lrs[0], f32),

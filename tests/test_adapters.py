@@ -14,6 +14,7 @@ from helpers import adam_drift, assert_trees_close_to_scale
 import wdjax
 from wdjax.analysis import tables
 from wdjax.engine import adapters
+from wdjax.run.build import build
 from wdjax.run.config import ConfigError, SweepConfig
 
 BASE = SweepConfig(epochs=2, batch_size=64, strengths=(1e-4, 1e-1), lrs=(1e-2,))
@@ -107,7 +108,7 @@ def test_a_factory_sweep_with_lion_equals_a_hand_written_loop():
     with jax.enable_x64(True):
         res = wdjax.sweep(cfg)
         ds = wdjax.load("digits", val_size=cfg.val_size, seed=cfg.data_seed)
-        engine = wdjax.Engine.from_config(cfg, 10)
+        engine = build(cfg, num_classes=10).engine
         h = wdjax.Hyper(jnp.asarray(1e-2), jnp.asarray(1e-2), jnp.int32(0), jnp.int32(0))
         state = engine.init(h, jnp.asarray(ds.x_train[:1]))
         params = state.params

@@ -19,6 +19,7 @@ import pytest
 from helpers import adam_drift, assert_trees_close_to_scale, gamma, load_script
 
 import wdjax
+from wdjax.run.build import build
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
@@ -249,7 +250,7 @@ def test_trace_steps_records_the_kernels_it_returns():
     cfg = wdjax.SweepConfig(
         optimizer="momentum", reg="wd", batchnorm=True, hidden=(4,), batch_size=16
     )
-    engine = wdjax.Engine.from_config(cfg, 3)
+    engine = build(cfg, num_classes=3).engine
     x = jax.random.normal(jax.random.key(1), (16, 2, 2, 1))
     y = jnp.arange(16, dtype=jnp.int32) % 3
     hyper = wdjax.Hyper(jnp.full(2, 0.1), jnp.full(2, 0.1), jnp.arange(2), jnp.zeros(2, jnp.int32))
@@ -283,7 +284,7 @@ def test_trace_steps_trains_as_the_sweeps_epoch_does():
     with jax.enable_x64(True):
         cfg = wdjax.SweepConfig(reg="wd", batchnorm=True, hidden=(4,), batch_size=8,
                                 dtype="float64")  # fmt: skip
-        engine = wdjax.Engine.from_config(cfg, 3)
+        engine = build(cfg, num_classes=3).engine
         x = jax.random.normal(jax.random.key(1), (20, 2, 2, 1), jnp.float64)
         y = jnp.arange(20, dtype=jnp.int32) % 3
         i32 = jnp.int32
