@@ -145,9 +145,13 @@ def _decode(name: str, root, raw_dir, offline: bool) -> sources.RawData:
     return sources.load_tfds(name, root, offline=offline, local=idx.ways_out(name, root))
 
 
-def _raw(name: str, data_dir, raw_dir, cache: bool, offline: bool):
-    """``(raw arrays, the cache entry they were read from or None)``."""
+def _raw(name: str, data_dir, raw_dir, cache: bool, offline: bool, explicit: bool = False):
+    """``(raw arrays, the cache entry they were read from or None)``. An ``explicit`` raw_dir
+    (the argument, not the environment) is always read and checked, never replaced by the
+    cache (nor written to it)."""
     root = sources.resolve_data_dir(data_dir)
+    if explicit:
+        return idx.load_folder(name, raw_dir), None
     raw = sources.cache_read(root, name) if cache else None
     if raw is not None:
         return raw, str(sources.cache_path(root, name, raw.version))
@@ -178,7 +182,8 @@ def load(
       data_dir: TFDS data directory; defaults to ``$TFDS_DATA_DIR`` then ``~/tensorflow_datasets``.
         The cache lives in ``<data_dir>/wdjax_cache/`` (digits included).
       raw_dir: for ``mnist``, ``fashion_mnist``, ``kmnist``: a folder holding the four original
-        idx files (:mod:`wdjax.idx`); defaults to ``$WDJAX_RAW_DIR``.
+        idx files (:mod:`wdjax.idx`); defaults to ``$WDJAX_RAW_DIR``. Given here, it is always
+        read and checked (the cache is neither read nor written), so damaged files are named.
       val_size: validation examples, as a count (int >= 0) or a fraction in [0, 1) of the pool.
       train_size: training examples returned in ``x_train`` (after validation is removed);
         None uses all the rest of the pool.
@@ -205,10 +210,11 @@ def load(
         out).
     """
     check_args(name, val_size, train_size, label_noise, seed)
+    explicit = raw_dir is not None
     raw_dir = _resolve_raw_dir(name, raw_dir)
     if offline is None:
         offline = os.environ.get("WDJAX_OFFLINE", "0") == "1"
-    raw, cache_entry = _raw(name, data_dir, raw_dir, cache, offline)
+    raw, cache_entry = _raw(name, data_dir, raw_dir, cache, offline, explicit)
     n_val, n_train = _split_sizes(raw.y_train.shape[0], name, val_size, train_size)
     perm_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     used = perm_rng.permutation(raw.y_train.shape[0])[: n_val + n_train]

@@ -64,6 +64,8 @@ def _naming(fields: dict, default: str):
     call's ``fields``, else the argument itself when it is a field, else ``default``)."""
     try:
         yield
+    except _TRACED:  # (TypeErrors too) said by _check_traced
+        raise
     except (ValueError, TypeError) as e:
         argument = getattr(e, "argument", None)
         names = {f.name for f in dataclasses.fields(SweepConfig)}

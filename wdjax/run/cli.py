@@ -20,7 +20,14 @@ import os
 import shlex
 import sys
 
-from wdjax.run.config import ConfigError, RunOptions, SweepConfig, check_fields, flag_of
+from wdjax.run.config import (
+    ConfigError,
+    RunOptions,
+    SweepConfig,
+    check_fields,
+    flag_message,
+    flag_of,
+)
 
 log = logging.getLogger("wdjax")
 
@@ -209,7 +216,7 @@ def main(argv=None) -> int:
         result = sweep(cfg, out=out, resume=opts.resume, progress=not opts.quiet,
                        checkpoint_every=opts.checkpoint_every)  # fmt: skip
     except (ConfigError, DatasetError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {flag_message(e)}", file=sys.stderr)
         return 2
     except Interrupted as e:
         print(f"\n{e}; continue with: {resume_command(argv, out)}", file=sys.stderr)
