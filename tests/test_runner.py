@@ -163,9 +163,9 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path):
     # A finished run resumes to itself; a different config refuses to resume.
     again = S.sweep(cfg, out=out, resume=True)
     np.testing.assert_array_equal(again.history["test_acc"], full.history["test_acc"])
-    with pytest.raises(ConfigError, match="--resume.*epochs"):
+    with pytest.raises(ConfigError, match="^resume: .*epochs"):
         S.sweep(cfg, out=out, resume=True, epochs=4)
-    with pytest.raises(ConfigError, match="--out"):
+    with pytest.raises(ConfigError, match="^out: "):
         S.sweep(cfg, out=out)
 
 

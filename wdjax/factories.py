@@ -8,6 +8,7 @@ dataclasses, so equal factories share compiled programs.
 import dataclasses
 import inspect
 from collections.abc import Callable
+from typing import Any
 
 import optax
 
@@ -53,7 +54,8 @@ class WithMask:
     :func:`wdjax.make_optimizer` all take it). Hashable: equal factories share programs."""
 
     factory: Callable
-    mask: str = DEFAULT_MASK  # a spec string
+    mask: Any = DEFAULT_MASK  # a spec string (or a callable params -> bools)
 
     def __call__(self, learning_rate, strength, **traced) -> optax.GradientTransformation:
-        return self.factory(learning_rate, strength, mask=mask_from_spec(self.mask), **traced)
+        mask = mask_from_spec(self.mask) if isinstance(self.mask, str) else self.mask
+        return self.factory(learning_rate, strength, mask=mask, **traced)

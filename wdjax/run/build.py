@@ -54,7 +54,7 @@ class Built:
     model: Any  # a wdjax.engine.adapters.Linen / NNX
     optimizer: Any  # an optimizer factory (learning_rate, strength, **traced) -> transform
     schedule: Any  # a wdjax.Schedule
-    mask: str
+    mask: Any  # a spec string (or, from Python, a callable or pytree of bools)
     engine: Any  # a wdjax.Engine
 
 
@@ -105,11 +105,13 @@ def _schedule(cfg: SweepConfig, steps_per_epoch: int):
     return Schedule(cfg.schedule, steps_per_epoch, cfg.epochs, params)
 
 
-def _mask(cfg: SweepConfig, model, x_example) -> str:
+def _mask(cfg: SweepConfig, model, x_example):
     """The mask spec, checked, with ``"hidden"`` resolved from the model's call order."""
     from wdjax import masks
     from wdjax.engine import adapters
 
+    if not isinstance(cfg.mask, str):  # from Python: a callable or pytree, checked when traced
+        return cfg.mask
     with _naming({}, "mask"):
         masks.mask_from_spec(cfg.mask)
         if x_example is None:
