@@ -7,9 +7,10 @@ the compiled program.
 
 Every field is declared with :func:`setting`: its default, help text, command-line flag, a parser
 from the flag's text and, where no library function already guards it, a check. The CLI
-(:mod:`wdjax.cli`) is generated from these declarations, and :func:`validate` runs the checks and
-then the guarded code itself (model construction, ``make_optimizer``, the data loader's argument
-checks), so a new field is one declaration plus its use. :class:`SweepConfig` is what a run's
+(:mod:`wdjax.cli`) is generated from these declarations, and :func:`wdjax.run.build.build` runs
+the checks and then builds the objects themselves (model, optimizer, schedule, mask), so a new field
+is one declaration plus its use. Errors name the field (``strengths: ...``); the CLI alone turns
+it into the flag (:func:`flag_message`). :class:`SweepConfig` is what a run's
 results depend on (``config.json``, compared on resume); :class:`RunOptions` is how one run is
 executed (output folder, checkpoints, devices, logging) and may change between resumes.
 """

@@ -5,8 +5,10 @@ compiled training program per epoch (:class:`~wdjax.Engine`; a small second prog
 epoch's batch order) and returns a :class:`SweepResult` whose arrays carry a leading member axis.
 Data flow, from a CLI flag to the compiled step::
 
-    flag -> SweepConfig field (config.py: type, default, check) -> validate (library checks)
-         -> data.load (host arrays) -> devices (mesh, put) -> programs.fit (compile, cache, chunk)
+    flag -> SweepConfig field (config.py: type, default, check) -> validate = build.build at
+         nominal sizes (model, optimizer, schedule, mask; traced once) -> data.load (host arrays)
+         -> build.build on the data (the Engine) -> config.json -> devices (mesh, put)
+         -> programs.fit (compile, cache, chunk)
          -> per chunk: init -> per epoch: order + train_epoch (lax.scan of Engine.step, vmapped
             over members) -> host metrics -> progress, checkpoints -> results (run directory)
 
