@@ -63,7 +63,7 @@ def make_runner(reg: str, k: int, config, steps: int, ds):
     K members of one strategy, each call from member 0's initial state (built eagerly: a jitted
     init compiles as long as the epoch), nothing evaluated."""
     cfg, i32 = dataclasses.replace(config, reg=reg), jnp.int32
-    engine = wdjax.Engine.from_config(cfg, ds.num_classes)
+    engine = wdjax.build(cfg, num_classes=ds.num_classes).engine
     full = lambda v: jnp.full(k, v, jnp.float32)  # noqa: E731
     hyper = wdjax.Hyper(full(0.0 if reg == "none" else cfg.strengths[0]), full(cfg.lrs[0]),
                         jnp.arange(k, dtype=i32), jnp.zeros(k, i32))  # fmt: skip

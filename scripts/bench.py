@@ -68,6 +68,7 @@ from bench_common import mlp_true_flops, mlp_weights, model_flops, synthetic, tr
 
 import wdjax
 from wdjax import files
+from wdjax.run.build import build
 
 SECTIONS = ("mlp", "cnn", "digits", "keras", "torch")
 MODEL_SECTIONS = ("mlp", "cnn", "digits")
@@ -334,7 +335,7 @@ def memory_record(w: Workload, plan: Plan, k: int, rss_growth, stats: dict | Non
 def member_state_bytes(w: Workload, plan: Plan) -> int:
     """Bytes of one member's state in wdjax's engine: params, optimizer state, counters."""
     cfg = wdjax.SweepConfig(model=w.kind, hidden=w.hidden, reg=plan.reg, batch_size=w.batch)
-    engine = wdjax.Engine.from_config(cfg, w.data.num_classes)
+    engine = build(cfg, num_classes=w.data.num_classes).engine
     h = wdjax.Hyper(jnp.float32(1e-4), jnp.float32(1e-3), jnp.int32(0), jnp.int32(0))
     state = jax.eval_shape(engine.init, h, jnp.zeros((1, *w.data.image_shape), jnp.float32))
     return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))

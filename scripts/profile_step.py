@@ -46,6 +46,7 @@ from bench_common import model_flops, synthetic
 
 import wdjax
 from wdjax.engine import engine as train
+from wdjax.run.build import build as build_config
 
 BATCH = 128
 
@@ -142,7 +143,8 @@ def build(args, train_module=train, devices: int = 1) -> Build:
     Engine, Hyper = train_module.Engine, train_module.Hyper
     cfg = wdjax.SweepConfig(model=args.model, optimizer=args.optimizer, reg=args.reg,
                             hidden=_hidden(args), batch_size=BATCH)  # fmt: skip
-    engine = Engine.from_config(cfg, 10)
+    b = build_config(cfg, num_classes=10)
+    engine = Engine(b.model, b.optimizer, cfg.batch_size, cfg.dtype, b.schedule, cfg.eval_every)
     data, x = _data(train_module.Data, args)
     k = args.members
     hyper = Hyper(jnp.full(k, 1e-4), jnp.full(k, 1e-3), jnp.arange(k, dtype=jnp.int32),

@@ -14,6 +14,7 @@ from helpers import adam_drift, assert_trees_close_to_scale
 import wdjax
 from wdjax.analysis import tables
 from wdjax.engine import adapters
+from wdjax.run.build import build
 from wdjax.run.config import ConfigError, SweepConfig
 
 BASE = SweepConfig(epochs=2, batch_size=64, strengths=(1e-4, 1e-1), lrs=(1e-2,))
@@ -83,7 +84,7 @@ def test_nnx_batchnorm_and_dropout_members_differ_by_seed_and_equal_their_standa
 
 
 def test_an_nnx_instance_is_refused_with_the_fix():
-    with pytest.raises(ConfigError, match="--model.*factory"):
+    with pytest.raises(ConfigError, match="^model: .*factory"):
         wdjax.sweep(BASE, model=NNXMLP(nnx.Rngs(0)))
 
 
@@ -107,7 +108,7 @@ def test_a_factory_sweep_with_lion_equals_a_hand_written_loop():
     with jax.enable_x64(True):
         res = wdjax.sweep(cfg)
         ds = wdjax.load("digits", val_size=cfg.val_size, seed=cfg.data_seed)
-        engine = wdjax.Engine.from_config(cfg, 10)
+        engine = build(cfg, num_classes=10).engine
         h = wdjax.Hyper(jnp.asarray(1e-2), jnp.asarray(1e-2), jnp.int32(0), jnp.int32(0))
         state = engine.init(h, jnp.asarray(ds.x_train[:1]))
         params = state.params
@@ -147,7 +148,7 @@ def test_a_set_axis_is_traced_and_equals_the_fixed_value():
 
 
 def test_an_unknown_axis_names_the_flag():
-    with pytest.raises(ConfigError, match="--set"):
+    with pytest.raises(ConfigError, match="^axes: "):
         wdjax.sweep(BASE, axes=(("b9", (0.1,)),))
 
 
@@ -156,7 +157,7 @@ def test_resume_needs_the_same_model_again(tmp_path):
     cfg = dataclasses.replace(BASE, epochs=2, model=TinyLinen())
     with pytest.raises(KeyboardInterrupt):
         wdjax.sweep(cfg, out=out, checkpoint_every="1", progress=_interrupt)
-    with pytest.raises(ConfigError, match="--resume.*model"):
+    with pytest.raises(ConfigError, match="^resume: .*model"):
         wdjax.sweep(cfg, out=out, resume=True, model=linen_weights)
     done = wdjax.sweep(cfg, out=out, resume=True)
     assert done.history["val_loss"].shape == (2, 2)
@@ -168,7 +169,7 @@ def test_resume_refuses_a_model_of_the_same_name_with_other_parameters(tmp_path)
     cfg = dataclasses.replace(BASE, epochs=2, model=_Flat(factories[0]))
     with pytest.raises(KeyboardInterrupt):
         wdjax.sweep(cfg, out=out, checkpoint_every="1", progress=_interrupt)
-    with pytest.raises(ConfigError, match="--resume.*parameters: .*other shapes .*kernel"):
+    with pytest.raises(ConfigError, match="^resume: .*parameters: .*other shapes .*kernel"):
         wdjax.sweep(cfg, out=out, resume=True, model=_Flat(factories[1]))
     done = wdjax.sweep(cfg, out=out, resume=True)  # the same NNX model again: it finishes
     assert done.history["val_loss"].shape == (2, 2)

@@ -23,7 +23,7 @@ from jax.sharding import PartitionSpec as P
 import wdjax
 from wdjax.engine import compile_cache
 from wdjax.engine import devices as dev
-from wdjax.engine.engine import Engine
+from wdjax.run.build import build
 
 
 def test_the_test_process_never_writes_a_cache_to_the_home():
@@ -41,7 +41,7 @@ def test_default_root_from_the_environment(monkeypatch, tmp_path):
 
 
 def _engine(**kw):
-    return Engine.from_config(wdjax.SweepConfig(**kw), 10, 10)
+    return build(wdjax.SweepConfig(**kw), num_classes=10, steps_per_epoch=10).engine
 
 
 def test_only_builtin_engines_use_the_program_cache(monkeypatch, tmp_path):

@@ -22,7 +22,7 @@ def test_default_cpu_devices_pad_a_chunk_by_at_most_a_quarter(chunk, expected):
 def test_use_cpu_devices_checks_its_argument_and_the_backend_state(monkeypatch):
     assert devices.use_cpu_devices() == 4  # conftest's XLA_FLAGS device count takes precedence
     monkeypatch.setenv("XLA_FLAGS", "")
-    with pytest.raises(ConfigError, match="--cpu-devices.*at least 1"):
+    with pytest.raises(ConfigError, match="^cpu_devices: .*at least 1"):
         devices.use_cpu_devices(0)
     with pytest.raises(ConfigError, match="before any JAX computation"):
         devices.use_cpu_devices(2)  # this test process has long initialized JAX

@@ -85,7 +85,9 @@ def test_without_record_the_engine_and_its_program_are_todays():
     (key,) = programs._CACHE
     engine = key[0]
     assert type(engine) is Engine and "record" not in repr(engine)
-    assert engine == Engine.from_config(CFG, 10, (1797 - 180) // 256)
+    x = np.zeros((1, 8, 8, 1), np.float32)  # digits
+    assert engine == wdjax.build(CFG, num_classes=10, x_example=x,
+                                 steps_per_epoch=(1797 - 180) // 256).engine  # fmt: skip
     wdjax.sweep(CFG, record=norms)
     assert len(programs._CACHE) == 2  # the recording program is another one ...
     wdjax.sweep(CFG)

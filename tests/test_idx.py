@@ -310,3 +310,18 @@ def test_real_fashion_mnist_from_the_debian_package(tmp_path):
     np.testing.assert_array_equal(np.bincount(raw.y_train, minlength=10), [6_000] * 10)
     np.testing.assert_array_equal(np.bincount(raw.y_test, minlength=10), [1_000] * 10)
     np.testing.assert_array_equal(raw.y_train[:10], [9, 0, 0, 3, 0, 2, 7, 2, 5, 5])
+
+
+def test_an_explicit_raw_dir_is_read_and_checked_even_with_a_good_cache(roots):
+    write_set(roots["system"], tiny_arrays(seed=3))
+    good = data.load(NAME, data_dir=roots["data_dir"])  # decoded, and cached
+    assert good.cache is None and (roots["data_dir"] / "wdjax_cache").exists()
+    paths = write_set(roots["raw"], tiny_arrays(seed=4))
+    paths["x_train"].write_bytes(paths["x_train"].read_bytes()[:100])  # a damaged copy
+    with pytest.raises(data.DatasetError) as e:
+        data.load(NAME, data_dir=roots["data_dir"], raw_dir=roots["raw"])
+    assert str(paths["x_train"]) in str(e.value)
+    write_set(roots["raw"], tiny_arrays(seed=4))  # repaired: its own arrays, not the cache's
+    ds = data.load(NAME, data_dir=roots["data_dir"], raw_dir=roots["raw"], val_size=0)
+    assert ds.source == str(roots["raw"]) and ds.cache is None
+    np.testing.assert_array_equal(ds.y_test, tiny_arrays(seed=4)["y_test"])

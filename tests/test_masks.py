@@ -232,11 +232,11 @@ def test_with_parameters_only_a_head_marks_the_output_and_no_head_is_refused():
     assert mask_from_spec("hidden")({"bias": jnp.ones(3)}) == {"bias": False}  # no kernel at all
 
 
-def test_engine_from_config_resolves_hidden_for_a_model_without_head():
+def test_the_builder_resolves_hidden_for_a_model_without_head():
     cfg = wdjax.SweepConfig(model=StemNet, mask="hidden", optimizer="sgd", reg="wd")
-    engine = wdjax.Engine.from_config(cfg, 10, x_example=X_IMG[:1])
+    engine = wdjax.build(cfg, num_classes=10, x_example=X_IMG[:1]).engine
     assert engine.optimizer.mask == "^(?:proj/kernel|stem/kernel)$"
-    assert engine == wdjax.Engine.from_config(cfg, 10, x_example=X_IMG[:1])  # hashable, equal
+    assert engine == wdjax.build(cfg, num_classes=10, x_example=X_IMG[:1]).engine  # hashable
     h = wdjax.Hyper(jnp.asarray(0.5), jnp.asarray(0.1), jnp.int32(0), jnp.int32(0))
     state = engine.init(h, X_IMG[:1])
     zero = jax.tree.map(jnp.zeros_like, state.params)

@@ -10,6 +10,7 @@ from helpers import adam_drift, assert_trees_close_to_scale, gamma
 from wdjax.engine import devices, programs
 from wdjax.engine import engine as E
 from wdjax.run import runner as S
+from wdjax.run.build import build
 from wdjax.run.config import SweepConfig
 
 BASE = SweepConfig(epochs=2, batch_size=64, strengths=(1e-4,), lrs=(1e-2,), seeds=1)
@@ -74,7 +75,7 @@ def test_fast_init_compile_gives_the_default_compile_weights(model):
     # tried, but code generation may contract elementwise maths differently elsewhere, so within
     # the inverse-CDF's ~30 roundings (2·γ_30 of the scale); another seed or init is O(1) off.
     cfg = SweepConfig(model=model, hidden=(64, 64))
-    engine = E.Engine.from_config(cfg, 10)
+    engine = build(cfg, num_classes=10).engine
     k = 3
     hyper = E.Hyper(
         jax.numpy.zeros(k), jax.numpy.ones(k), jax.numpy.arange(k), jax.numpy.zeros(k, "int32")

@@ -61,5 +61,5 @@ def test_a_run_made_before_a_setting_existed_resumes_with_its_default(tmp_path):
     (out / "config.json").write_text(json.dumps(saved))
     again = S.sweep(BASE, out=str(out), resume=True)  # finished: reloaded, not refused
     assert again.history["val_loss"].shape == (1, 2)
-    with pytest.raises(ConfigError, match="--resume.*mask"):
+    with pytest.raises(ConfigError, match="^resume: .*mask"):
         S.sweep(BASE, out=str(out), resume=True, mask="hidden")

@@ -11,7 +11,8 @@ from helpers import U64, adam_drift, assert_trees_close_to_scale, gamma
 
 from wdjax.engine import engine as train
 from wdjax.engine import metrics as M
-from wdjax.engine.engine import Engine, Hyper
+from wdjax.engine.engine import Hyper
+from wdjax.run.build import build
 from wdjax.run.config import SweepConfig
 
 pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
@@ -25,7 +26,7 @@ N_TERMS = 64
 
 
 def _member(cfg=CFG64, lr=1e-2, strength=0.1, seed=3):
-    engine = Engine.from_config(cfg, 10)
+    engine = build(cfg, num_classes=10).engine
     h = Hyper(jnp.asarray(strength), jnp.asarray(lr), jnp.int32(seed), jnp.int32(0))
     x = jnp.asarray(np.random.default_rng(0).random((50, 8, 8, 1)))
     y = jnp.asarray(np.arange(50) % 10, jnp.int32)
@@ -72,7 +73,7 @@ def test_step_is_an_optax_adamw_step_on_the_mean_cross_entropy():
 
 
 def test_batch_order_is_the_epoch_permutation_cut_to_whole_batches():
-    engine = Engine.from_config(CFG, 10)
+    engine = build(CFG, num_classes=10).engine
     n, b = 1000, engine.batch_size
     order = np.asarray(jax.jit(engine.batch_order, static_argnums=2)(7, 3, n))
     perm = np.asarray(jax.random.permutation(jax.random.fold_in(jax.random.key(7), 3), n))

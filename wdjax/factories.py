@@ -17,16 +17,19 @@ learning rate while the kernels are swept) need no factory here: any function re
 """
 
 import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Any
 
 import jax.numpy as jnp
 import optax
 
 from wdjax import schedules
-from wdjax.masks import mask_from_spec
+from wdjax.masks import DEFAULT_MASK, mask_from_spec
 from wdjax.optim import make_optimizer
 from wdjax.transforms import either, hold_zeros
 
-__all__ = ["Decay", "Held", "Sheared", "Strategy"]
+__all__ = ["Decay", "Held", "Sheared", "Strategy", "WithMask", "takes_mask"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +41,7 @@ class Strategy:
     optimizer: str
     reg: str
     hyper: tuple = ()  # sorted (name, value) pairs of static keyword arguments
-    mask: str = "kernels"  # wdjax.masks.mask_from_spec
+    mask: str = DEFAULT_MASK  # a spec, wdjax.masks.mask_from_spec
 
     def __call__(self, learning_rate, strength, **traced) -> optax.GradientTransformation:
         kw = {**dict(self.hyper), **traced}
@@ -129,3 +132,29 @@ class Held:
         tx = make_optimizer("adam", learning_rate, self.reg, strength, mask=self.mask,
                             **kw, **traced)  # fmt: skip
         return optax.chain(tx, hold_zeros(self.hold))
+
+
+def takes_mask(factory) -> bool:
+    """Whether ``factory`` has a parameter named ``mask`` (so a sweep passes it its mask)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature (a builtin): it takes no mask we can see
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return "mask" in params and params["mask"].kind in kinds
+
+
+@dataclasses.dataclass(frozen=True)
+class WithMask:
+    """An optimizer factory that takes ``mask``, given a sweep's mask: ``(learning_rate,
+    strength, **traced) -> factory(learning_rate, strength, mask=mask_from_spec(mask),
+    **traced)``. The factory receives the mask as a callable ``params -> bools``
+    (:func:`wdjax.mask_from_spec`; ``optax.masked``, ``optax.add_decayed_weights`` and
+    :func:`wdjax.make_optimizer` all take it). Hashable: equal factories share programs."""
+
+    factory: Callable
+    mask: Any = DEFAULT_MASK  # a spec string (or a callable params -> bools)
+
+    def __call__(self, learning_rate, strength, **traced) -> optax.GradientTransformation:
+        mask = mask_from_spec(self.mask) if isinstance(self.mask, str) else self.mask
+        return self.factory(learning_rate, strength, mask=mask, **traced)

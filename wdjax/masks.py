@@ -20,7 +20,7 @@ paths end in ``.value``): Linen ``params/Dense_0/kernel``, NNX ``layers/0/kernel
   weights: regularized whole.
 - ``"hidden"``: the kernels except the output layer's. The output layer is the one that produces
   the model's output, found from the data flow where the model is known and never from a sorted
-  order of names. A sweep (``sweep``, the CLI; ``Engine.from_config`` given ``x_example``)
+  order of names. A sweep (``sweep``, the CLI; the builder :func:`wdjax.build` given ``x_example``)
   traces the model once and replaces ``"hidden"`` by an explicit regular expression over the
   hidden kernels' paths (:func:`wdjax.engine.adapters.resolve_mask_spec`;
   :mod:`wdjax.engine.dataflow` says what "output layer" means for skips and parallel branches).
@@ -54,11 +54,22 @@ from typing import Any
 import jax
 import numpy as np
 
+from wdjax.errors import ConfigError, ConfigTypeError
+
 PyTree = Any
 Mask = PyTree | Callable[[PyTree], PyTree] | str | None
 
-__all__ = ["Mask", "decay_mask", "kernels_except", "mask_from_spec", "param_path", "resolve_mask"]
+__all__ = [
+    "DEFAULT_MASK",
+    "Mask",
+    "decay_mask",
+    "kernels_except",
+    "mask_from_spec",
+    "param_path",
+    "resolve_mask",
+]
 
+DEFAULT_MASK = "kernels"  # the default mask spec, read by every default in wdjax
 _DECAYED_NAMES = ("kernel",)
 _OUTPUT_MODULE = "head"
 _VARIABLE_VALUE = ("value", "raw_value")  # an nnx.Variable's own array, the last key of a path
@@ -220,17 +231,19 @@ def mask_from_spec(spec: str) -> Callable[[PyTree], PyTree]:
       {'bias': True, 'kernel': False}
     """
     if not isinstance(spec, str) or not spec:
-        raise ValueError(
+        raise ConfigError(
             f"mask: a spec must be 'kernels', 'hidden' or a non-empty regular expression, got "
-            f"{spec!r}."
+            f"{spec!r}.",
+            "mask",
         )
     if spec not in ("kernels", "hidden"):
         try:
             re.compile(spec)
         except re.error as err:
-            raise ValueError(
+            raise ConfigError(
                 f"mask: {spec!r} is neither 'kernels' nor 'hidden' and not a valid regular "
-                f"expression ({err})."
+                f"expression ({err}).",
+                "mask",
             ) from err
     return _SpecMask(spec)
 
@@ -250,16 +263,18 @@ def _check_structure(mask_tree: PyTree, params: PyTree) -> None:
     try:
         jax.tree.map(lambda m, sub: None, mask_tree, params)
     except (ValueError, TypeError) as err:
-        raise ValueError(
+        raise ConfigError(
             "mask: its tree does not match the parameters (it must have their structure, or a "
             f"prefix of it). mask tree: {jax.tree.structure(mask_tree)}; params tree: "
             f"{jax.tree.structure(params)}. Build it with e.g. "
-            "jax.tree.map(lambda x: ..., params), or pass a callable params -> mask or a spec."
+            "jax.tree.map(lambda x: ..., params), or pass a callable params -> mask or a spec.",
+            "mask",
         ) from err
     for m in jax.tree.leaves(mask_tree):
         if not _is_static_bool(m):
-            raise TypeError(
-                f"mask: leaves must be Python bools (static), got {type(m).__name__} {m!r}."
+            raise ConfigTypeError(
+                f"mask: leaves must be Python bools (static), got {type(m).__name__} {m!r}.",
+                "mask",
             )
 
 
@@ -279,12 +294,13 @@ def _check_selects(mask_tree: PyTree, params: PyTree, label: str) -> None:
         return
     path, shape = matrix
     name = path.rsplit("/", 1)[-1] or "w"
-    raise ValueError(
+    raise ConfigError(
         f"mask: {label} selects no leaf of these parameters, which hold weight matrices "
         f"(e.g. {path!r}, shape {shape}), so nothing would be regularized. The default takes "
         "leaves named 'kernel' (flax Dense/Linear/Conv, Linen or NNX); for other names pass "
         f"mask= a regular expression over the '/'-joined path (e.g. mask={name + '$'!r}), a "
-        "callable params -> bools or a pytree of bools."
+        "callable params -> bools or a pytree of bools.",
+        "mask",
     )
 
 
@@ -304,10 +320,8 @@ def resolve_mask(mask: Mask, params: PyTree) -> PyTree:
         no leaf although ``params`` hold a weight matrix (a leaf of rank >= 2); or a bad spec.
       TypeError: a mask leaf is not a static boolean.
     """
-    if mask is None:
-        fn = decay_mask
-    elif isinstance(mask, str):
-        fn = mask_from_spec(mask)
+    if mask is None or isinstance(mask, str):  # None: the default, DEFAULT_MASK
+        fn = mask_from_spec(DEFAULT_MASK if mask is None else mask)
     else:
         fn = mask
     mask_tree = fn(params) if callable(fn) else fn

@@ -64,6 +64,7 @@ import numpy as np
 import optax
 
 from wdjax.decay import cautious_decayed_weights, corrected_decayed_weights
+from wdjax.errors import ConfigError, ConfigTypeError
 from wdjax.masks import Mask, mask_from_spec, resolve_mask
 from wdjax.penalties import check_groups
 from wdjax.prox import adam_prox, prox_elastic_net, prox_group_lasso, prox_l1
@@ -111,9 +112,10 @@ def _split_hyper(optimizer: str, reg: str, hyper: dict[str, Any]) -> tuple[dict,
             reg_hyper[key] = value
         else:
             allowed = sorted(opt_hyper) + sorted(reg_hyper)
-            raise TypeError(
+            raise ConfigTypeError(
                 f"make_optimizer: unexpected keyword {key!r} for optimizer={optimizer!r}, "
-                f"reg={reg!r}; allowed: {allowed}."
+                f"reg={reg!r}; allowed: {allowed}.",
+                key,
             )
     for key in ("momentum", "b1", "b2"):
         if key in opt_hyper:
@@ -129,7 +131,7 @@ def _check_reg_hyper(reg_hyper: dict) -> None:
     if "l1_ratio" in reg_hyper:
         ratio = check_hyperparameter("l1_ratio", reg_hyper["l1_ratio"])
         if not isinstance(ratio, jax.core.Tracer) and not ratio <= 1:
-            raise ValueError(f"l1_ratio must be in [0, 1], got {ratio!r}.")
+            raise ConfigError(f"l1_ratio must be in [0, 1], got {ratio!r}.", "l1_ratio")
     if "schedule" in reg_hyper:
         check_hyperparameter("schedule", reg_hyper["schedule"])
     if "groups" in reg_hyper:
@@ -157,11 +159,12 @@ def _strategy_mask(mask: Mask):
     def mask_fn(tree):
         mask_tree = resolve_mask(mask, tree)
         if jax.tree.leaves(tree) and not any(jax.tree.leaves(mask_tree)):
-            raise ValueError(
+            raise ConfigError(
                 f"mask: {'the default (kernels)' if mask is None else repr(mask)} selects no "
                 "leaf of these parameters (the default regularizes leaves named 'kernel', or "
                 "every leaf of an unnamed tree); pass mask= a spec, callable or pytree that "
-                "selects the weights, or use reg='none'."
+                "selects the weights, or use reg='none'.",
+                "mask",
             )
         return mask_tree
 
@@ -312,9 +315,9 @@ def make_optimizer(
       (-1e-05, 0.0)
     """
     if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.")
+        raise ConfigError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}.", "optimizer")
     if reg not in STRATEGIES:
-        raise ValueError(f"reg must be one of {STRATEGIES}, got {reg!r}.")
+        raise ConfigError(f"reg must be one of {STRATEGIES}, got {reg!r}.", "reg")
     check_hyperparameter("learning_rate", learning_rate)
     check_hyperparameter("strength", strength)
     given = dict(momentum=momentum, nesterov=nesterov, b1=b1, b2=b2, eps=eps)
@@ -325,9 +328,10 @@ def make_optimizer(
     precond = _preconditioner(optimizer, opt_hyper)
     if reg == "none":
         if not (callable(strength) or isinstance(strength, jax.core.Tracer)) and strength != 0:
-            raise ValueError(
+            raise ConfigError(
                 f"strength must be 0 with reg='none' (got {strength!r}); choose a strategy "
-                f"from {STRATEGIES[1:]}."
+                f"from {STRATEGIES[1:]}.",
+                "strength",
             )
         return optax.chain(precond, optax.scale_by_learning_rate(learning_rate))
     mask_fn = _strategy_mask(mask)

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wdjax.errors import ConfigError
 from wdjax.masks import Mask, PyTree, resolve_mask
 
 __all__ = [
@@ -95,7 +96,7 @@ def l2_penalty(params: PyTree, mask: Mask = None) -> jax.Array:
 def check_groups(groups: str) -> None:
     """Raise ValueError naming ``groups`` unless it is one of :data:`GROUPS`."""
     if groups not in GROUPS:
-        raise ValueError(f"groups must be one of {GROUPS}, got {groups!r}.")
+        raise ConfigError(f"groups must be one of {GROUPS}, got {groups!r}.", "groups")
 
 
 def group_axes(x: jax.Array, groups: str = "incoming") -> tuple[int, ...]:

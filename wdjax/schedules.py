@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from wdjax.errors import ConfigError, ConfigTypeError
 from wdjax.transforms import check_hyperparameter
 
 __all__ = [
@@ -91,16 +92,18 @@ def _check(name: str, value: Any, lo, hi=None, lo_open=False, integer=False) -> 
     traced = any(isinstance(x, jax.core.Tracer) for x in leaves)
     dtype = np.dtype(jnp.result_type(*leaves)) if traced else np.asarray(value).dtype
     if integer and dtype.kind not in "iu" and leaves:
-        raise TypeError(f"{name} must be an integer (a number of steps), got {value!r}.")
+        raise ConfigTypeError(
+            f"{name} must be an integer (a number of steps), got {value!r}.", name
+        )
     if dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be a real number, got {value!r}.")
+        raise ConfigTypeError(f"{name} must be a real number, got {value!r}.", name)
     if traced:
         return
     arr = np.asarray(value)
     low_ok = arr > lo if lo_open else arr >= lo
     if not (np.all(np.isfinite(arr)) and np.all(low_ok) and (hi is None or np.all(arr <= hi))):
         bounds = f"{'(' if lo_open else '['}{lo}, {'inf)' if hi is None else f'{hi}]'}"
-        raise ValueError(f"{name} must be in {bounds}, got {value!r}.")
+        raise ConfigError(f"{name} must be in {bounds}, got {value!r}.", name)
 
 
 def _check_all(**params) -> None:
@@ -109,9 +112,10 @@ def _check_all(**params) -> None:
     total, warm = params.get("total_steps"), params.get("warmup_steps", 0)
     traced = isinstance(total, jax.core.Tracer) or isinstance(warm, jax.core.Tracer)
     if total is not None and not traced and not warm < total:
-        raise ValueError(
+        raise ConfigError(
             f"warmup_steps must be < total_steps (warmup_epochs < epochs), got {warm!r} >= "
-            f"{total!r}."
+            f"{total!r}.",
+            "warmup_epochs",
         )
 
 
@@ -199,7 +203,7 @@ _KINDS = {"constant": constant, "cosine": cosine, "step": step, "sgdr": sgdr}
 
 def _kind(kind: str) -> Callable[..., jax.Array]:
     if kind not in _KINDS:
-        raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}.")
+        raise ConfigError(f"schedule must be one of {SCHEDULES}, got {kind!r}.", "kind")
     return _KINDS[kind]
 
 
@@ -263,9 +267,11 @@ def make(kind: str, steps_per_epoch: int, epochs: int, **params) -> Schedule:
     """
     fn = _kind(kind)
     if unknown := sorted(set(params) - set(PARAMS[kind])):
-        raise TypeError(f"schedule {kind!r} takes {PARAMS[kind]}, got unexpected {unknown}.")
+        raise ConfigTypeError(
+            f"schedule {kind!r} takes {PARAMS[kind]}, got unexpected {unknown}.", unknown[0]
+        )
     if (required := _REQUIRED.get(kind)) and required not in params:
-        raise TypeError(f"schedule {kind!r} needs {required}.")
+        raise ConfigTypeError(f"schedule {kind!r} needs {required}.", required)
     _check("steps_per_epoch", steps_per_epoch, 1, integer=True)
     _check("epochs", epochs, 1, integer=True)
     for name, value in params.items():

@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from wdjax.errors import ConfigError, ConfigTypeError
 from wdjax.masks import Mask, resolve_mask
 
 PyTree = Any
@@ -85,16 +86,17 @@ def check_hyperparameter(name: str, value: Any, *, upper: float | None = None) -
         return value
     arr = np.asarray(value)
     if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be a real number, got {value!r}.")
+        raise ConfigTypeError(f"{name} must be a real number, got {value!r}.", name)
     if arr.ndim != 0:
-        raise ValueError(
+        raise ConfigError(
             f"{name} must be a scalar, got shape {arr.shape}; to sweep several values, vmap a "
-            "function that builds the optimizer over them."
+            "function that builds the optimizer over them.",
+            name,
         )
     if not np.isfinite(arr) or arr < 0:
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}.")
+        raise ConfigError(f"{name} must be finite and >= 0, got {value!r}.", name)
     if upper is not None and not arr < upper:
-        raise ValueError(f"{name} must be < {upper}, got {value!r}.")
+        raise ConfigError(f"{name} must be < {upper}, got {value!r}.", name)
     return value
 
 

@@ -66,19 +66,27 @@ def check_args(name, val_size, train_size, label_noise, seed) -> None:
     """:func:`load`'s argument checks (before any data is read); raises DatasetError."""
     if not isinstance(name, str) or not name:
         raise DatasetError(
-            f"name must be a dataset name such as {', '.join(DATASETS)}; got {name!r}"
+            f"name must be a dataset name such as {', '.join(DATASETS)}; got {name!r}", "name"
         )
     if _is_int(val_size):
         if val_size < 0:
-            raise DatasetError(f"val_size={val_size} must be a count >= 0 or a fraction in [0, 1)")
+            raise DatasetError(
+                f"val_size={val_size} must be a count >= 0 or a fraction in [0, 1)", "val_size"
+            )
     elif not (_is_real(val_size) and 0.0 <= val_size < 1.0):
-        raise DatasetError(f"val_size={val_size!r} must be a count >= 0 or a fraction in [0, 1)")
+        raise DatasetError(
+            f"val_size={val_size!r} must be a count >= 0 or a fraction in [0, 1)", "val_size"
+        )
     if train_size is not None and not (_is_int(train_size) and train_size >= 1):
-        raise DatasetError(f"train_size={train_size!r} must be None (all) or an int >= 1")
+        raise DatasetError(
+            f"train_size={train_size!r} must be None (all) or an int >= 1", "train_size"
+        )
     if not (_is_real(label_noise) and 0.0 <= label_noise <= 1.0):
-        raise DatasetError(f"label_noise={label_noise!r} must be a fraction in [0, 1]")
+        raise DatasetError(
+            f"label_noise={label_noise!r} must be a fraction in [0, 1]", "label_noise"
+        )
     if not _is_int(seed):
-        raise DatasetError(f"seed={seed!r} must be an int")
+        raise DatasetError(f"seed={seed!r} must be an int", "seed")
 
 
 def _split_sizes(n_pool: int, name: str, val_size, train_size) -> tuple[int, int]:
@@ -137,9 +145,13 @@ def _decode(name: str, root, raw_dir, offline: bool) -> sources.RawData:
     return sources.load_tfds(name, root, offline=offline, local=idx.ways_out(name, root))
 
 
-def _raw(name: str, data_dir, raw_dir, cache: bool, offline: bool):
-    """``(raw arrays, the cache entry they were read from or None)``."""
+def _raw(name: str, data_dir, raw_dir, cache: bool, offline: bool, explicit: bool = False):
+    """``(raw arrays, the cache entry they were read from or None)``. An ``explicit`` raw_dir
+    (the argument, not the environment) is always read and checked, never replaced by the
+    cache (nor written to it)."""
     root = sources.resolve_data_dir(data_dir)
+    if explicit:
+        return idx.load_folder(name, raw_dir), None
     raw = sources.cache_read(root, name) if cache else None
     if raw is not None:
         return raw, str(sources.cache_path(root, name, raw.version))
@@ -170,7 +182,8 @@ def load(
       data_dir: TFDS data directory; defaults to ``$TFDS_DATA_DIR`` then ``~/tensorflow_datasets``.
         The cache lives in ``<data_dir>/wdjax_cache/`` (digits included).
       raw_dir: for ``mnist``, ``fashion_mnist``, ``kmnist``: a folder holding the four original
-        idx files (:mod:`wdjax.idx`); defaults to ``$WDJAX_RAW_DIR``.
+        idx files (:mod:`wdjax.idx`); defaults to ``$WDJAX_RAW_DIR``. Given here, it is always
+        read and checked (the cache is neither read nor written), so damaged files are named.
       val_size: validation examples, as a count (int >= 0) or a fraction in [0, 1) of the pool.
       train_size: training examples returned in ``x_train`` (after validation is removed);
         None uses all the rest of the pool.
@@ -197,10 +210,11 @@ def load(
         out).
     """
     check_args(name, val_size, train_size, label_noise, seed)
+    explicit = raw_dir is not None
     raw_dir = _resolve_raw_dir(name, raw_dir)
     if offline is None:
         offline = os.environ.get("WDJAX_OFFLINE", "0") == "1"
-    raw, cache_entry = _raw(name, data_dir, raw_dir, cache, offline)
+    raw, cache_entry = _raw(name, data_dir, raw_dir, cache, offline, explicit)
     n_val, n_train = _split_sizes(raw.y_train.shape[0], name, val_size, train_size)
     perm_rng, noise_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     used = perm_rng.permutation(raw.y_train.shape[0])[: n_val + n_train]

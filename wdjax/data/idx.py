@@ -261,6 +261,23 @@ def load(name: str, root: pathlib.Path, raw_dir=None, system_root=None) -> RawDa
     return None
 
 
+def load_folder(name: str, folder) -> RawData:
+    """Decode ``name`` from ``folder`` alone (an explicit ``raw_dir``: no other place, no cache).
+
+    Raises:
+      DatasetError: the folder holds none or only some of the files, or a file is bad.
+    """
+    folder = pathlib.Path(folder).expanduser()
+    files = find_files(folder)
+    if files is None:
+        raise DatasetError(
+            f"raw_dir (--raw-dir) {str(folder)!r} holds none of {name}'s idx files: "
+            f"{', '.join(FILES.values())} (.gz or uncompressed)",
+            "raw_dir",
+        )
+    return decode_files(files, name, DATASETS[name])
+
+
 def ways_out(name: str, root: pathlib.Path) -> list[str]:
     """The offline error's extra ways out for an idx dataset (see sources.not_prepared_message)."""
     spec = DATASETS[name]

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from wdjax import files
+from wdjax.errors import ConfigError
 
 DATASETS = (
     "digits",
@@ -38,6 +39,10 @@ DATASETS = (
     "kmnist",
     "emnist",
 )  # "emnist/<config>" (byclass, bymerge, balanced, letters, digits, mnist) by prefix
+# (H, W, C) of one image, known before any file is read (the builder's nominal input)
+IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1),
+                "kmnist": (28, 28, 1), "emnist": (28, 28, 1), "cifar10": (32, 32, 3),
+                "cifar100": (32, 32, 3), "svhn_cropped": (32, 32, 3)}  # fmt: skip
 DIGITS_TEST_FRACTION = 0.2  # of each class, held out once and for all as digits' test split
 DIGITS_TEST_SEED = 20240611  # fixed in code: the digits test split never depends on `seed`
 CONNECT_TIMEOUT_S = 2.0  # the whole network check (DNS + TCP connect) is bounded by this
@@ -46,8 +51,14 @@ _CHUNK = 4096  # examples decoded per data-source read
 _UNRECORDED = "unrecorded (cached by a wdjax that did not record sources)"
 
 
-class DatasetError(ValueError):
-    """A user-facing dataset problem; the message names the argument and the way out."""
+class DatasetError(ConfigError):
+    """A user-facing dataset problem; the message names the argument and the way out
+    (``argument``: that argument's name, where it is one of :func:`wdjax.data.load`'s)."""
+
+
+def image_shape(name: str) -> tuple[int, int, int] | None:
+    """The image shape of a known dataset (``emnist/<config>`` too), None for others."""
+    return IMAGE_SHAPES.get(name.split("/")[0] if name.startswith("emnist/") else name)
 
 
 class RawData(NamedTuple):

@@ -32,6 +32,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from wdjax.errors import ConfigTypeError
+
 __all__ = ["NNX", "Linen", "as_model", "describe", "qualified_name", "resolve_mask_spec"]
 
 _FLAGS = {"train": lambda t: t, "training": lambda t: t, "deterministic": lambda t: not t}
@@ -81,8 +83,11 @@ class NNX:
 
         abstract = nnx.eval_shape(lambda: self.factory(nnx.Rngs(0)))
         if not isinstance(abstract, nnx.Module):
-            raise TypeError(f"model=: the factory returned {type(abstract).__name__}, not an "
-                            "nnx.Module; pass a class or function taking rngs")  # fmt: skip
+            raise ConfigTypeError(
+                f"model: the factory returned {type(abstract).__name__}, not an nnx.Module; "
+                "pass a class or function taking rngs",
+                "model",
+            )
         abstract.train()
         train_def, params, rngs, rest = nnx.split(abstract, nnx.Param, nnx.RngState, ...)
         abstract.eval()
@@ -142,14 +147,17 @@ def as_model(model) -> Linen | NNX:
     if isinstance(model, nn.Module):
         return Linen(model)
     if _is_nnx(model) and not inspect.isclass(model):
-        raise TypeError(
-            "model=: an nnx.Module instance cannot give each member its own initial weights; "
+        raise ConfigTypeError(
+            "model: an nnx.Module instance cannot give each member its own initial weights; "
             "pass its class (if its constructor takes only rngs) or a factory, e.g. "
-            "lambda rngs: MyNet(..., rngs=rngs)"
+            "lambda rngs: MyNet(..., rngs=rngs)",
+            "model",
         )
     if callable(model):
         return NNX(model)
-    raise TypeError(f"model=: {model!r} is not a model name, a Linen module or an NNX factory")
+    raise ConfigTypeError(
+        f"model: {model!r} is not a model name, a Linen module or an NNX factory", "model"
+    )
 
 
 def describe(model) -> str:

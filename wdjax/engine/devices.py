@@ -17,7 +17,7 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from wdjax.run.config import ConfigError
+from wdjax.errors import ConfigError
 
 __all__ = [
     "default_cpu_devices",
@@ -54,7 +54,7 @@ def use_cpu_devices(n: int | None = None) -> int:
       ConfigError: ``n`` < 1, or JAX's backends are already initialized.
     """
     if n is not None and n < 1:
-        raise ConfigError(f"--cpu-devices: cpu devices must be at least 1, got {n}")
+        raise ConfigError(f"cpu_devices: cpu devices must be at least 1, got {n}", "cpu_devices")
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_force_host_platform_device_count" in flags:
         return int(flags.split("xla_force_host_platform_device_count=")[1].split()[0])
@@ -63,8 +63,9 @@ def use_cpu_devices(n: int | None = None) -> int:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError as e:
         raise ConfigError(
-            f"--cpu-devices: cannot split the CPU into {n} devices: JAX's backends are already "
-            f"initialized ({e}); call wdjax.use_cpu_devices() before any JAX computation"
+            f"cpu_devices: cannot split the CPU into {n} devices: JAX's backends are already "
+            f"initialized ({e}); call wdjax.use_cpu_devices() before any JAX computation",
+            "cpu_devices",
         ) from None
     return n
 

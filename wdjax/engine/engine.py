@@ -36,8 +36,6 @@ import optax
 from wdjax import schedules
 from wdjax.engine import adapters
 from wdjax.engine import metrics as M
-from wdjax.engine.models import make_model
-from wdjax.factories import Strategy
 
 EVAL_BATCH = 1024
 
@@ -110,33 +108,6 @@ class Engine:
 
     def __post_init__(self):
         object.__setattr__(self, "model", adapters.as_model(self.model))
-
-    @classmethod
-    def from_config(cls, cfg, num_classes: int, steps_per_epoch: int = 1,
-                    x_example=None) -> "Engine":  # fmt: skip
-        """The engine of a :class:`wdjax.SweepConfig` (model, optimizer, strategy, batch size,
-        schedule; ``steps_per_epoch`` sizes a schedule given in epochs). Given ``x_example`` (an
-        input batch; only its shape is used), a named strategy's ``mask="hidden"`` is resolved
-        from the model's data flow (:func:`wdjax.engine.adapters.resolve_mask_spec`); without
-        it, ``"hidden"`` takes the output layer to be the module named ``head``."""
-        if isinstance(cfg.model, str):
-            model = make_model(cfg.model, num_classes, hidden=cfg.hidden, dropout=cfg.dropout,
-                               batchnorm=cfg.batchnorm)  # fmt: skip
-        else:
-            model = cfg.model
-        if isinstance(cfg.optimizer, str):
-            hyper = tuple(sorted(cfg.optimizer_hyper().items()))
-            mask = cfg.mask
-            if x_example is not None:
-                mask = adapters.resolve_mask_spec(mask, model, x_example)
-            optimizer = Strategy(cfg.optimizer, cfg.reg, hyper, mask)
-        else:
-            optimizer = cfg.optimizer
-        params = tuple(sorted(cfg.schedule_params().items()))
-        schedule = Schedule(cfg.schedule, steps_per_epoch, cfg.epochs, params)
-        if cfg.schedule == "constant":  # no step counts in the program: runs of any length
-            schedule = Schedule()  # share it (the compile cache is keyed on the engine)
-        return cls(model, optimizer, cfg.batch_size, cfg.dtype, schedule, cfg.eval_every)
 
     def tx(self, h: Hyper) -> optax.GradientTransformation:
         """The member's transform, built from its traced hyperparameters (and schedule)."""

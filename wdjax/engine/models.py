@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from wdjax.errors import ConfigError, ConfigTypeError
+
 MODELS = ("mlp", "cnn", "resnet")
 
 BN_MOMENTUM = 0.9
@@ -259,19 +261,22 @@ def _positive_ints(value: Any, what: str, allow_empty: bool) -> tuple[int, ...]:
     try:
         values = tuple(value)
     except TypeError:
-        raise TypeError(f"{what} must be a sequence of positive ints, got {value!r}") from None
+        raise ConfigTypeError(
+            f"{what} must be a sequence of positive ints, got {value!r}", what
+        ) from None
     ok = all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
     if not ok or (not values and not allow_empty):
-        raise ValueError(f"{what} must be a sequence of positive ints, got {value!r}")
+        raise ConfigError(f"{what} must be a sequence of positive ints, got {value!r}", what)
     return values
 
 
 def _check_kw(name: str, kw: dict[str, Any], allowed: tuple[str, ...]) -> None:
     for key in kw:
         if key not in allowed:
-            raise ValueError(
+            raise ConfigError(
                 f"unknown option {key!r} for model {name!r}; "
-                f"valid options: {', '.join(allowed) or '(none)'}"
+                f"valid options: {', '.join(allowed) or '(none)'}",
+                key,
             )
 
 
@@ -309,14 +314,14 @@ def make_model(
       55050
     """
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODELS)}", "name")
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+        raise ConfigError(f"num_classes must be a positive int, got {num_classes!r}", "num_classes")
     hidden = _positive_ints(hidden, "hidden", allow_empty=True)
     if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
-        raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+        raise ConfigError(f"dropout must be a float in [0, 1), got {dropout!r}", "dropout")
     if not isinstance(batchnorm, bool):
-        raise TypeError(f"batchnorm must be a bool, got {batchnorm!r}")
+        raise ConfigTypeError(f"batchnorm must be a bool, got {batchnorm!r}", "batchnorm")
     common = dict(num_classes=num_classes, dropout=float(dropout), batchnorm=batchnorm)
     if name == "mlp":
         _check_kw(name, kw, ())

@@ -266,7 +266,7 @@ def _report(result, out: str) -> None:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     from wdjax.data import DatasetError
-    from wdjax.run import runner
+    from wdjax.run import interrupts, runner
 
     out = None
     try:
@@ -276,7 +276,7 @@ def main(argv=None) -> int:
             return e.code
         _setup(cfg, opts)
         out = opts.out or os.path.join("results", datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-        runner.resume_hint = resume_command(argv, out)  # (what a second Ctrl-C prints)
+        interrupts.resume_hint = resume_command(argv, out)  # (what a second Ctrl-C prints)
         result = runner.sweep(cfg, out=out, resume=opts.resume, progress=not opts.quiet,
                               checkpoint_every=opts.checkpoint_every)  # fmt: skip
     except (ConfigError, DatasetError) as e:

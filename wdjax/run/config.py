@@ -7,9 +7,10 @@ the compiled program.
 
 Every field is declared with :func:`setting`: its default, help text, command-line flag, a parser
 from the flag's text and, where no library function already guards it, a check. The CLI
-(:mod:`wdjax.cli`) is generated from these declarations, and :func:`validate` runs the checks and
-then the guarded code itself (model construction, ``make_optimizer``, the data loader's argument
-checks), so a new field is one declaration plus its use. :class:`SweepConfig` is what a run's
+(:mod:`wdjax.cli`) is generated from these declarations, and :func:`wdjax.run.build.build` runs
+the checks and then builds the objects themselves (model, optimizer, schedule, mask), so a new field
+is one declaration plus its use. Errors name the field (``strengths: ...``); the CLI alone turns
+it into the flag (:func:`wdjax.run.cli.error_line`). :class:`SweepConfig` is what a run's
 results depend on (``config.json``, compared on resume); :class:`RunOptions` is how one run is
 executed (output folder, checkpoints, devices, logging) and may change between resumes.
 """
@@ -17,14 +18,24 @@ executed (output folder, checkpoints, devices, logging) and may change between r
 import dataclasses
 import itertools
 import math
-import re
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import numpy as np
-
 from wdjax.errors import ConfigError
+from wdjax.masks import DEFAULT_MASK
+from wdjax.run.parsing import (
+    _at_least,
+    _axes,
+    _count_or_fraction,
+    _every,
+    _finite_grid,
+    _ints,
+    _known_dataset,
+    _one_of,
+    _optional_int,
+    parse_grid,
+)
 
 
 def setting(default, help: str, *, flag: str | None = None, parse: Callable | None = None,
@@ -56,109 +67,6 @@ def metavar_of(field: dataclasses.Field) -> str | None:
     kinds = [t for t in getattr(field.type, "__args__", (field.type,)) if t in names]
     tail = ",..." if getattr(field.type, "__origin__", None) is tuple else ""
     return names[kinds[0]] + tail if len(kinds) == 1 else None
-
-
-# --- parsers (text -> value) and checks (value -> message or None) -------------------------------
-
-
-def parse_grid(text: str, flag: str = "--strength") -> tuple[float, ...]:
-    """Parse ``"1e-3,1e-2"`` (a list) or ``"1e-6:1e-1:32"`` (32 log-spaced values, ends included).
-
-    ``"0,1e-4:1e-1:8"`` mixes both (comma-separated items, each a value or a log range).
-    """
-    values = []
-    for item in filter(None, (i.strip() for i in str(text).split(","))):
-        parts = item.split(":")
-        try:
-            if len(parts) == 1:
-                values.append(float(parts[0]))
-                continue
-            if len(parts) != 3:
-                raise ValueError
-            lo, hi, n = float(parts[0]), float(parts[1]), int(parts[2])
-        except ValueError:
-            raise ConfigError(
-                f"{flag}: cannot parse {item!r}; give numbers separated by commas or a log range "
-                "LOW:HIGH:COUNT such as 1e-6:1e-1:32"
-            ) from None
-        if not (lo > 0 and hi > 0 and n >= 1):
-            raise ConfigError(
-                f"{flag}: log range {item!r} needs LOW > 0, HIGH > 0 and COUNT ≥ 1 "
-                "(use a plain 0 item, e.g. '0,1e-6:1e-1:32', to include λ = 0)"
-            )
-        values.extend(np.geomspace(lo, hi, n).tolist() if n > 1 else [lo])
-    if not values:
-        raise ConfigError(f"{flag}: the grid is empty; give at least one value")
-    return tuple(values)
-
-
-def _axes(text: str) -> tuple[tuple[str, tuple[float, ...]], ...]:
-    """``"b1=0.8,0.9;b2=0.99,0.999"`` -> ``(("b1", (0.8, 0.9)), ("b2", (0.99, 0.999)))``."""
-    axes = []
-    for item in filter(None, (i.strip() for i in text.split(";"))):
-        name, sep, values = item.partition("=")
-        if not sep or not name.strip().isidentifier():
-            raise ValueError(f"{item!r} is not NAME=VALUES (e.g. b1=0.8,0.9,0.95)")
-        axes.append((name.strip(), parse_grid(values, "--set")))
-    return tuple(axes)
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(t) for t in text.split(",") if t.strip())
-
-
-def _optional_int(text: str) -> int | None:
-    return None if text.lower() == "none" else int(text)
-
-
-def _count_or_fraction(text: str) -> int | float:
-    v = float(text)
-    if v >= 1 and v != int(v):
-        raise ValueError(f"{text!r} is neither a fraction in [0, 1) nor a whole count")
-    return int(v) if v >= 1 else v
-
-
-def _at_least(low: int, optional: bool = False) -> Callable:
-    def check(v):
-        if optional and v is None:
-            return None
-        if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < low:
-            return f"must be an integer ≥ {low}"
-        return None
-
-    return check
-
-
-def _finite_grid(positive: bool) -> Callable:
-    def check(values):
-        if len(values) == 0:
-            return "is empty: give at least one value"
-        for v in values:
-            if not isinstance(v, int | float | np.floating | np.integer) or not math.isfinite(v):
-                return f"has {v!r}: every value must be a finite number"
-            if v < 0 or (positive and v == 0):
-                return f"has {v!r}: every value must be {'> 0' if positive else '≥ 0'}"
-        return None
-
-    return check
-
-
-def _one_of(*choices: str) -> Callable:
-    return lambda v: None if v in choices else f"choose one of {choices}"
-
-
-def _known_dataset(name) -> str | None:
-    from wdjax.data.sources import DATASETS
-
-    if name in DATASETS or str(name).startswith("emnist/"):
-        return None
-    return f"is unknown; choose one of {DATASETS} (or emnist/<config>)"
-
-
-def _every(text) -> str | None:
-    if not re.fullmatch(r"\d+(\.\d+)?[sm]|\d+", str(text)) or float(str(text).rstrip("sm")) <= 0:
-        return "give a count of epochs (e.g. 5) or a time (e.g. 60s, 10m) greater than 0"
-    return None
 
 
 # --- the two configs ----------------------------------------------------------------------------
@@ -206,7 +114,7 @@ class SweepConfig:
         (1e-4,),
         "λ grid: 0,1e-4,1e-3 or a log range 1e-6:1e-1:32",
         flag="--strength",
-        parse=lambda t: parse_grid(t, "--strength"),
+        parse=lambda t: parse_grid(t, "strengths"),
         check=_finite_grid(positive=False),
         metavar="GRID",
     )
@@ -214,7 +122,7 @@ class SweepConfig:
         (1e-3,),
         "learning-rate grid (same syntax)",
         flag="--lr",
-        parse=lambda t: parse_grid(t, "--lr"),
+        parse=lambda t: parse_grid(t, "lrs"),
         check=_finite_grid(positive=True),
         metavar="GRID",
     )
@@ -227,7 +135,7 @@ class SweepConfig:
         metavar="NAME=GRID",
     )
     mask: str = _optim(
-        "kernels",
+        DEFAULT_MASK,
         "what the regularizer acts on: kernels (every weight matrix), hidden (every kernel but "
         "the output layer's, as the tutorial's Keras code), or a regular expression over "
         "parameter paths such as 'dense_[01]/kernel' (wdjax.penalties)",
@@ -395,10 +303,10 @@ class RunOptions:
 
 
 def check_fields(obj) -> None:
-    """Run each field's own ``check``; raise ConfigError naming the flag of the first bad one."""
+    """Run each field's own ``check``; raise ConfigError naming the first bad field."""
     for f in dataclasses.fields(obj):
         check = f.metadata.get("check")
         value = getattr(obj, f.name)
         message = check(value) if check else None
         if message:
-            raise ConfigError(f"{flag_of(f)}: {f.name} is {value!r}: {message}")
+            raise ConfigError(f"{f.name}: {f.name} is {value!r}: {message}", f.name)

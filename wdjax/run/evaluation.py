@@ -19,10 +19,9 @@ import functools
 import jax
 import numpy as np
 
-from wdjax.engine.engine import Engine
 from wdjax.engine.recording import start_members
 from wdjax.run import hooks
-from wdjax.run.build import validate
+from wdjax.run.build import build, validate
 from wdjax.run.config import ConfigError, SweepConfig
 
 __all__ = ["evaluate"]
@@ -50,7 +49,8 @@ def evaluate(config: SweepConfig | None = None, params=None, *, data=None,
     host = runner.host_data(ds, cfg)
     members = cfg.members()
     k = len(members)
-    engine = Engine.from_config(cfg, ds.num_classes, host.train_idx.shape[1] // cfg.batch_size)
+    engine = build(cfg, num_classes=ds.num_classes, x_example=host.x_pool[:1],
+                   steps_per_epoch=host.train_idx.shape[1] // cfg.batch_size).engine  # fmt: skip
     _, start = hooks.check(engine, host.x_pool[:1], k, params, None, "epoch")
     hyper = runner.hyper_arrays(members, k, cfg.dtype)
     states = jax.jit(engine.init_members)(hyper, host.x_pool[:1])

@@ -41,16 +41,16 @@ def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
     files left by a killed write (``.tmp-*``) are removed.
     """
     if os.path.exists(out) and not os.path.isdir(out):
-        raise ConfigError(f"--out: {out!r} is a file; name a folder (new, or a run to --resume)")
+        raise ConfigError(f"out: {out!r} is a file; name a folder (new, or a run to resume)", "out")
     config_path = os.path.join(out, "config.json")
     if not resume:
         if os.path.exists(config_path):
-            raise ConfigError(f"--out: {out!r} already holds a run: pass --resume (resume=True) "
-                              "to continue it, or choose a new folder")  # fmt: skip
+            raise ConfigError(f"out: {out!r} already holds a run: pass resume=True (--resume) "
+                              "to continue it, or choose a new folder", "out")  # fmt: skip
         return False
     if not os.path.exists(config_path):
-        raise ConfigError(f"--resume: {out!r} holds no run (no config.json); drop --resume to "
-                          "start one")  # fmt: skip
+        raise ConfigError(f"resume: {out!r} holds no run (no config.json); drop resume "
+                          "(--resume) to start one", "resume")  # fmt: skip
 
     def normal(c: SweepConfig) -> dict:  # settings a config.json lacks (older runs) = defaults
         return json.loads(json.dumps(c.to_json()))
@@ -58,8 +58,9 @@ def prepare(out: str, cfg: SweepConfig, resume: bool) -> bool:
     saved, now = normal(SweepConfig.from_json(files.read_json(config_path))), normal(cfg)
     diff = [f.name for f in dataclasses.fields(cfg) if saved.get(f.name) != now.get(f.name)]
     if diff:
-        raise ConfigError(f"--resume: the run in {out!r} was made with different settings "
-                          f"({', '.join(diff)}); use the same flags or a new --out")  # fmt: skip
+        raise ConfigError(f"resume: the run in {out!r} was made with different settings "
+                          f"({', '.join(diff)}); use the same settings or a new out",
+                          "resume")  # fmt: skip
     for name in os.listdir(out):
         if name.startswith(".tmp-"):
             os.unlink(os.path.join(out, name))
@@ -102,9 +103,9 @@ def check_fingerprint(out: str, fp: dict, resume: bool) -> None:
         diff.append(f"parameters: missing {gone or 'none'}, other shapes {other or 'none'}, "
                     f"new {new or 'none'}")  # fmt: skip
     if diff:
-        raise ConfigError(f"--resume: the run in {out!r} was made with another model or "
+        raise ConfigError(f"resume: the run in {out!r} was made with another model or "
                           f"optimizer ({'; '.join(diff)}); pass the same model= and optimizer= "
-                          "again, or start a new --out")  # fmt: skip
+                          "again, or start a new out", "resume")  # fmt: skip
 
 
 def meta(cfg: SweepConfig, mesh, progs: programs.Programs, run_s: float, steps: int, ds) -> dict:

@@ -5,8 +5,10 @@ compiled training program per epoch (:class:`~wdjax.Engine`; a small second prog
 epoch's batch order) and returns a :class:`SweepResult` whose arrays carry a leading member axis.
 Data flow, from a CLI flag to the compiled step::
 
-    flag -> SweepConfig field (config.py: type, default, check) -> validate (library checks)
-         -> data.load (host arrays) -> devices (mesh, put) -> programs.fit (compile, cache, chunk)
+    flag -> SweepConfig field (config.py: type, default, check) -> validate = build.build at
+         nominal sizes (model, optimizer, schedule, mask; traced once) -> data.load (host arrays)
+         -> build.build on the data (the Engine) -> config.json -> devices (mesh, put)
+         -> programs.fit (compile, cache, chunk)
          -> per chunk: init -> per epoch: order + train_epoch (lax.scan of Engine.step, vmapped
             over members) -> host metrics -> progress, checkpoints -> results (run directory)
 
@@ -18,17 +20,11 @@ after saving one (:class:`Interrupted`); a second Ctrl-C stops at once, saying w
 is kept (:func:`_stop_requests`).
 """
 
-import contextlib
 import dataclasses
 import logging
 import math
 import os
-import signal
-import socket
-import sys
-import threading
 import time
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -42,8 +38,8 @@ from wdjax.engine import devices as dev
 from wdjax.engine import programs
 from wdjax.engine.engine import Data, Engine, Hyper
 from wdjax.engine.recording import start_members
-from wdjax.run import hooks, rundir
-from wdjax.run.build import validate
+from wdjax.run import hooks, interrupts, rundir
+from wdjax.run.build import build, validate
 from wdjax.run.checkpoints import Checkpoints
 from wdjax.run.config import ConfigError, RunOptions, SweepConfig, check_fields
 from wdjax.run.progress import Bar, epoch_info
@@ -89,9 +85,8 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
         ``(before, after, grads, batch_stats) -> dict`` per epoch or step (docs/sweeps.md).
       **overrides: fields of :class:`SweepConfig` replacing those of ``config``.
     """
-    cfg = dataclasses.replace(config or SweepConfig(), **overrides)
-    validate(cfg)
-    check_fields(RunOptions(checkpoint_every=checkpoint_every))
+    cfg = _config(config, overrides)
+    _check(cfg, out, checkpoint_every, data)  # every argument, before any load or file
     named = hooks.check_resume(out, hooks.describe(init_params, record, record_every), resume)
     writer = out is not None and jax.process_index() == 0
     if out and rundir.prepare(out, cfg, resume):
@@ -100,8 +95,9 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
     t_data = time.perf_counter()
     host = host_data(ds, cfg)
     k = len(members := cfg.members())
-    engine = Engine.from_config(cfg, ds.num_classes, host.train_idx.shape[1] // cfg.batch_size,
-                                x_example=host.x_pool[:1])  # fmt: skip
+    steps = host.train_idx.shape[1] // cfg.batch_size
+    engine = build(cfg, num_classes=ds.num_classes, x_example=host.x_pool[:1],
+                   steps_per_epoch=steps).engine  # fmt: skip
     engine, start = hooks.check(engine, host.x_pool[:1], k, init_params, record, record_every)
     if writer:
         rundir.write_config(out, cfg, named)
@@ -116,7 +112,7 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
     run = _Run(cfg, progs, arrays, shard, hyper_arrays(members, _padded(k, progs.chunk), cfg.dtype),
                ckpt, progress, _resuming(ckpt, resume, out), t_data,
                start=start, engine=engine)  # fmt: skip
-    with _stop_requests(writer and jax.process_count() == 1, lambda: _saved(run)) as stop:
+    with interrupts.stop_requests(writer and jax.process_count() == 1, lambda: _saved(run)) as stop:
         history, params, run_s, steps = _train(run, stop)
     meta = {**rundir.meta(cfg, shard.mesh, progs, run_s, steps, ds), **named}
     meta["startup_seconds"] = run.startup  # data loaded -> the first epoch's program called
@@ -129,6 +125,15 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
         rundir.write(out, members, history, summary, meta, params, records)
         ckpt.delete()
     return SweepResult(cfg, members, {**history, **records}, summary, meta, params, out)
+
+
+def _check(cfg: SweepConfig, out, checkpoint_every, data) -> None:
+    """The run options, ``data``'s type and the whole config (:func:`wdjax.run.build.validate`,
+    on ``data``'s images when given), before any data load, compile or file write."""
+    check_fields(RunOptions(out=out, checkpoint_every=checkpoint_every))
+    if data is not None and not isinstance(data, D.Dataset):
+        raise ConfigError(f"data: must be a wdjax.Dataset (got {type(data).__name__})", "data")
+    validate(cfg, None if data is None else data.x_train[:1])
 
 
 def load_result(out: str) -> SweepResult:
@@ -151,6 +156,18 @@ def _split(history: dict, engine) -> tuple[dict, dict]:
 # --- pieces ---------------------------------------------------------------------------------
 
 
+def _config(config, overrides: dict) -> SweepConfig:
+    """``config`` (default: the tutorial's) with ``overrides``, each naming a field."""
+    if config is not None and not isinstance(config, SweepConfig):
+        raise ConfigError(f"config: must be a wdjax.SweepConfig (got {type(config).__name__})",
+                          "config")  # fmt: skip
+    names = {f.name for f in dataclasses.fields(SweepConfig)}
+    if unknown := sorted(set(overrides) - names):
+        raise ConfigError(f"{unknown[0]}: sweep() takes no argument {unknown[0]!r}; the "
+                          f"settings are the fields of SweepConfig", unknown[0])  # fmt: skip
+    return dataclasses.replace(config or SweepConfig(), **overrides)
+
+
 def _dataset(cfg: SweepConfig, data) -> D.Dataset:
     if data is None:
         log.info("loading %s", cfg.dataset)
@@ -159,7 +176,7 @@ def _dataset(cfg: SweepConfig, data) -> D.Dataset:
                       label_noise=cfg.label_noise, seed=cfg.data_seed,
                       standardize=cfg.standardize)  # fmt: skip
     if not isinstance(data, D.Dataset):
-        raise ConfigError(f"data=: must be a wdjax.Dataset (got {type(data).__name__})")
+        raise ConfigError(f"data: must be a wdjax.Dataset (got {type(data).__name__})", "data")
     return data
 
 
@@ -187,8 +204,9 @@ def host_data(ds: D.Dataset, cfg: SweepConfig) -> Data:
         val_idx = np.arange(n, n + v, dtype=np.int32)[None]
     if cfg.batch_size > train_idx.shape[1]:
         raise ConfigError(
-            f"--batch-size: batch_size {cfg.batch_size} is larger than the "
-            f"{train_idx.shape[1]} training examples per member; lower it"
+            f"batch_size: batch_size {cfg.batch_size} is larger than the "
+            f"{train_idx.shape[1]} training examples per member; lower it",
+            "batch_size",
         )
     return Data(x_pool, y_pool, np.asarray(train_idx, np.int32), np.asarray(val_idx, np.int32),
                 ds.x_test, ds.y_test.astype(np.int32))  # fmt: skip
@@ -233,54 +251,6 @@ class _Run:
         return self.hyper.seed.shape[0] // self.progs.chunk
 
 
-#: How to continue a stopped run, in the line a second Ctrl-C prints (the CLI puts its command).
-resume_hint = "sweep(..., resume=True) with the same arguments"
-
-
-@contextlib.contextmanager
-def _stop_requests(enabled: bool, saved: Callable[[], str] = lambda: "nothing was saved"):
-    """While training: the first Ctrl-C asks to stop at the next epoch end (``stop[0]`` turns
-    True); a second stops at once: it prints one line, ``saved()`` (what is kept), and exits
-    with status 130. A thread sees the signals as they come (``signal.set_wakeup_fd``), also
-    while the main thread waits on a compiled call, so both take effect at once."""
-    stop = [False]
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    receive, send = socket.socketpair()
-    send.setblocking(False)
-
-    def watch():
-        count = 0
-        while True:
-            got = receive.recv(64)  # one byte per signal: its number
-            count += got.count(signal.SIGINT)
-            if count > 1:
-                sys.stderr.write(f"\nstopped at once; {saved()}\n")
-                sys.stderr.flush()
-                os._exit(130)
-            if count == 1 and not stop[0]:
-                stop[0] = True
-                log.warning("stopping after this epoch (a checkpoint is saved); Ctrl-C again to "
-                            "stop now")  # fmt: skip
-            if not got or 0 in got:  # 0: training has ended
-                return
-
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: None)  # (the thread acts)
-    previous_fd = signal.set_wakeup_fd(send.fileno(), warn_on_full_buffer=False)
-    watcher = threading.Thread(target=watch, name="wdjax-ctrl-c", daemon=True)
-    watcher.start()
-    try:
-        yield stop
-    finally:
-        signal.set_wakeup_fd(previous_fd)
-        signal.signal(signal.SIGINT, previous)
-        send.send(b"\0")
-        watcher.join()
-        receive.close()
-        send.close()
-
-
 def _saved(run: "_Run") -> str:
     """What a run stopped now keeps: its last complete checkpoint (Orbax renames a finished save
     into ``checkpoints/<step>``; one in flight is a temporary folder) and how to continue."""
@@ -288,12 +258,13 @@ def _saved(run: "_Run") -> str:
     steps = [
         int(n) for n in (os.listdir(path) if path and os.path.isdir(path) else ()) if n.isdigit()
     ]
+    hint = interrupts.resume_hint
     if not steps:
-        return f"nothing was saved (no checkpoint yet): start it again with: {resume_hint}"
+        return f"nothing was saved (no checkpoint yet): start it again with: {hint}"
     chunk, epoch = divmod(max(steps) - 1, run.cfg.epochs)
     where = f"chunk {chunk + 1}/{run.chunks}, " if run.chunks > 1 else ""
     return (f"the last checkpoint ({where}epoch {epoch + 1}/{run.cfg.epochs}) is kept in {path}; "
-            f"continue with: {resume_hint}")  # fmt: skip
+            f"continue with: {hint}")  # fmt: skip
 
 
 def _train(run: _Run, stop: list) -> tuple[dict, Any, float, int]:
