@@ -76,7 +76,8 @@ def numbers(markdown: str) -> list[Number]:
         value = float(whole.replace(",", "") + frac) * 10.0**power
         half = 0.5 * 10.0 ** (power - decimals)
         percent = PERCENT.match(text, m.end()) is not None
-        start = max(text.rfind(". ", 0, m.start()) + 2, text.rfind("\n", 0, m.start()) + 1)
+        dot = text.rfind(". ", 0, m.start())
+        start = max(dot + 2 if dot >= 0 else 0, text.rfind("\n", 0, m.start()) + 1)
         end = min(i for i in (text.find(". ", m.end()), text.find("\n", m.end()), len(text))
                   if i >= 0)  # fmt: skip
         out.append(Number(m.group(0), value, half, percent, text[start:end].strip()))
