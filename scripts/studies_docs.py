@@ -90,7 +90,7 @@ def claim(module) -> tuple[str, str]:
     """(question, claim): the docstring's first paragraph and its ``Claim:`` paragraph."""
     ps = paragraphs(module.__doc__)
     found = [p.removeprefix("Claim:").strip() for p in ps if p.startswith("Claim:")]
-    return (ps[0] if ps else ""), (found[0] if found else "")
+    return (ps[0] if ps else ""), (found[0][:1].upper() + found[0][1:] if found else "")
 
 
 def _cell(x) -> str:

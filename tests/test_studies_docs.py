@@ -78,7 +78,7 @@ def test_generated_writeup_has_its_parts_and_regenerates_byte_identical(tmp_path
     text = _doc(tmp_path, "lambda_curve").read_text()
     assert text.startswith("# 2. Test accuracy and loss against λ\n")
     assert "**Question.** How big is the effect of x?" in text
-    assert "**Claim.** x lowers the loss (Someone 2001)." in text
+    assert "**Claim.** X lowers the loss (Someone 2001)." in text
     parts = ["## Setup", "`python experiments/lambda_curve.py --x`", "| rule: interval | 95 % t |",
              "## Results", "| 0.1234 | 2 |", "![lambda_curve](../figures/lambda_curve.png)",
              "## What it shows\n\nThe loss falls by 0.123.\n"]  # fmt: skip
