@@ -279,10 +279,10 @@ def test_sweep_member_equals_a_standalone_make_optimizer_run():
     from wdjax.run import runner as S
 
     argv = "sweep --dataset digits --epochs 2 --batch-size 64 --reg wd_corrected --schedule cosine"
-    argv += " --strength 1 --lr 1e-2,3e-3 --dtype float64"
+    argv += " --strength 1 --lr 3e-3,1e-2 --dtype float64"
     cfg = cli.parse(argv.split())[0]
     assert (cfg.optimizer, cfg.reg, cfg.schedule, cfg.lrs) == ("adam", "wd_corrected", "cosine",
-                                                               (1e-2, 3e-3))  # fmt: skip
+                                                               (3e-3, 1e-2))  # fmt: skip
     help_text = cli.build_parser()._subparsers._group_actions[0].choices["sweep"].format_help()
     assert all(reg in " ".join(help_text.split()) for reg in wdjax.STRATEGIES)
     with jax.enable_x64(True):
