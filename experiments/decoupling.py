@@ -233,7 +233,7 @@ def sweep_arms(ctx, lines: dict, lr_points=None, rel=None, replicates=None) -> d
     cfg, k, ds, configs = ctx.config, ctx.knobs, study.load_data(ctx.config), {}
     for opt, reg, bn in k["arms"]:
         name, lrs = f"{opt}+{reg}" + "+bn" * bn, np.geomspace(*LR_RANGES[opt], k["n_lr"])
-        tx = Sheared(opt, reg, *lines[name], float(lrs[len(lrs) // 2]),
+        tx = Sheared(opt, reg, lines[name][0], float(lrs[len(lrs) // 2]), lines[name][1],
                      len(ds.x_train) // cfg.batch_size, cfg.epochs)  # fmt: skip
         lrs = lrs if lr_points is None else lrs[lr_points]
         configs[name] = (f"{name}_c{tx.lam_anchor:g}", dataclasses.replace(cfg, optimizer=tx,
