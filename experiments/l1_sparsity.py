@@ -7,35 +7,29 @@ and connections for efficient neural networks"); the proximal L1 step gives exac
 subgradient none (Duchi & Singer 2009); group lasso removes whole units (Yuan & Lin 2006; Wen et
 al. 2016) and, on outgoing weights, input pixels (Scardapane et al. 2017).
 
-Command: ``python experiments/l1_sparsity.py`` (Fashion-MNIST; ``--smoke``: digits, seconds);
-runtime 5.2–5.6 minutes on the 2-core machine.
-Verdict (last full run): reproduced for exact zeros and group lasso; reproduced in part for Han.
-
-Design and rules in :func:`get_config` (write-up: docs/studies/l1_sparsity.md). Changed on
-purpose by the rewrite on sweep()'s hooks: fine-tuning batch orders come from ``data_seed`` +
-10,000 (before: epochs 16–20 of the training's); "as given" is ``wdjax.evaluate``.
+Command: ``python experiments/l1_sparsity.py`` (``--smoke``: digits); 5.2–5.6 min on 2 cores.
+Verdict (last full run): reproduced for exact zeros and group lasso; in part for Han. Changed on
+purpose: fine-tuning batch orders come from ``data_seed`` + 10,000 (before: epochs 16–20 of the
+training's). Rules: :func:`get_config`; write-up: docs/studies/l1_sparsity.md.
 """
 
-import dataclasses
+from dataclasses import replace
 
 import jax
 import numpy as np
 
 import wdjax
 from wdjax import Held, masks, study
-from wdjax.analysis import stats
+from wdjax.analysis import plots, stats
 from wdjax.study import replicates
 
-METRICS = ("val_loss", "test_loss", "test_acc", "sparsity", "units_removed", "pixels_removed",
-           "macs_removed")  # fmt: skip
 SCORES = ("val_loss", "test_loss", "test_acc")
+METRICS = (*SCORES, "sparsity", "units_removed", "pixels_removed", "macs_removed")
 SWEEPS = {"l1_prox": ("l1_prox", "hidden", "incoming"), "l1": ("l1", "hidden", "incoming"),
           "group_in": ("group_lasso_prox", "hidden", "incoming"),
           "group_out": ("group_lasso_prox", "kernels", "outgoing")}  # fmt: skip
-VS_L1 = {"prune": "l1_prox", "prune+ft": "l1_prox+ft", "l1→prune": "l1_prox",
-         "l1→prune+ft": "l1_prox+ft"}  # fmt: skip
-TABLE_ARMS = ("l1_prox", "l1_prox+ft", "prune", "prune+ft", "l1→prune", "l1→prune+ft",
-              "group_in", "group_out")  # fmt: skip
+VS_L1 = {a + t: "l1_prox" + t for a in ("prune", "l1→prune") for t in ("", "+ft")}  # paired
+TABLE_ARMS = ("l1_prox", "l1_prox+ft", *VS_L1, "group_in", "group_out")
 FT_SEED = 10_000  # fine-tuning's batch orders: data_seed + FT_SEED, never the training's
 RULES = dict(operating_point="an arm's largest λ with mean validation loss ≤ (1 + tolerance) × "
              "the dense model's; None when none", interval="95 % Student-t over replicates, "
@@ -98,11 +92,9 @@ def structure(kernels: list[np.ndarray]) -> dict:
 def prune_like(params, target, mask="hidden"):
     """``params`` with each ``mask`` kernel's smallest |w| zeroed as often as ``target``'s."""
 
-    def leaf(m, w, t):
-        if not m:
-            return w
+    def leaf(m, w, t):  # an unmasked leaf: none zeroed
         flat = np.array(w).ravel()
-        flat[np.argsort(np.abs(flat), kind="stable")[: int(np.sum(np.asarray(t) == 0))]] = 0
+        flat[np.argsort(np.abs(flat), kind="stable")[: int(np.sum(np.asarray(t) == 0)) * m]] = 0
         return flat.reshape(np.shape(w))
 
     return jax.tree.map(leaf, masks.resolve_mask(mask, params), params, target)
@@ -120,9 +112,9 @@ def member(params, i: int):
 
 def measured(res, i: int) -> dict:
     """One trained member: final val/test from the history, structure from its parameters."""
-    out = {m: float(res.history[m][i, -1]) for m in SCORES}
-    s = structure(dense_kernels(member(res.params, i)))
-    return dict(out, **s, engine_sparsity=float(res.history["sparsity"][i, -1]))
+    return dict({m: float(res.history[m][i, -1]) for m in SCORES},
+                **structure(dense_kernels(member(res.params, i))),
+                engine_sparsity=float(res.history["sparsity"][i, -1]))  # fmt: skip
 
 
 def grid(k: dict, arm: str) -> tuple:
@@ -146,11 +138,10 @@ def run_replicate(cfg, k: dict) -> tuple[dict, float]:
                             for i, t in enumerate(prox)]}  # fmt: skip
     flat = [(arm, p) for arm, ps in sources.items() for p in ps]  # fine-tuning: one member each
     params, e = jax.tree.map(lambda *xs: np.stack(xs), *(p for _, p in flat)), k["fine_tune"]
-    ft = dataclasses.replace(cfg, epochs=e["epochs"], eval_every=e["epochs"], lrs=(e["lr"],),
+    ft = replace(cfg, epochs=e["epochs"], eval_every=e["epochs"], lrs=(e["lr"],),
                              strengths=(0.0,), seeds=len(flat), optimizer=Held("l1_prox"),
                              data_seed=cfg.data_seed + FT_SEED)  # fmt: skip
-    one = jax.devices()[:1]  # init_params on several devices: states not resharded (library)
-    tuned = wdjax.sweep(ft, data=ds, init_params=params, devices=one).history
+    tuned = wdjax.sweep(ft, data=ds, init_params=params).history
     scores = wdjax.evaluate(ft, params, data=ds), {m: tuned[m][:, -1] for m in SCORES}
     for j, (arm, p) in enumerate(flat):  # the zeros are held: the same structure after tuning
         s = structure(dense_kernels(p))
@@ -160,42 +151,28 @@ def run_replicate(cfg, k: dict) -> tuple[dict, float]:
                 for a, b in zip(out[arm], out[arm + "~"], strict=True))  # fmt: skip
     for arm in sources:  # dense, l1_prox: the sweep's own evaluation; "as given" must equal it
         out.setdefault(arm, out.pop(arm + "~"))
-    print(f"l1_sparsity: replicate with data_seed {cfg.data_seed} done", flush=True)
     return out, check
-
-
-def values(reps: list[dict], arm: str, metric: str) -> np.ndarray:
-    """``metric`` of ``arm`` as [replicates, λ]."""
-    return np.array([[row[metric] for row in rep[arm]] for rep in reps], float)
 
 
 def arm_rows(reps: list[dict], arm: str, grid) -> list[dict]:
     """Per λ: every metric, paired vs dense (pruned arms: ``x_vs_l1`` vs the L1 arm, same λ)."""
     rows = [dict(strength=float(lam), n=len(reps)) for lam in grid]
-    for m in METRICS:
-        v, base = values(reps, arm, m), values(reps, "dense", m)[:, 0]
-        for j, row in enumerate(rows):
-            row.update(replicates.summarize(m, v[:, j], base))
-    for m in ("test_loss", "test_acc") if arm in VS_L1 else ():
-        d = stats.paired_differences(values(reps, arm, m), values(reps, VS_L1[arm], m), axis=0)
-        for j, row in enumerate(rows):
-            row.update({f"{m}_vs_l1": float(d.mean[j]), f"{m}_vs_l1_lo": float(d.lo[j]),
-                        f"{m}_vs_l1_hi": float(d.hi[j])})  # fmt: skip
+    v = {(a, m): np.array([[row[m] for row in rep[a]] for rep in reps], float)
+         for a in {arm, "dense", VS_L1.get(arm, arm)} for m in METRICS}  # fmt: skip
+    for j, row in enumerate(rows):
+        for m in METRICS:
+            row.update(replicates.summarize(m, v[arm, m][:, j], v["dense", m][:, 0]))
+        for m in ("test_loss", "test_acc") if arm in VS_L1 else ():
+            d = stats.paired_differences(v[arm, m][:, j], v[VS_L1[arm], m][:, j])
+            row.update({f"{m}_vs_l1": float(d.mean), f"{m}_vs_l1_lo": float(d.lo),
+                        f"{m}_vs_l1_hi": float(d.hi)})  # fmt: skip
     return rows
 
 
 def choose(rows: list[dict], dense: dict, tolerance: float) -> int | None:
     """RULES' operating point: the largest λ with mean val loss ≤ (1 + tolerance) × dense's."""
-    ok = [j for j, r in enumerate(rows)
-          if r["val_loss_mean"] <= (1 + tolerance) * dense["val_loss_mean"]]  # fmt: skip
-    return max(ok) if ok else None
-
-
-def summarize(reps: list[dict], k: dict) -> dict:
-    dense = {x: v for x, v in arm_rows(reps, "dense", (0.0,))[0].items() if "_diff" not in x}
-    rows = {arm: arm_rows(reps, arm, grid(k, arm)) for arm in reps[0] if arm != "dense"}
-    return dict(dense=dense, arms={arm: dict(strengths=list(grid(k, arm)), rows=r,
-                chosen=choose(r, dense, k["tolerance"])) for arm, r in rows.items()})  # fmt: skip
+    limit = (1 + tolerance) * dense["val_loss_mean"]
+    return max((j for j, r in enumerate(rows) if r["val_loss_mean"] <= limit), default=None)
 
 
 COLUMNS = ["arm", "λ", "sparsity (exact zeros)", "hidden units removed", "input pixels removed",
@@ -214,57 +191,50 @@ def table_row(arm: str, r: dict, chosen: bool) -> list:
 
 def figure(s: dict, reps: list[dict], shape):
     """Test accuracy and loss against sparsity and MACs removed; pixels used (bottom)."""
-    fig, axes = study.pyplot().subplots(2, 3, figsize=(15, 8.5))
-    a = s["arms"]
-    panels = [("sparsity", "test_acc"), ("sparsity", "test_loss"), ("macs_removed", "test_acc")]
-    for ax, (x, y) in zip(axes[0], panels, strict=True):
+    (fig, axes), a = study.pyplot().subplots(2, 3, figsize=(15, 8.5)), s["arms"]
+    for ax, (x, y) in zip(axes[0], [("sparsity", "test_acc"), ("sparsity", "test_loss"),
+                                    ("macs_removed", "test_acc")], strict=True):  # fmt: skip
         for arm in TABLE_ARMS:
             rows = a[arm]["rows"]
-            m, lo, hi = (np.array([r[f"{y}_{q}"] for r in rows]) for q in ("mean", "lo", "hi"))
-            ax.errorbar([r[f"{x}_mean"] for r in rows], m, yerr=[m - lo, hi - m], marker="o",
-                        ms=3, capsize=2, label=arm)  # fmt: skip
+            plots.fill(ax, [r[f"{x}_mean"] for r in rows], *([r[f"{y}_{q}"] for r in rows]
+                       for q in ("mean", "lo", "hi")), label=arm)  # fmt: skip
         ax.axhspan(s["dense"][f"{y}_lo"], s["dense"][f"{y}_hi"], color="k", alpha=0.12)
         ax.set(xlabel=x.replace("_", " "), ylabel=y.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0, 1].set_yscale("log")
     axes[0, 0].legend(fontsize=7)
     for ax, arm in zip(axes[1], ("l1_prox+ft", "group_in", "group_out"), strict=True):
-        j, none = (
-            s["arms"][arm]["chosen"] or 0,
-            " (none within tolerance)" * (a[arm]["chosen"] is None),
-        )
+        j, none = a[arm]["chosen"] or 0, " (none within tolerance)" * (a[arm]["chosen"] is None)
         used = np.prod(shape) - a[arm]["rows"][j]["pixels_removed_mean"]
         alive = np.mean([rep[arm][j]["alive_pixels"] for rep in reps], axis=0)
         im = ax.imshow(alive.reshape(shape[:2]), vmin=0, vmax=1, cmap="viridis")
-        ax.set(xticks=[], yticks=[])
-        ax.set_title(
-            f"{arm} λ={a[arm]['strengths'][j]:.2g}: {used:.0f} pixels used{none}", fontsize=9
-        )
+        ax.set(xticks=[], yticks=[], title=f"{arm} λ={a[arm]['strengths'][j]:.2g}: {used:.0f} "
+               f"pixels used{none}")  # fmt: skip
     fig.colorbar(im, ax=axes[1, -1], label="fraction of replicates using the pixel")
-    fig.suptitle("mean over replicates, bars and grey band (dense): 95 % Student-t intervals; "
+    fig.suptitle("mean over replicates, bands and grey band (dense): 95 % Student-t intervals; "
                  "bottom: input pixels still used at each arm's operating point")  # fmt: skip
     return fig
 
 
 def run(ctx: study.Context) -> study.Report:
-    """Every replicate (all arms, then their fine-tuning), then the summaries."""
+    """Every replicate (arms, then fine-tuning); table: dense, l1 at its top λ, dense+ft, arms."""
     k, e = ctx.knobs, ctx.knobs["fine_tune"]["epochs"]  # eval_every: the fine-tuning's period
     cfgs = replicates.replicate_configs(ctx.config, ctx.replicates)
-    reps, evals = zip(*(run_replicate(dataclasses.replace(c, eval_every=e), k) for c in cfgs),
-                      strict=True)  # fmt: skip
-    s = summarize(reps, k)
-    shape = study.load_data(ctx.config).image_shape
-    checks = [abs(row["sparsity"] - row["engine_sparsity"])
-              for rep in reps for arm in (*SWEEPS, "dense") for row in rep[arm]]  # fmt: skip
+    reps, evals = zip(*(run_replicate(replace(c, eval_every=e), k) for c in cfgs), strict=True)
+    dense = {x: v for x, v in arm_rows(reps, "dense", (0.0,))[0].items() if "_diff" not in x}
+    s = dict(dense=dense, arms={arm: dict(strengths=list(grid(k, arm)), rows=r, chosen=choose(
+        r, dense, k["tolerance"])) for arm in reps[0] if arm != "dense"
+        for r in [arm_rows(reps, arm, grid(k, arm))]})  # fmt: skip
+    shape, a = study.load_data(ctx.config).image_shape, s["arms"]
     summary = dict(
         s, operating_point={a: (v["rows"][v["chosen"]] if v["chosen"] is not None else None)
                             for a, v in s["arms"].items()},
         max_sparsity={a: max(r["sparsity_mean"] for r in v["rows"]) for a, v in s["arms"].items()},
-        sparsity_check=max(checks), eval_check=max(evals), macs_total=macs(ctx.config, shape),
+        sparsity_check=max(abs(r["sparsity"] - r["engine_sparsity"]) for rep in reps
+                           for arm in (*SWEEPS, "dense") for r in rep[arm]),
+        eval_check=max(evals), macs_total=macs(ctx.config, shape),
         strengths={a: list(grid(k, a)) for a in SWEEPS}, tolerance=k["tolerance"],
-        epochs=ctx.config.epochs, fine_tune=k["fine_tune"],
-    )  # fmt: skip
-    a = s["arms"]  # the table: dense, l1 at its largest λ, dense+ft, every λ of TABLE_ARMS
+        epochs=ctx.config.epochs, fine_tune=k["fine_tune"])  # fmt: skip
     rows = [table_row("dense", s["dense"], False), table_row("l1 (no pruning)",
             a["l1"]["rows"][-1], False), table_row("dense+ft", a["dense+ft"]["rows"][0], False),
             *(table_row(arm, r, j == a[arm]["chosen"]) for arm in TABLE_ARMS

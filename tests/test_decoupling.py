@@ -96,10 +96,14 @@ def test_bootstrap_interval_is_seeded_and_inside_the_range():
     assert np.isnan(dc.bootstrap_interval([1.0, np.nan])[0])  # one finite value: no interval
 
 
-def test_interp_loss_and_reuse_regret():
-    log_grid = np.array([[-2.0], [-1.0], [0.0]])  # [r, L=1]
-    assert dc.interp_loss(log_grid[:, 0], [3.0, 1.0, 2.0], -1.5) == (2.0, False)
-    assert dc.interp_loss(log_grid[:, 0], [3.0, 1.0, 2.0], 1.0) == (2.0, True)  # clamped
+def test_reuse_regret_interpolates_and_flags_off_grid():
+    # one replicate, reference lr 0 tunes index 1 (log λ = −1); lr 1's grid is shifted by +0.5:
+    # the reused −1 lies halfway between its first two points, lr 2's grid starts above it
+    log_grid = np.array([[-2.0, -1.5, 0.0], [-1.0, -0.5, 1.0], [0.0, 0.5, 2.0]])
+    val = np.array([[[3.0, 3.0, 1.0], [1.0, 1.0, 2.0], [2.0, 2.0, 3.0]]])  # [R=1, r=3, L=3]
+    out = dc.reuse(log_grid, val, val, ref=0)["reuse"]
+    assert out[1]["val_regret_mean"] == pytest.approx(2.0 - 1.0) and not out[1]["off_grid"]
+    assert out[2]["val_regret_mean"] == pytest.approx(0.0) and out[2]["off_grid"]  # clamped
     # two lrs sharing a grid; reference lr 0 tunes index 1 in both replicates, lr 1's own is 2
     log_grid = np.array([[-2.0, -2.0], [-1.0, -1.0], [0.0, 0.0]])
     val = np.array([[[3.0, 3.0], [1.0, 2.0], [2.0, 1.0]]] * 2)  # [R=2, r=3, L=2]
