@@ -55,7 +55,7 @@ def get_config() -> dict:
     ``arms`` (optimizer, reg, η, λ) at λ and ``mult``·λ, ``zero`` (SGD, η), ``mechanism``."""
     arms = [("adam", "wd", 1e-3, 1.0), ("momentum", "l2", 1e-2, 0.1),
             ("momentum", "wd", 1e-2, 0.1), ("adam", "l2", 1e-3, 0.2)]  # fmt: skip
-    return dict(dataset="fashion_mnist", val_size=0, batchnorm=True, mask="hidden", epochs=14,
+    return dict(dataset="fashion_mnist", val_size=0, batchnorm=True, epochs=14,
                 replicates=6, arms=arms, mult=4.0, zero=("sgd", 0.1), b1=0.9, rules=RULES,
                 mechanism=("momentum", "l2", 1e-2, 0.1), margin=(0.005, 0.01), window=1500,
                 smooth=200, band=0.1)  # fmt: skip

@@ -9,7 +9,6 @@ Command: ``python experiments/decoupling.py`` (``--smoke``, ``--pilot --out DIR`
 ``--anchors-from DIR/pilot.json``, ``--variant current``); 20.7 minutes (pilot 93 s) on 2 cores.
 Verdict (last full run): reproduced in kind, contradicted in exact value (5 of 7 BN slopes
 0.1–0.2 above their prediction). Rules: :func:`get_config`; write-up: docs/studies/decoupling.md.
-The pilot now reports through the study's own table and figure.
 """
 
 import dataclasses
@@ -18,7 +17,7 @@ import os
 import numpy as np
 
 from wdjax import Sheared, files, schedules, study
-from wdjax.analysis import plots, stats, tables
+from wdjax.analysis import plots, selection, stats, tables
 from wdjax.analysis.symmetry import SCALE_MAPS, predicted_slope
 from wdjax.engine.models import MLP
 from wdjax.errors import ConfigError
@@ -27,8 +26,7 @@ from wdjax.study import replicates
 BN_ARMS = tuple(SCALE_MAPS)  # the 7 (optimizer, reg) pairs with a tested map
 PLAIN_ARMS = (("adam", "l2"), ("adam", "wd"), ("adam", "wd_paper"))
 LR_RANGES = {"sgd": (1e-3, 1.0), "momentum": (1e-4, 1e-1), "adam": (3e-5, 3e-2)}
-ANCHORS = {  # arm: λ_c at η₀ of the study (BN: centre_lines(pilot 2); without BN: pilot 1 by eye)
-    # and of the pilot (grids of ±3.5 decades, 2 per decade; slope 0 without BN)
+ANCHORS = {  # arm: λ_c at η₀ of the study (BN: pilot 2's centre_lines; else pilot 1), of the pilot
     "sgd+l2+bn": (5.7, 10.0), "momentum+l2+bn": (11.0, 10.0), "momentum+wd+bn": (130.0, 300.0),
     "momentum+wd_paper+bn": (0.21, 0.03), "adam+l2+bn": (230.0, 100.0),
     "adam+wd+bn": (300.0, 300.0), "adam+wd_paper+bn": (0.32, 0.03), "adam+l2": (3e-3, 10**-3.5),
@@ -36,7 +34,6 @@ ANCHORS = {  # arm: λ_c at η₀ of the study (BN: centre_lines(pilot 2); witho
 }  # fmt: skip
 PLAIN_SLOPES = {"adam+l2": 0.5, "adam+wd": 0.0, "adam+wd_paper": 1.0}  # BN: predicted_slope
 MAX_HALF_WIDTH = 0.3  # an interval wider than ±0.3 decides nothing
-VERDICTS = {"agree": "agrees", "disagree": "disagrees", "inconclusive": "inconclusive"}
 VARIANTS = ("current",)  # the design of the last full run; the next issue adds its own
 RULES = dict(
     estimator="per (arm, η, replicate) λ* is the vertex of the parabola in log λ through the "
@@ -55,12 +52,12 @@ RULES = dict(
 def get_config() -> dict:
     """The full study: 10 arms × 7 lrs × 13 (BN) or 7 relative λ, 5 replicates, 690 steps."""
     arms = [(o, r, True) for o, r in BN_ARMS] + [(o, r, False) for o, r in PLAIN_ARMS]
-    return dict(dataset="fashion_mnist", mask="hidden", train_size=3000, val_size=10000,
+    return dict(dataset="fashion_mnist", train_size=3000, val_size=10000,
                 epochs=30, eval_every=30, arms=arms, n_lr=7, rel_bn=rel_grid(4, 6),
                 rel_plain=rel_grid(2, 3), replicates=5, selected_by="val_loss", rules=RULES,
                 variant=study.option("current", f"the design: one of {', '.join(VARIANTS)}"),
                 pilot=study.option(False, "run the pilot (1 replicate, 3 lrs, wide grids)"),
-                anchors_from=study.option(None, "centre lines from a pilot.json", parse=str),
+                anchors_from=study.option(None, "pilot.json: its centre lines", parse=str),
     )  # fmt: skip
 
 
@@ -80,36 +77,6 @@ def slope(name: str, pilot: bool = False) -> float:
     """The centre line's slope of arm ``name``: BN the predicted, else :data:`PLAIN_SLOPES`."""
     bn = name.endswith("+bn")
     return predicted_slope(*name.split("+")[:2]) if bn else 0.0 if pilot else PLAIN_SLOPES[name]
-
-
-def vertex(log_lam, loss) -> tuple[float, bool]:
-    """(log λ* at the vertex of the parabola through the grid minimum and its neighbours, edge);
-    non-finite losses count as +inf; a minimum at an end or next to one is an edge: (NaN, True)."""
-    x, y = np.asarray(log_lam, float), np.asarray(loss, float)
-    y = np.where(np.isfinite(y), y, np.inf)
-    i = int(np.argmin(y))
-    if not 0 < i < len(y) - 1 or not np.all(np.isfinite(y[i - 1 : i + 2])):
-        return float("nan"), True
-    (x0, x1, x2), (y0, y1, y2) = x[i - 1 : i + 2], y[i - 1 : i + 2]
-    num = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
-    den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
-    return float(x1 - 0.5 * num / den), False
-
-
-def fit_slope(log_lr, log_lam, min_points: int = 3) -> float:
-    """Least-squares slope over the finite points (NaN if fewer than ``min_points``)."""
-    x, y = np.asarray(log_lr, float), np.asarray(log_lam, float)
-    ok = np.isfinite(y)
-    return float(np.polyfit(x[ok], y[ok], 1)[0]) if ok.sum() >= min_points else float("nan")
-
-
-def bootstrap_interval(x, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
-    """Percentile 95 % interval of the mean of ``x`` (finite values), resampled with replacement."""
-    x = np.asarray(x, float)[np.isfinite(x)]
-    if x.size < 2:
-        return float("nan"), float("nan")
-    idx = np.random.default_rng(seed).integers(0, x.size, size=(draws, x.size))
-    return tuple(float(q) for q in np.percentile(x[idx].mean(axis=1), [2.5, 97.5]))
 
 
 def agreement(predicted, lo, hi, max_half: float = MAX_HALF_WIDTH) -> str:
@@ -137,10 +104,11 @@ def analyse(opt, reg, bn, cfg, vals) -> tuple[dict, np.ndarray]:
     val, tx, lrs = vals["val_loss"], cfg.optimizer, np.asarray(cfg.lrs)
     grid = np.log10(np.asarray(cfg.strengths))[:, None] + np.log10(tx.centre(lrs))[None, :]
     (R, _, L), eta = val.shape, schedules.make("cosine", tx.steps_per_epoch, tx.epochs)
-    star = np.array([[vertex(grid[:, j], val[i, :, j])[0] for j in range(L)] for i in range(R)])
-    slopes = np.array([fit_slope(np.log10(lrs), row) for row in star])
+    star = np.array([[selection.vertex(grid[:, j], val[i, :, j])[0] for j in range(L)]
+                     for i in range(R)])  # fmt: skip
+    slopes = np.array([selection.fit_slope(np.log10(lrs), row) for row in star])
     ok, pred = slopes[np.isfinite(slopes)], predicted_slope(opt, reg) if bn else None
-    s, boot = stats.describe(ok), bootstrap_interval(ok)
+    s, boot = stats.describe(ok), stats.bootstrap_mean_interval(ok)
     unit = float(np.sum(np.asarray(eta(np.arange(tx.steps_per_epoch * tx.epochs)), float)))
     geo = [np.nanmean(c) if np.isfinite(c).any() else np.nan for c in star.T]
     arm = dict(optimizer=opt, reg=reg, batchnorm=bn, predicted_slope=pred, centre_slope=tx.slope,
@@ -157,9 +125,8 @@ def analyse(opt, reg, bn, cfg, vals) -> tuple[dict, np.ndarray]:
 
 
 def reuse(log_grid, val, test, ref: int) -> dict:
-    """λ tuned on validation at lr index ``ref`` (grid argmin, per replicate) reused at every lr
-    (interpolated in log λ; beyond the grid the end value, flagged ``off_grid``): regret = loss
-    there − loss at that lr's own validation-tuned λ, paired by replicate."""
+    """λ tuned at lr index ``ref`` reused at every lr (interpolated in log λ, flagged ``off_grid``
+    beyond the grid): regret = loss there − loss at that lr's own tuned λ, paired by replicate."""
     R, _, L = val.shape
     at = [log_grid[stats.argmin(val[i, :, ref]), ref] for i in range(R)]
     rows, own_test = [], []
@@ -189,8 +156,7 @@ def plot(arms: dict, stars: dict):
         ax.set(xlabel="log10 lr", ylabel="log10 λ*", title=f"{name}: {a['verdict']}")
         ax.legend(fontsize=7)
     [ax.axis("off") for ax in list(axes.flat)[n:]]
-    fig.suptitle("λ* (vertex of validation loss) against lr; bands: 95 % t-intervals over "
-                 "replicates; grey: replicates; shaded: the sheared λ grid")  # fmt: skip
+    fig.suptitle("λ* against lr: 95 % t bands over replicates (grey), the sheared λ grid shaded")
     fig.tight_layout()
     return fig
 
@@ -209,9 +175,8 @@ def table_row(name: str, a: dict) -> list:
     return [name, "—" if pred is None else f"{pred:+.0f}",
             study.fmt_ci(a["slope_mean"], a["slope_lo"], a["slope_hi"], 2) + f" (n={a['slope_n']})",
             f"[{a['slope_boot_lo']:+.2f}, {a['slope_boot_hi']:+.2f}]", a["verdict"],
-            f"{a['edge_cells']} of {len(a['edge']) * len(a['lrs'])}",
-            "—" if sh[j0] is None else f"{sh[j0]:.3g}", f"{a['test_loss'][j0]:.3f}",
-            *reuse]  # fmt: skip
+            f"{a['edge_cells']} of {len(a['edge']) * len(a['lrs'])}", "—" if sh[j0] is None
+            else f"{sh[j0]:.3g}", f"{a['test_loss'][j0]:.3f}", *reuse]  # fmt: skip
 
 
 def centre_lines(pilot_out: dict) -> dict:
@@ -228,8 +193,7 @@ def centre_lines(pilot_out: dict) -> dict:
 
 
 def sweep_arms(ctx, lines: dict, lr_points=None, rel=None, replicates=None) -> dict:
-    """{arm: (SweepConfig, {val_loss, test_loss: [replicates, r, lr]})}: every arm swept by
-    ``ctx.sweeps`` (sheared factory, model, lrs, r grid); means over seeds, diverged +inf."""
+    """{arm: (SweepConfig, {val_loss, test_loss: [R, r, lr]})} by ``ctx.sweeps``; diverged +inf."""
     cfg, k, ds, configs = ctx.config, ctx.knobs, study.load_data(ctx.config), {}
     for opt, reg, bn in k["arms"]:
         name, lrs = f"{opt}+{reg}" + "+bn" * bn, np.geomspace(*LR_RANGES[opt], k["n_lr"])
@@ -247,9 +211,8 @@ def sweep_arms(ctx, lines: dict, lr_points=None, rel=None, replicates=None) -> d
 
 
 def run(ctx: study.Context) -> study.Report:
-    """Every arm × replicate (resumable), then each arm's slope, verdict and reuse regret; with
-    ``--pilot``, one replicate at the first, middle and last lr of each BN arm on the pilot's
-    wide grids, its λ* written to ``<out>/pilot.json`` for ``--anchors-from``."""
+    """Every arm × replicate (resumable), then slopes, verdicts, reuse; ``--pilot``: 1 replicate,
+    3 lrs of each BN arm on wide grids, λ* to ``<out>/pilot.json`` for ``--anchors-from``."""
     k, kw = ctx.knobs, {}
     if k["variant"] not in VARIANTS:
         raise ConfigError(f"--variant: give one of {', '.join(VARIANTS)}, got {k['variant']!r}")
@@ -270,7 +233,8 @@ def run(ctx: study.Context) -> study.Report:
     if k["pilot"]:
         files.write_json(os.path.join(ctx.out, "pilot.json"), {n: dict(lrs=a["lrs"],
                          lambda_star=a["lambda_star"][0]) for n, a in arms.items()})  # fmt: skip
-    by = {key: [n for n, a in arms.items() if a["verdict"] == v] for key, v in VERDICTS.items()}
+    by = {v.removesuffix("s"): [n for n, a in arms.items() if a["verdict"] == v]
+          for v in ("agrees", "disagrees", "inconclusive")}  # fmt: skip
     summary = dict(arms=arms, **by, estimator=RULES["estimator"],
                    steps=cfg.optimizer.steps_per_epoch * cfg.epochs, epochs=ctx.config.epochs,
                    train_size=ctx.config.train_size, variant=k["variant"])  # fmt: skip

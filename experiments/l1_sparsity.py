@@ -44,7 +44,7 @@ def get_config() -> dict:
     """The full study: λ grids from a range-finding run (20,000 images, 5 epochs)."""
     grids = {"l1_prox": (1e-4, 3e-4, 1e-3, 3e-3), "group_in": (1e-5, 1e-4, 1e-3),
              "group_out": (1e-5, 1e-4, 1e-3)}  # fmt: skip
-    return dict(dataset="fashion_mnist", val_size=10000, epochs=15, mask="hidden", grids=grids,
+    return dict(dataset="fashion_mnist", val_size=10000, epochs=15, grids=grids,
                 fine_tune=dict(epochs=5, lr=1e-4), tolerance=0.05, replicates=5,
                 selected_by="val_loss", rules=RULES)  # fmt: skip
 

@@ -12,47 +12,6 @@ import wdjax
 dc = load_script("experiments/decoupling.py")
 
 
-@pytest.mark.parametrize("x_star", [0.3, -1.37, 0.0])
-def test_vertex_of_an_exact_parabola(x_star):
-    x = np.linspace(-3, 3, 13)  # step 0.5
-    loss = 2.0 * (x - x_star) ** 2 + 0.7
-    got, edge = dc.vertex(x, loss)
-    assert not edge and got == pytest.approx(x_star, abs=1e-12)
-
-
-def test_vertex_uses_only_the_minimum_and_its_neighbours():
-    x = np.array([0.0, 1.0, 2.0, 3.0, 4.0])
-    loss = np.array([100.0, 3.0, 1.0, 2.0, -50.0])  # global min at the end: an edge
-    assert dc.vertex(x, loss) == (pytest.approx(np.nan, nan_ok=True), True)
-    loss = np.array([100.0, 3.0, 1.0, 2.0, 80.0])
-    # parabola through (1, 3), (2, 1), (3, 2): y = 1.5x² − 6.5x + 8 → vertex 6.5 / 3
-    assert dc.vertex(x, loss) == (pytest.approx(6.5 / 3), False)
-
-
-def test_edge_cells_at_either_end_or_next_to_a_diverged_value():
-    x = np.arange(5.0)
-    assert dc.vertex(x, [0.5, 1, 2, 3, 4])[1]  # minimum at the low end
-    assert dc.vertex(x, [4, 3, 2, 1, 0.5])[1]  # at the high end
-    assert dc.vertex(x, [4, np.nan, 0.5, 1, 2])[1]  # neighbour diverged (NaN)
-    assert dc.vertex(x, [4, 1, 0.5, np.inf, 2])[1]  # neighbour diverged (inf)
-    assert not dc.vertex(x, [np.nan, 1, 0.5, 1, np.nan])[1]  # diverged, but not a neighbour
-    assert dc.vertex(x, [1, 1, 1, 1, 1])[1]  # flat: the first index is the minimum, an edge
-    assert dc.vertex(x, [2, 1, 1, 1, 0.5])[1]
-    # a tie: the first minimum (index 1) and its neighbours (0, 2), (1, 1), (2, 1): vertex 1.5
-    assert dc.vertex(x, [2, 1, 1, 1, 2]) == (1.5, False)
-
-
-@pytest.mark.parametrize("slope", [-2.0, -1.0, 0.0, 0.5])
-def test_fit_slope_recovers_an_exact_power_law(slope):
-    log_lr = np.log10(np.geomspace(1e-4, 1e-1, 7))
-    log_lam = 0.37 + slope * log_lr
-    assert dc.fit_slope(log_lr, log_lam) == pytest.approx(slope, abs=1e-12)
-    log_lam[[0, 6]] = np.nan  # edge cells are left out
-    assert dc.fit_slope(log_lr, log_lam) == pytest.approx(slope, abs=1e-12)
-    log_lam[1:5] = np.nan  # 1 point left: no slope
-    assert np.isnan(dc.fit_slope(log_lr, log_lam))
-
-
 def test_the_sheared_grid_centres_follow_the_predicted_line():
     tx = dc.Sheared("adam", "l2", lam_anchor=1e-3, lr_anchor=1e-3, slope=-2.0, steps_per_epoch=10,
                     epochs=2)  # fmt: skip
@@ -85,15 +44,6 @@ def test_agreement_rule():
     assert dc.agreement(0.0, -0.3, 0.3) == "agrees"  # exactly 0.3 is still decisive
     assert dc.agreement(0.0, np.nan, np.nan) == "inconclusive"
     assert dc.agreement(None, -1.0, -0.9) == "no prediction"
-
-
-def test_bootstrap_interval_is_seeded_and_inside_the_range():
-    x = [-1.1, -0.9, -1.0, -1.2, -0.8]
-    lo, hi = dc.bootstrap_interval(x)
-    assert (lo, hi) == dc.bootstrap_interval(x)  # fixed seed
-    assert -1.2 <= lo < -1.0 < hi <= -0.8
-    assert dc.bootstrap_interval([3.0, 3.0]) == (3.0, 3.0)
-    assert np.isnan(dc.bootstrap_interval([1.0, np.nan])[0])  # one finite value: no interval
 
 
 def test_reuse_regret_interpolates_and_flags_off_grid():

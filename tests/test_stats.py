@@ -139,3 +139,12 @@ def test_bounds_clip_the_interval_to_the_range_and_keep_mean_and_std():
     cols = stats.describe(x, axis=0, bounds=(0.0, 1.0))
     assert cols.hi[0] == 1.0 and np.isnan(cols.lo[1]) and np.isnan(cols.hi[1])
     assert np.isnan(stats.describe([0.5], bounds=(0.0, 1.0)).lo)  # n = 1: still no interval
+
+
+def test_bootstrap_interval_is_seeded_and_inside_the_range():
+    x = [-1.1, -0.9, -1.0, -1.2, -0.8]
+    lo, hi = stats.bootstrap_mean_interval(x)
+    assert (lo, hi) == stats.bootstrap_mean_interval(x)  # fixed seed
+    assert -1.2 <= lo < -1.0 < hi <= -0.8
+    assert stats.bootstrap_mean_interval([3.0, 3.0]) == (3.0, 3.0)
+    assert np.isnan(stats.bootstrap_mean_interval([1.0, np.nan])[0])  # one finite value

@@ -27,7 +27,7 @@ import numpy as np
 
 from wdjax.analysis import stats
 
-__all__ = ["interval", "nested", "one_se_set", "rise", "select"]
+__all__ = ["fit_slope", "interval", "nested", "one_se_set", "rise", "select", "vertex"]
 
 
 def interval(x, lower: float | None = None) -> list[float]:
@@ -122,3 +122,25 @@ def rise(curves) -> dict:
     return dict(min_epoch=int(e) + 1, epochs=int(c.shape[1]),
                 rise=interval(c[:, -1] - own_min, lower=0.0),
                 rise_at_mean_min=interval(c[:, -1] - c[:, e]))  # fmt: skip
+
+
+def vertex(log_lam, loss) -> tuple[float, bool]:
+    """(log λ* at the vertex of the parabola through the grid minimum and its neighbours, edge):
+    the optimum of a curve sampled on a grid, between grid points. Non-finite losses count as
+    +inf; a minimum at an end, or next to a non-finite neighbour, is an edge: (NaN, True)."""
+    x, y = np.asarray(log_lam, float), np.asarray(loss, float)
+    y = np.where(np.isfinite(y), y, np.inf)
+    i = int(np.argmin(y))
+    if not 0 < i < len(y) - 1 or not np.all(np.isfinite(y[i - 1 : i + 2])):
+        return float("nan"), True
+    (x0, x1, x2), (y0, y1, y2) = x[i - 1 : i + 2], y[i - 1 : i + 2]
+    num = (x1 - x0) ** 2 * (y1 - y2) - (x1 - x2) ** 2 * (y1 - y0)
+    den = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
+    return float(x1 - 0.5 * num / den), False
+
+
+def fit_slope(log_lr, log_lam, min_points: int = 3) -> float:
+    """Least-squares slope over the finite points (NaN if fewer than ``min_points``)."""
+    x, y = np.asarray(log_lr, float), np.asarray(log_lam, float)
+    ok = np.isfinite(y)
+    return float(np.polyfit(x[ok], y[ok], 1)[0]) if ok.sum() >= min_points else float("nan")

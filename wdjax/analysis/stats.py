@@ -176,3 +176,12 @@ def minima(x, rtol: float = 0.0) -> list[int]:
         return []
     m = np.min(x[finite])
     return np.flatnonzero(finite & (x <= m + rtol * abs(m))).tolist()
+
+
+def bootstrap_mean_interval(x, draws: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Percentile 95 % interval of the mean of ``x`` (finite values), resampled with replacement."""
+    x = np.asarray(x, float)[np.isfinite(x)]
+    if x.size < 2:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, x.size, size=(draws, x.size))
+    return tuple(float(q) for q in np.percentile(x[idx].mean(axis=1), [2.5, 97.5]))
