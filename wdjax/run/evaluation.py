@@ -51,7 +51,7 @@ def evaluate(config: SweepConfig | None = None, params=None, *, data=None,
     members = cfg.members()
     k = len(members)
     engine = Engine.from_config(cfg, ds.num_classes, host.train_idx.shape[1] // cfg.batch_size)
-    _, start = hooks.check(engine, host.x_pool[:1], k, params, None, "epoch")
+    _, start = hooks.check(engine, host.x_pool[:1], k, params, None, "epoch", cfg.axes)
     hyper = runner.hyper_arrays(members, k, cfg.dtype)
     states = jax.jit(engine.init_members)(hyper, host.x_pool[:1])
     states = start_members(engine, states, hyper, start.chunk(0, k, k))

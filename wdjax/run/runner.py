@@ -102,7 +102,9 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
     k = len(members := cfg.members())
     engine = Engine.from_config(cfg, ds.num_classes, host.train_idx.shape[1] // cfg.batch_size,
                                 x_example=host.x_pool[:1])  # fmt: skip
-    engine, start = hooks.check(engine, host.x_pool[:1], k, init_params, record, record_every)
+    engine, start = hooks.check(
+        engine, host.x_pool[:1], k, init_params, record, record_every, cfg.axes
+    )
     if writer:
         rundir.write_config(out, cfg, named)
     shard, repl = dev.mesh_shardings(devices or dev.for_members(min(cfg.chunk_size or k, k)))
