@@ -19,7 +19,6 @@ loads its data with data_seed + r as its sweeps do (before the rewrite: seed 0 f
 """
 
 import dataclasses
-import math
 
 import jax
 import jax.numpy as jnp
@@ -31,9 +30,8 @@ from wdjax.analysis import plots
 from wdjax.engine.models import MLP
 from wdjax.study import replicates
 
-TESTS = ("test_loss", "test_acc")
+TESTS, GROUPS = ("test_loss", "test_acc"), ("decayed", "rescaled", "plain")
 KINDS = ("angle", "unit_norm", "growth", "step_sq", "gamma", "decay_frac")  # records per layer
-GROUPS = ("decayed", "rescaled", "plain")
 RULES = dict(
     equilibrium="RMS angle over the last `window` steps, pooled over both BatchNorm-preceded "
     "layers; drift = that / the same over the window before (1 at a steady state)",
@@ -48,8 +46,7 @@ RULES = dict(
 
 
 def get_config() -> dict:
-    """The MLP 784-64-64-10 with BatchNorm (ε = 0), all training images, 14 epochs, 6 replicates;
-    ``arms`` (optimizer, reg, η, λ) at λ and ``mult``·λ, ``zero`` (SGD, η), ``mechanism``."""
+    """MLP 784-64-64-10, BatchNorm (ε = 0); ``arms`` (optimizer, reg, η, λ) at λ and mult·λ."""
     arms = [("adam", "wd", 1e-3, 1.0), ("momentum", "l2", 1e-2, 0.1),
             ("momentum", "wd", 1e-2, 0.1), ("adam", "l2", 1e-3, 0.2)]  # fmt: skip
     return dict(dataset="fashion_mnist", val_size=0, batchnorm=True, mask="hidden", epochs=14,
@@ -69,11 +66,11 @@ def predicted(optimizer: str, reg: str, eta: float, lam: float, momentum=0.9, b1
     forms = {("adam", "wd"): 2 * eta * lam * k, ("momentum", "l2"): 2 * eta * lam / (1 + momentum),
              ("momentum", "wd"): 2 * eta * lam * (1 - momentum) / (1 + momentum)}  # fmt: skip
     if (optimizer, reg) in forms:
-        return math.sqrt(forms[optimizer, reg])
-    if (optimizer, reg) != ("adam", "l2"):
-        raise ValueError(f"no prediction for optimizer={optimizer!r}, reg={reg!r}")
-    if gamma is None or fan_in is None:
-        raise ValueError("adam+l2: the prediction needs the unit's gamma and fan_in")
+        return float(np.sqrt(forms[optimizer, reg]))
+    if (optimizer, reg) != ("adam", "l2") or gamma is None or fan_in is None:
+        raise ValueError("adam+l2: the prediction needs the unit's gamma and fan_in"
+                         if (optimizer, reg) == ("adam", "l2") else
+                         f"no prediction for optimizer={optimizer!r}, reg={reg!r}")  # fmt: skip
     return np.cbrt(2 * k**1.5 * np.sqrt(fan_in) * eta**2 * lam / np.asarray(gamma))[()]
 
 
@@ -90,8 +87,7 @@ def effective_gamma(gamma_U):
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: one program per instance
 class Observed:
-    """``decay``, its hyperparameters kept in the state (for :func:`record`); with ``targets``
-    {layer: [steps, units]}, each unit set to its target norm after each step (state untouched)."""
+    """``decay`` (λ kept in its state); with ``targets`` {layer: [steps, units]}: rescaled units."""
 
     decay: Decay
     targets: dict | None = dataclasses.field(default=None, repr=False)
@@ -99,24 +95,22 @@ class Observed:
     def __call__(self, learning_rate, strength, **flags) -> optax.GradientTransformation:
         inner = optax.inject_hyperparams(self.decay)(learning_rate, strength, **flags)
 
-        def update(u, t, p):
-            new = {n: p[n]["kernel"] + u[n]["kernel"] for n in self.targets}
-            new = {n: v * (jnp.asarray(self.targets[n])[t] / jnp.linalg.norm(v, axis=0))[None, :]
-                   for n, v in new.items()}  # fmt: skip
-            return u | {n: dict(u[n], kernel=v - p[n]["kernel"]) for n, v in new.items()}, t + 1
+        def update(u, t, p):  # the step's new kernel v, per unit v · target / ‖v‖ (state kept)
+            v = {n: p[n]["kernel"] + u[n]["kernel"] for n in self.targets}
+            return u | {n: dict(u[n], kernel=v[n] * (jnp.asarray(x)[t] / jnp.linalg.norm(
+                v[n], axis=0))[None, :] - p[n]["kernel"])
+                        for n, x in self.targets.items()}, t + 1  # fmt: skip
 
         rescale = optax.GradientTransformation(lambda p: jnp.int32(0), update)
         return inner if self.targets is None else optax.chain(inner, rescale)
 
 
 def record(before, after, grads, batch_stats, opt_state, units=False, b2=0.999, eps=1e-8) -> dict:
-    """Per BatchNorm-preceded kernel (all but the head's): RMS angle over units, RMS unit norm,
-    ‖W'‖² − ‖W‖², ‖W' − W‖², Adam's Γ_eff and the share of weights with λ|w| ≥ d/2 (decay makes
-    half of its denominator d = √v̂ + ε; from Adam's state whichever branch a member takes)."""
+    """Per hidden kernel: RMS angle and norm of units, ‖W'‖² − ‖W‖², ‖W' − W‖², Adam's Γ_eff,
+    the share of weights with λ|w| ≥ d/2 (decay makes half of Adam's denominator d = √v̂ + ε)."""
     s = opt_state if hasattr(opt_state, "hyperparams") else opt_state[0]  # Observed's state
     adam = next(x for x in jax.tree.leaves(s, is_leaf=lambda x: hasattr(x, "nu"))
                 if hasattr(x, "nu"))  # fmt: skip
-    lam = s.hyperparams["strength"]
     out, corr = {}, 1 - b2 ** adam.count.astype(jnp.float32)
     for n in (n for n, v in after.items() if n != "head" and "kernel" in v):
         w0, w1, d = before[n]["kernel"], after[n]["kernel"], jnp.sqrt(adam.nu[n]["kernel"] / corr)
@@ -125,7 +119,7 @@ def record(before, after, grads, batch_stats, opt_state, units=False, b2=0.999, 
         out[f"unit_norm/{n}"] = jnp.sqrt(jnp.mean(sq1))
         out[f"growth/{n}"], out[f"step_sq/{n}"] = jnp.sum(sq1 - sq0), jnp.sum(jnp.square(w1 - w0))
         out[f"gamma/{n}"] = effective_gamma(adam_gamma(w1, d))
-        out[f"decay_frac/{n}"] = jnp.mean(lam * jnp.abs(w1) >= d / 2)
+        out[f"decay_frac/{n}"] = jnp.mean(s.hyperparams["strength"] * jnp.abs(w1) >= d / 2)
         out |= {f"units/{n}": jnp.linalg.norm(w1, axis=0)} if units else {}
     return out
 
@@ -136,12 +130,11 @@ def record_units(before, after, grads, batch_stats, opt_state) -> dict:
 
 
 def rms(x, axis) -> np.ndarray:
-    """The root mean square along ``axis`` (one member's records are [steps, R, layers])."""
     return np.sqrt(np.mean(np.square(x), axis=axis))
 
 
 def equilibrium(angle, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """The RMS angle over the last ``window`` steps, pooled over layers [R] and per layer [R, L]."""
+    """The RMS of ``angle`` [steps, R, L] over the last ``window`` steps: pooled and per layer."""
     return rms(rms(angle[-window:], 0), -1), rms(angle[-window:], 0)
 
 
@@ -153,8 +146,7 @@ def smoothed(v, w: int) -> np.ndarray:
 
 
 def time_to_equilibrium(angle, final: float, smooth: int, band: float) -> float:
-    """Steps after which the trailing RMS angle stays within ``band`` of ``final`` for good (the
-    step count at the first such point, ≥ ``smooth``; NaN if its last point is outside)."""
+    """Steps (≥ ``smooth``) after which the trailing RMS stays within ``band`` of ``final``."""
     s = smoothed(angle, smooth)
     outside = np.flatnonzero(np.abs(s / final - 1) > band)
     if outside.size and outside[-1] == s.size - 1:
@@ -162,109 +154,93 @@ def time_to_equilibrium(angle, final: float, smooth: int, band: float) -> float:
     return float(smooth + (outside[-1] + 1 if outside.size else 0))
 
 
-def prediction(arm, lam: float, rec, fans: dict, b1: float, mu: float):
-    """The predicted angle [steps, R, L] (adam+l2: from each step's Γ_eff; else constant)."""
-    (opt, reg, eta, _), c = arm, np.array(list(fans.values()), float)
-    gamma = rec["gamma"] if (opt, reg) == ("adam", "l2") else None
-    return np.broadcast_to(predicted(opt, reg, eta, lam, mu, b1, gamma, c), rec["angle"].shape)
+def tested(e: dict, base=None, **samples) -> dict:
+    """``e`` plus ``name_mean/std/lo/hi`` of each sample (and ``name_diff*`` against ``base``)."""
+    return e | {k: v for n, x in samples.items()
+                for k, v in replicates.summarize(n, x, base and base[n]).items()}  # fmt: skip
 
 
-def tested(e: dict, **samples) -> dict:
-    """``e`` with ``name_mean/std/lo/hi`` of each sample over replicates added."""
-    return e | {k: v for n, x in samples.items() for k, v in replicates.summarize(n, x).items()}
-
-
-def arm_entry(k, mu, arm, lam, part, fans) -> tuple[dict, tuple]:
+def arm_entry(k, mu, arm, lam, p, fans) -> tuple[dict, tuple]:
     """One (arm, λ)'s summary entry; also its per-replicate (measured, predicted)."""
-    (opt, reg, eta, _), (rec, loss, acc), w = arm, part, k["window"]
-    named = lambda v: {n: float(x) for n, x in zip(fans, v, strict=True)}  # noqa: E731
-    (measured, per_layer), pred = equilibrium(rec["angle"], w), equilibrium(
-        prediction(arm, lam, rec, fans, k["b1"], mu), w)  # fmt: skip
-    t_eq = np.array([time_to_equilibrium(rms(rec["angle"][:, j], -1), m, k["smooth"], k["band"])
+    (opt, reg, eta, _), w, c = arm, k["window"], np.array(list(fans.values()), float)
+    named, power = lambda v: dict(zip(fans, map(float, v), strict=True)), 1 + (opt != "adam")
+    gamma = p["gamma"] if (opt, reg) == ("adam", "l2") else None  # from each step's Γ_eff
+    pred = equilibrium(np.broadcast_to(predicted(opt, reg, eta, lam, mu, k["b1"], gamma, c),
+                                       p["angle"].shape), w)  # fmt: skip
+    measured, per_layer = equilibrium(p["angle"], w)
+    t_eq = np.array([time_to_equilibrium(rms(p["angle"][:, j], -1), m, k["smooth"], k["band"])
                      for j, m in enumerate(measured)])  # fmt: skip
-    units, power = named(rec["unit_norm"][-1].mean(0)), 1 if opt == "adam" else 2  # Adam: η/‖w‖
+    units = named(p["unit_norm"][-1].mean(0))  # Adam's step is scale-free: η/‖w‖ rotates it
     e = dict(eta=eta, strength=lam, predicted=float(pred[0].mean()),
              per_layer=named(per_layer.mean(0)), unit_norm=units,
              effective_lr={n: eta / u**power for n, u in units.items()})  # fmt: skip
     if (opt, reg) == ("adam", "l2"):
         e |= dict(per_layer_predicted=named(pred[1].mean(0)),
-                  decay_frac_first=named(rec["decay_frac"][:w].mean((0, 1))),
-                  decay_frac_last=named(rec["decay_frac"][-w:].mean((0, 1))))  # fmt: skip
-    return tested(e, measured=measured, ratio=measured / pred[0], t_eq_steps=t_eq,
-                  t_eq=t_eq * eta * lam, drift=measured / equilibrium(rec["angle"][:-w], w)[0],
-                  test_loss=loss, test_acc=acc), (measured, pred[0])  # fmt: skip
+                  decay_frac_first=named(p["decay_frac"][:w].mean((0, 1))),
+                  decay_frac_last=named(p["decay_frac"][-w:].mean((0, 1))))  # fmt: skip
+    drift = measured / equilibrium(p["angle"][:-w], w)[0]
+    return tested(e, measured=measured, ratio=measured / pred[0], t_eq_steps=t_eq, drift=drift,
+                  t_eq=t_eq * eta * lam, test_loss=p["test_loss"],
+                  test_acc=p["test_acc"]), (measured, pred[0])  # fmt: skip
 
 
-def zero_entry(k, fans, rec, loss, acc) -> dict:
+def zero_entry(k, fans, p) -> dict:
     """Without decay: ‖W‖² grows by exactly ‖ΔW‖² per SGD step (g ⟂ W); η/‖w‖² falls."""
-    angle, u = smoothed(rms(rec["angle"], -1), k["window"]), rec["unit_norm"]
-    e = dict(optimizer=k["zero"][0], eta=k["zero"][1],
-             eff_lr_ratio={n: replicates.summarize("ratio", (u[0, :, i] / u[-1, :, i]) ** 2)
-                           for i, n in enumerate(fans)},
-             unit_norm={n: float(u[-1, :, i].mean()) for i, n in enumerate(fans)})  # fmt: skip
-    return tested(e, growth_ratio=rec["growth"].sum((0, 2)) / rec["step_sq"].sum((0, 2)),
-                  first_angle=angle[0], last_angle=angle[-1], test_loss=loss,
-                  test_acc=acc)  # fmt: skip
+    angle, u = smoothed(rms(p["angle"], -1), k["window"]), p["unit_norm"]
+    e = dict(optimizer=k["zero"][0], eta=k["zero"][1], unit_norm={}, eff_lr_ratio={})
+    for i, n in enumerate(fans):
+        e["eff_lr_ratio"][n] = replicates.summarize("ratio", (u[0, :, i] / u[-1, :, i]) ** 2)
+        e["unit_norm"][n] = float(u[-1, :, i].mean())
+    return tested(e, growth_ratio=p["growth"].sum((0, 2)) / p["step_sq"].sum((0, 2)),
+                  first_angle=angle[0], last_angle=angle[-1], test_loss=p["test_loss"],
+                  test_acc=p["test_acc"])  # fmt: skip
 
 
 def mechanism_entry(k, parts: dict) -> dict:
     """Decayed, rescaled and plain members, paired by replicate, against the margin."""
-    (opt, reg, eta, lam), (rec, *tests) = k["mechanism"], parts["decayed"]
+    (opt, reg, eta, lam), decayed = k["mechanism"], parts["decayed"]
     e = dict(optimizer=opt, reg=reg, eta=eta, strength=lam, schedule="cosine",
              margin_acc=k["margin"][0], margin_loss=k["margin"][1])  # fmt: skip
     for g in GROUPS:
-        e[g] = tested({}, test_loss=parts[g][1], test_acc=parts[g][2])
-        for m, x, base in zip(TESTS, parts[g][1:], tests, strict=True) if g != "decayed" else ():
-            e[g].update(replicates.summarize(m, x, base))
+        e[g] = tested({}, None if g == "decayed" else decayed, **{m: parts[g][m] for m in TESTS})
+    d, angle = e["rescaled"], {g: rms(parts[g]["angle"], (0, 2)) for g in GROUPS}
     for m, margin in zip(("acc", "loss"), k["margin"], strict=True):
-        d = e["rescaled"]
         e[f"verdict_{m}"] = study.verdict((d[f"test_{m}_diff_lo"], d[f"test_{m}_diff_hi"]), margin)
-    e["norm_mismatch"] = float(np.max(np.abs(parts["rescaled"][0]["unit_norm"] / rec["unit_norm"]
-                                             - 1)))  # fmt: skip
-    angle = {g: rms(parts[g][0]["angle"], (0, 2)) for g in GROUPS}
+    e["norm_mismatch"] = float(np.max(np.abs(parts["rescaled"]["unit_norm"]
+                                             / decayed["unit_norm"] - 1)))  # fmt: skip
     return tested(e, angle_ratio=angle["rescaled"] / angle["decayed"],
                   plain_angle_ratio=angle["plain"] / angle["decayed"])  # fmt: skip
 
 
-COLUMNS = ["member", "η", "λ", "predicted angle", "measured angle", "measured / predicted",
-           "θ(4λ)/θ(λ) (predicted)", "steps to equilibrium × ηλ", "drift", "test loss",
-           "test acc", "Δ test loss vs decayed", "Δ test acc vs decayed"]  # fmt: skip
+CELLS = {"measured angle": ("measured", 4), "λ = 0: last-window angle": ("last_angle", 4),
+         "measured / predicted": ("ratio", 3), "λ = 0: ‖W‖² growth / Σ‖ΔW‖²": ("growth_ratio", 5),
+         "θ(4λ)/θ(λ)": ("scaling", 3), "predicted θ(4λ)/θ(λ)": ("predicted_scaling", 3),
+         "steps to equilibrium × ηλ": ("t_eq", 2), "drift": ("drift", 3),
+         "test loss": ("test_loss", 3), "test acc": ("test_acc", 4),
+         "Δ test loss vs decayed": ("test_loss_diff", 4),
+         "Δ test acc vs decayed": ("test_acc_diff", 4)}  # fmt: skip
 
 
 def rows(eq: dict, zero: dict, mech: dict) -> list[list]:
-    def cells(e, *keys):
-        return [study.ci(e, key, d) if f"{key}_lo" in e else "–" for key, d in keys]
-
-    tail = (("test_loss", 3), ("test_acc", 4), ("test_loss_diff", 4), ("test_acc_diff", 4))
-    out = [[n, f"{e['eta']:g}", f"{e['strength']:g}", f"{e['predicted']:.4f}",
-            *cells(e, ("measured", 4), ("ratio", 3)), cells(e, ("scaling", 3))[0]
-            + (f" ({e['predicted_scaling_mean']:.3f})" if "scaling_mean" in e else ""),
-            *cells(e, ("t_eq", 2), ("drift", 3), *tail)]
-           for n, e in eq.items()]  # fmt: skip
-    out.append(["sgd, λ = 0 (last window)", f"{zero['eta']:g}", "0", "–",
-                *cells(zero, ("last_angle", 4)), "growth ratio " + study.ci(zero, "growth_ratio", 5),
-                "–", "–", "–", *cells(zero, *tail)])  # fmt: skip
-    return out + [[f"mechanism: {g}", f"{mech['eta']:g}", f"{mech['strength'] * (g == GROUPS[0]):g}",
-                   *["–"] * 6, *cells(mech[g], *tail)] for g in GROUPS]  # fmt: skip
+    named = eq | {"sgd, λ = 0": zero} | {f"mechanism: {g}": mech[g] for g in GROUPS}
+    return [[n, f"{e['predicted']:.4f}" if "predicted" in e else "–",
+             *(study.ci(e, key, d) if f"{key}_lo" in e else "–" for key, d in CELLS.values())]
+            for n, e in named.items()]  # fmt: skip
 
 
-def figure(parts: dict, k: dict, fans: dict):
-    """Per panel: the RMS angle per step (trailing RMS over ``smooth`` steps; dashed: predicted)
-    and dense_0's RMS unit norm; means over replicates with 95 % t bands."""
-    plt, w, arms = study.pyplot(), k["smooth"], {f"{a[0]}+{a[1]}": a for a in k["arms"]}
-    panels = [[n, f"{n}@{k['mult']:g}λ"] for n in arms] + [["zero"], list(GROUPS)]
+def figure(parts: dict, eq: dict, k: dict):
+    """Per panel: the trailing RMS angle over ``smooth`` steps (dashed: predicted) and dense_0's
+    RMS unit norm per step; means over replicates with 95 % t bands."""
+    plt, w = study.pyplot(), k["smooth"]
+    panels = [[n, f"{n}@{k['mult']:g}λ"] for n in eq if "@" not in n] + [["zero"], list(GROUPS)]
     fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.8), squeeze=False)
     for (top, bottom), members in zip(axes.T, panels, strict=True):
         for i, m in enumerate(members):
-            rec, arm, style = parts[m][0], arms.get(m.split("@")[0]), dict(color=f"C{i}")
-            angle = smoothed(rms(rec["angle"], -1), w)
-            plots.band(top, np.arange(angle.shape[0]) + w, angle.T, m, marker=None, lw=0.9, **style)
-            if arm is not None:
-                lam = arm[3] * (k["mult"] if "@" in m else 1)
-                pred = smoothed(rms(prediction(arm, lam, rec, fans, k["b1"], 0.9), -1), w)
-                top.plot(np.arange(angle.shape[0]) + w, pred.mean(1), ls="--", lw=0.8, **style)
-            u = rec["unit_norm"][..., 0]
-            plots.band(bottom, np.arange(u.shape[0]), u.T, m, marker=None, **style)
+            angle, u = smoothed(rms(parts[m]["angle"], -1), w), parts[m]["unit_norm"][..., 0]
+            plots.band(top, np.arange(len(angle)) + w, angle.T, m, color=f"C{i}", marker=None)
+            if m in eq:
+                top.axhline(eq[m]["predicted"], color=f"C{i}", ls="--", lw=0.8)
+            plots.band(bottom, np.arange(len(u)), u.T, m, color=f"C{i}", marker=None)
         top.set(title=" / ".join(members), ylabel="RMS angle per step (rad)", yscale="log")
         bottom.set(xlabel="step", ylabel="RMS unit norm, dense_0", yscale="log")
         top.legend(fontsize=7)
@@ -281,23 +257,12 @@ def arm_config(base, opt, reg, eta, lams, cosine, mu):
                                axes=tuple((n, (float(v),)) for n, v in flags.items()))  # fmt: skip
 
 
-def parts_of(runs: list, names: list, fans: dict) -> dict:
-    """{member: (records {kind: [steps, R, layers]}, test loss [R], test accuracy [R])}."""
-
-    def rec(j, kind):  # [R, L, steps] -> [steps, R, L]
-        return np.moveaxis(np.array([[np.ravel(r.history[f"{kind}/{n}"][j]) for n in fans]
-                                     for r in runs], float), -1, 0)  # fmt: skip
-
-    return {name: ({kind: rec(j, kind) for kind in KINDS},
-                   *(np.array([r.history[m][j, -1] for r in runs]) for m in TESTS))
-            for j, name in enumerate(names)}  # fmt: skip
-
-
 def run(ctx: study.Context) -> study.Report:
-    k, cfg, mu = ctx.knobs, ctx.config, ctx.config.momentum
-    ds, top = study.load_data(cfg), f"@{ctx.knobs['mult']:g}λ"
-    fans_out = {f"dense_{i}": h for i, h in enumerate(cfg.hidden)}
-    fans = dict(zip(fans_out, [int(np.prod(ds.x_train.shape[1:])), *cfg.hidden[:-1]], strict=True))
+    k, cfg, mu, top = ctx.knobs, ctx.config, ctx.config.momentum, f"@{ctx.knobs['mult']:g}λ"
+    ds = study.load_data(cfg)
+    fans = dict(zip([f"dense_{i}" for i in range(len(cfg.hidden))],
+                    [int(np.prod(ds.x_train.shape[1:])), *cfg.hidden[:-1]],
+                    strict=True))  # fmt: skip
     decay = Decay(cfg.mask, ds.x_train.shape[0] // cfg.batch_size * cfg.epochs)
     model = MLP(ds.num_classes, cfg.hidden, batchnorm=True, bn_epsilon=0.0)  # exact invariance
     base = dataclasses.replace(cfg, model=model, optimizer=Observed(decay), eval_every=cfg.epochs)
@@ -307,16 +272,20 @@ def run(ctx: study.Context) -> study.Report:
     results = ctx.sweeps(arms, record=record, record_every="step")
     mech = arm_config(base, *k["mechanism"][:3], (k["mechanism"][3], 0.0), True, mu)
     results |= ctx.sweeps({"mechanism": mech}, record=record_units, record_every="step")
-    results["rescaled"] = []
-    for r, c in enumerate(replicates.replicate_configs(mech, ctx.replicates)):
-        h = results["mechanism"][r].history  # the decayed member's unit norms, step by step
-        tx = Observed(decay, {n: np.reshape(h[f"units/{n}"][0], (-1, fans_out[n])) for n in fans})
-        c = dataclasses.replace(c, strengths=(0.0,), optimizer=tx)
-        results["rescaled"] += ctx.sweeps({f"rescaled.r{r}": c}, 1, record=record,
-                                          record_every="step")[f"rescaled.r{r}"]  # fmt: skip
+    h = [x.history for x in results["mechanism"]]  # the decayed member's unit norms per step
+    rescaled = {f"rescaled.r{r}": dataclasses.replace(c, strengths=(0.0,), optimizer=Observed(
+        decay, {n: np.reshape(h[r][f"units/{n}"][0], (-1, h[r][f"units/{n}"].shape[-1]))
+                for n in fans}))
+        for r, c in enumerate(replicates.replicate_configs(mech, ctx.replicates))}  # fmt: skip
+    rescaled = ctx.sweeps(rescaled, 1, record=record, record_every="step")
+    results["rescaled"] = [x for runs in rescaled.values() for x in runs]
     names = {"mechanism": ["decayed", "plain"], "zero": ["zero"], "rescaled": ["rescaled"]}
-    parts = {m: p for n, runs in results.items()
-             for m, p in parts_of(runs, names.get(n, [n, n + top]), fans).items()}  # fmt: skip
+    parts = {m: {kind: np.moveaxis(np.array([[np.ravel(x.history[f"{kind}/{n}"][j])
+                                              for n in fans] for x in runs], float), -1, 0)
+                 for kind in KINDS}
+             | {t: np.array([x.history[t][j, -1] for x in runs]) for t in TESTS}
+             for n, runs in results.items()
+             for j, m in enumerate(names.get(n, [n, n + top]))}  # fmt: skip
     eq = {}
     for arm in k["arms"]:
         n = f"{arm[0]}+{arm[1]}"
@@ -324,11 +293,12 @@ def run(ctx: study.Context) -> study.Report:
         eq[n + top], high = arm_entry(k, mu, arm, arm[3] * k["mult"], parts[n + top], fans)
         eq[n + top] = tested(eq[n + top], scaling=high[0] / low[0],
                              predicted_scaling=high[1] / low[1])  # fmt: skip
-    zero, mechanism = zero_entry(k, fans, *parts["zero"]), mechanism_entry(k, parts)
+    zero, mechanism = zero_entry(k, fans, parts["zero"]), mechanism_entry(k, parts)
     summary = dict(equilibrium=eq, zero=zero, mechanism=mechanism, window=k["window"],
-                   steps=int(parts["zero"][0]["angle"].shape[0]), smooth=k["smooth"],
+                   steps=int(parts["zero"]["angle"].shape[0]), smooth=k["smooth"],
                    band=k["band"], batch_size=cfg.batch_size)  # fmt: skip
-    return study.Report(summary, COLUMNS, rows(eq, zero, mechanism), figure(parts, k, fans))
+    table = rows(eq, zero, mechanism)
+    return study.Report(summary, ["member", "predicted angle", *CELLS], table, figure(parts, eq, k))
 
 
 def main(argv=None) -> dict:
