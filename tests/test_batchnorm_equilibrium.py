@@ -129,11 +129,10 @@ def test_rescaling_transform_sets_each_unit_to_its_target_norm():
     of that step and the direction of the unrescaled step; other leaves keep their update."""
     rng = np.random.default_rng(0)
     params = {"dense_0": {"kernel": jnp.asarray(rng.normal(size=(4, 2)), jnp.float32)},
-              "head": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)},
-              STUDY.PROBE: jnp.zeros((2, 1))}  # fmt: skip
+              "head": {"kernel": jnp.ones((2, 2)), "bias": jnp.zeros(2)}}  # fmt: skip
     targets = {"dense_0": np.array([[0.5, 2.0], [3.0, 0.25]], np.float32)}  # [steps, units]
-    plain = STUDY.Observed(STUDY.Decay("hidden", 10), ("dense_0",))
-    follow = STUDY.Observed(STUDY.Decay("hidden", 10), ("dense_0",), targets)
+    plain = STUDY.Observed(STUDY.Decay("hidden", 10))
+    follow = STUDY.Observed(STUDY.Decay("hidden", 10), targets)
     flags = dict(adam=0.0, coupled=1.0, cosine=0.0, momentum=0.9)
     a, b = plain(0.1, 0.0, **flags), follow(0.1, 0.0, **flags)
     pa, pb, sa, sb = params, params, a.init(params), b.init(params)

@@ -265,22 +265,25 @@ def test_predicted_equilibria_by_hand():
 
 def test_equilibrium_pools_rms_over_window_and_layers():
     eq = study("batchnorm_equilibrium").equilibrium
-    steps = np.arange(10.0)[:, None] * np.ones((1, 3))  # early steps must be ignored
-    rec = {"angle/a": np.where(steps >= 6, 3.0, 99.0), "angle/b": np.where(steps >= 6, 4.0, 99.0),
-           "norm/a": np.full((10, 3), 7.0)}  # fmt: skip
-    pooled, per_layer = eq(rec, 4, np.array([0, 2]))
-    np.testing.assert_allclose(pooled, [math.sqrt(12.5)] * 2)
-    assert per_layer["a"].tolist() == [3.0, 3.0]
+    steps = np.arange(10.0)[:, None, None] * np.ones((1, 3, 2))  # [steps, R, layers]
+    angle = np.where(steps >= 6, [3.0, 4.0], 99.0)  # early steps must be ignored
+    pooled, per_layer = eq(angle, 4)
+    np.testing.assert_allclose(pooled, [math.sqrt(12.5)] * 3)
+    assert per_layer.tolist() == [[3.0, 4.0]] * 3
 
 
 def test_record_by_hand():
-    """The per-step record of one member against float64 numpy on the same kernels."""
+    """One member's step record against float64 numpy on the same kernels and Adam state."""
     mod = study("batchnorm_equilibrium")
     rng = np.random.default_rng(0)
     w0, w1 = (jnp.asarray(rng.normal(size=(5, 3)), jnp.float32) for _ in range(2))
-    probe = jnp.array([[0.5], [0.25]])
-    rec = mod.record({"dense_0": {"kernel": w0}}, {"dense_0": {"kernel": w1}, mod.PROBE: probe},
-                     None, {})  # fmt: skip
+    params = {"dense_0": {"kernel": w0}, "head": {"kernel": jnp.ones((3, 2))}}
+    tx = mod.Observed(mod.Decay("hidden", 10))(1e-3, 0.7, adam=1.0, coupled=1.0, cosine=0.0,
+                                              momentum=0.9)  # fmt: skip
+    grads = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), jnp.float32), params)
+    _, state = tx.update(grads, tx.init(params), params)  # one Adam step: v̂ = g'² (g' = g + λw)
+    rec = mod.record(params, {**params, "dense_0": {"kernel": w1}}, None, {}, state)
+    assert set(rec) == {f"{k}/dense_0" for k in mod.KINDS}  # the head is not recorded
     a, b = np.asarray(w0, np.float64), np.asarray(w1, np.float64)
     sq0, sq1 = np.sum(a**2, 0), np.sum(b**2, 0)
     cos = np.sum(a * b, 0) / np.sqrt(sq0 * sq1)
@@ -290,7 +293,12 @@ def test_record_by_hand():
     assert float(rec["growth/dense_0"]) == pytest.approx(np.sum(sq1 - sq0), rel=1e-5)
     rms = np.sqrt(np.mean(np.arccos(cos) ** 2))
     assert float(rec["angle/dense_0"]) == pytest.approx(rms, rel=1e-5)
-    assert (float(rec["gamma/dense_0"]), float(rec["decay_frac/dense_0"])) == (0.5, 0.25)
+    g = np.asarray(grads["dense_0"]["kernel"], np.float64) + 0.7 * a  # coupled: g + λw
+    d = np.abs(g) + 1e-8  # √v̂ after one step, v̂ = (0.001 g²) / (1 − 0.999)
+    units = np.sum(b**2, 0) ** 1.5 / np.sum(b**2 / d, 0)
+    want = np.mean(units ** (-2 / 3)) ** -1.5
+    assert float(rec["gamma/dense_0"]) == pytest.approx(want, rel=1e-4)
+    assert float(rec["decay_frac/dense_0"]) == pytest.approx(np.mean(0.7 * np.abs(b) >= d / 2))
 
 
 # --- 7: select_lambda -----------------------------------------------------------------------

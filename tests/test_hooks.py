@@ -79,6 +79,49 @@ def test_record_every_epoch_is_the_epochs_last_step():
                                * steps["grad_norm"], rtol=1e-5)  # fmt: skip
 
 
+def heavy_ball(learning_rate, strength):
+    del strength
+    return optax.sgd(learning_rate, momentum=0.9)
+
+
+def trace(before, after, grads, batch_stats, opt_state):
+    """A fifth argument: the optimizer state after the step (here optax.trace's buffer)."""
+    del before, after, batch_stats
+    (state, _) = opt_state
+    return {"grad": grads["dense_0"]["kernel"], "trace": state.trace["dense_0"]["kernel"]}
+
+
+def assert_heavy_ball(h, m, mu):
+    """m_t = g_t + μ·m_{t−1} (optax.trace from zeros), step after step over the epochs."""
+    g, got = (h[k][m].reshape(-1, *h[k].shape[3:]) for k in ("grad", "trace"))
+    want = np.zeros_like(g[0])
+    for t in range(g.shape[0]):
+        want = g[t] + np.float32(mu) * want
+        np.testing.assert_allclose(got[t], want, rtol=1e-5, atol=1e-7)
+
+
+def test_record_with_opt_state_sees_the_heavy_ball_buffer():
+    h = wdjax.sweep(CFG, optimizer=heavy_ball, record=trace, record_every="step").history
+    for m in range(2):
+        assert_heavy_ball(h, m, 0.9)
+
+
+def flagged(learning_rate, strength, momentum):
+    """A factory that needs a traced flag (a --set axis) to build its transform at all."""
+    del strength
+    return optax.sgd(learning_rate, momentum=momentum)
+
+
+def test_check_builds_the_factory_with_the_configs_set_axes():
+    """The check calls the factory with each axis's first value (it called it with none)."""
+    cfg = dataclasses.replace(CFG, optimizer=flagged, axes=(("momentum", (0.9, 0.0)),))
+    h = wdjax.sweep(cfg, record=trace, record_every="step").history
+    for m, mu in enumerate((0.9, 0.0, 0.9, 0.0)):  # grid order: lrs, then the axis
+        assert_heavy_ball(h, m, mu)
+    got = wdjax.sweep(cfg, record=norms).history
+    assert got["grad_norm"].shape == (4, 2) and np.all(np.isfinite(got["grad_norm"]))
+
+
 def test_without_record_the_engine_and_its_program_are_todays():
     programs.clear_cache()
     wdjax.sweep(CFG)

@@ -51,7 +51,7 @@ def evaluate(config: SweepConfig | None = None, params=None, *, data=None,
     k = len(members)
     engine = build(cfg, num_classes=ds.num_classes, x_example=host.x_pool[:1],
                    steps_per_epoch=host.train_idx.shape[1] // cfg.batch_size).engine  # fmt: skip
-    _, start = hooks.check(engine, host.x_pool[:1], k, params, None, "epoch")
+    _, start = hooks.check(engine, host.x_pool[:1], k, params, None, "epoch", cfg.axes)
     hyper = runner.hyper_arrays(members, k, cfg.dtype)
     states = jax.jit(engine.init_members)(hyper, host.x_pool[:1])
     states = start_members(engine, states, hyper, start.chunk(0, k, k))

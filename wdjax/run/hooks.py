@@ -20,7 +20,7 @@ import numpy as np
 from wdjax import files
 from wdjax.engine.adapters import qualified_name
 from wdjax.engine.engine import Engine, Hyper
-from wdjax.engine.recording import EVERY, Recording
+from wdjax.engine.recording import EVERY, Recording, takes_opt_state
 from wdjax.errors import ConfigError
 from wdjax.masks import param_path
 
@@ -73,24 +73,28 @@ def describe(init_params, record, record_every: str) -> dict:
 
 
 def check(engine: Engine, x_example, members: int, init_params, record: Callable | None,
-          record_every: str) -> tuple[Engine, Start | None]:  # fmt: skip
+          record_every: str, axes: tuple = ()) -> tuple[Engine, Start | None]:  # fmt: skip
     """The engine to compile (recording when ``record`` is given) and the start, checked against
     one member's parameter tree by ``jax.eval_shape`` (nothing compiles; without hooks, nothing
-    is traced either)."""
+    is traced either). The optimizer factory gets the first value of each of the config's
+    ``axes`` (``--set``), as a member does."""
     if init_params is None and record is None:
         return engine, None
-    h = Hyper(jnp.float32(0), jnp.float32(0), jnp.int32(0), jnp.int32(0), {})
+    extra = {name: jnp.float32(values[0]) for name, values in axes}
+    h = Hyper(jnp.float32(0), jnp.float32(0), jnp.int32(0), jnp.int32(0), extra)
     state = jax.eval_shape(engine.init_members, jax.tree.map(lambda x: x[None], h), x_example)
-    like = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), state.params)
+    one = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), state)
+    like = one.params
     start = None if init_params is None else _conform(init_params, like, members)
     if record is None:
         return engine, start
-    one = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape[1:], s.dtype), state.batch_stats)
+    opt = (one.opt_state,) if takes_opt_state(record) else ()
     try:
-        out = jax.eval_shape(record, like, like, like, one)
+        out = jax.eval_shape(record, like, like, like, one.batch_stats, *opt)
     except Exception as e:  # noqa: BLE001 - the user's function: one line, the cause chained
         raise ConfigError(
-            f"record: calling it on (before, after, grads, batch_stats) failed: "
+            f"record: calling it on (before, after, grads, batch_stats"
+            f"{', opt_state' if opt else ''}) failed: "
             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         ) from e
     if not isinstance(out, dict) or not all(isinstance(k, str) for k in out):

@@ -95,10 +95,10 @@ def sweep(config: SweepConfig | None = None, *, out: str | None = None, resume: 
     t_data = time.perf_counter()
     host = host_data(ds, cfg)
     k = len(members := cfg.members())
-    steps = host.train_idx.shape[1] // cfg.batch_size
     engine = build(cfg, num_classes=ds.num_classes, x_example=host.x_pool[:1],
-                   steps_per_epoch=steps).engine  # fmt: skip
-    engine, start = hooks.check(engine, host.x_pool[:1], k, init_params, record, record_every)
+                   steps_per_epoch=host.train_idx.shape[1] // cfg.batch_size).engine  # fmt: skip
+    engine, start = hooks.check(engine, host.x_pool[:1], k, init_params, record, record_every,
+                                cfg.axes)  # fmt: skip
     if writer:
         rundir.write_config(out, cfg, named)
     shard, repl = dev.mesh_shardings(devices or dev.for_members(min(cfg.chunk_size or k, k)))
