@@ -49,7 +49,7 @@ def get_config() -> dict:
     """MLP 784-64-64-10, BatchNorm (ε = 0); ``arms`` (optimizer, reg, η, λ) at λ and mult·λ."""
     arms = [("adam", "wd", 1e-3, 1.0), ("momentum", "l2", 1e-2, 0.1),
             ("momentum", "wd", 1e-2, 0.1), ("adam", "l2", 1e-3, 0.2)]  # fmt: skip
-    return dict(dataset="fashion_mnist", val_size=0, batchnorm=True, epochs=14,
+    return dict(dataset="fashion_mnist", val_size=0, batchnorm=True, epochs=14, decayed="hidden",
                 replicates=6, arms=arms, mult=4.0, zero=("sgd", 0.1), b1=0.9, rules=RULES,
                 mechanism=("momentum", "l2", 1e-2, 0.1), margin=(0.005, 0.01), window=1500,
                 smooth=200, band=0.1)  # fmt: skip
@@ -263,7 +263,7 @@ def run(ctx: study.Context) -> study.Report:
     fans = dict(zip([f"dense_{i}" for i in range(len(cfg.hidden))],
                     [int(np.prod(ds.x_train.shape[1:])), *cfg.hidden[:-1]],
                     strict=True))  # fmt: skip
-    decay = Decay(cfg.mask, ds.x_train.shape[0] // cfg.batch_size * cfg.epochs)
+    decay = Decay(k["decayed"], ds.x_train.shape[0] // cfg.batch_size * cfg.epochs)
     model = MLP(ds.num_classes, cfg.hidden, batchnorm=True, bn_epsilon=0.0)  # exact invariance
     base = dataclasses.replace(cfg, model=model, optimizer=Observed(decay), eval_every=cfg.epochs)
     arms = {f"{o}+{r}": arm_config(base, o, r, eta, (lam, lam * k["mult"]), False, mu)
