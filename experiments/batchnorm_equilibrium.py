@@ -100,8 +100,9 @@ class Observed:
 
     def rescale(self, u, t, p):  # the step's new kernel v, per unit v · target / ‖v‖
         v = {n: p[n]["kernel"] + u[n]["kernel"] for n in self.targets}
-        return u | {n: dict(u[n], kernel=v[n] * (jnp.asarray(x)[t] / jnp.linalg.norm(v[n], axis=0))
-                            - p[n]["kernel"]) for n, x in self.targets.items()}, t + 1  # fmt: skip
+        scale = {n: (jnp.asarray(x)[t] / jnp.linalg.norm(v[n], axis=0))[None, :]
+                 for n, x in self.targets.items()}  # fmt: skip
+        return u | {n: dict(u[n], kernel=v[n] * scale[n] - p[n]["kernel"]) for n in v}, t + 1
 
 
 def record(before, after, grads, batch_stats, opt_state, units=False, b2=0.999, eps=1e-8) -> dict:
