@@ -23,6 +23,15 @@ import optax
 
 from wdjax import Decay, study, unit_angular_update
 from wdjax.analysis import plots
+from wdjax.analysis.equilibrium import (
+    adam_gamma,
+    effective_gamma,
+    equilibrium,
+    predicted,
+    rms,
+    smoothed,
+    time_to_equilibrium,
+)
 from wdjax.engine.models import MLP
 from wdjax.study import replicates
 
@@ -57,32 +66,6 @@ def get_config() -> dict:
 
 def smoke(config: dict) -> dict:
     return dict(dataset="digits", epochs=2, replicates=2, window=8, smooth=4)
-
-
-def predicted(optimizer: str, reg: str, eta: float, lam: float, momentum=0.9, b1=0.9,
-              gamma=None, fan_in=None) -> float:  # fmt: skip
-    """The equilibrium RMS angular update per step (module docstring); adam+l2 needs Γ, C."""
-    k, arm = (1 - b1) / (1 + b1), (optimizer, reg)
-    forms = {("adam", "wd"): 2 * eta * lam * k, ("momentum", "l2"): 2 * eta * lam / (1 + momentum),
-             ("momentum", "wd"): 2 * eta * lam * (1 - momentum) / (1 + momentum)}  # fmt: skip
-    if arm in forms:
-        return float(np.sqrt(forms[arm]))
-    if arm != ("adam", "l2") or gamma is None or fan_in is None:
-        raise ValueError(f"no prediction for optimizer={optimizer!r}, reg={reg!r}" if arm !=
-                         ("adam", "l2") else "adam+l2: the prediction needs the unit's gamma "
-                         "and fan_in")  # fmt: skip
-    return np.cbrt(2 * k**1.5 * np.sqrt(fan_in) * eta**2 * lam / np.asarray(gamma))[()]
-
-
-def adam_gamma(kernel, denom):
-    """Γ_j = ‖w_j‖³ / Σ_i (w_ij² / d_ij) per unit j, d = √v̂ + ε (scale-free: d ∝ 1/‖w_j‖)."""
-    sq = jnp.square(kernel.reshape(-1, kernel.shape[-1]))
-    return jnp.sum(sq, axis=0) ** 1.5 / jnp.sum(sq / denom.reshape(sq.shape), axis=0)
-
-
-def effective_gamma(gamma_U):
-    """The Γ whose prediction is the RMS of the units' predictions: (mean Γ_j^{-2/3})^{-3/2}."""
-    return jnp.mean(gamma_U ** (-2.0 / 3.0), axis=-1) ** -1.5
 
 
 @dataclasses.dataclass(frozen=True, eq=False)  # hashed by identity: one program per instance
@@ -122,30 +105,6 @@ def record(before, after, grads, batch_stats, opt_state, units=False, b2=0.999, 
             jnp.mean(s.hyperparams["strength"] * jnp.abs(w1) >= d / 2)], strict=True))  # fmt: skip
         out |= {f"units/{n}": jnp.linalg.norm(w1, axis=0)} if units else {}
     return out
-
-
-def rms(x, axis) -> np.ndarray:
-    return np.sqrt(np.mean(np.square(x), axis=axis))
-
-
-def equilibrium(angle, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """The RMS of ``angle`` [steps, R, L] over the last ``window`` steps: pooled and per layer."""
-    return rms(rms(angle[-window:], 0), -1), rms(angle[-window:], 0)
-
-
-def smoothed(v, w: int) -> np.ndarray:
-    """Trailing RMS over ``w`` steps along axis 0: entry t covers steps t − w + 1 … t."""
-    c = np.cumsum(np.square(np.asarray(v, float)), axis=0)
-    c = np.concatenate([np.zeros((1, *c.shape[1:])), c])
-    return np.sqrt((c[w:] - c[:-w]) / w)
-
-
-def time_to_equilibrium(angle, final: float, smooth: int, band: float) -> float:
-    """Steps (≥ ``smooth``) after which the trailing RMS stays within ``band`` of ``final``."""
-    s = smoothed(angle, smooth)
-    outside = np.flatnonzero(np.abs(s / final - 1) > band)
-    last = outside[-1] + 1 if outside.size else 0
-    return np.nan if last == s.size else float(smooth + last)
 
 
 def tested(e: dict, base=None, **samples) -> dict:
