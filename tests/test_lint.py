@@ -80,3 +80,34 @@ def test_no_library_module_is_over_400_lines():
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / "wdjax").rglob("*.py")
             if (n := len(p.read_text().splitlines())) > 400}  # fmt: skip
     assert not long, long
+
+
+FORBIDDEN = ("wdjax.run.runner", "wdjax.engine.programs", "wdjax.engine.devices",
+             "wdjax.engine.compile_cache")  # fmt: skip
+
+
+def test_studies_are_short_scripts_on_the_public_toolkit():
+    """Each study: ≤ 250 lines, a module docstring of ≤ 20 lines, nothing from the runner, the
+    programs, the devices or the compile cache, and no private name of the library."""
+    import ast
+
+    wrong = []
+    for path in sorted((ROOT / "experiments").glob("*.py")):
+        text = path.read_text()
+        tree = ast.parse(text)
+        doc = ast.get_docstring(tree, clean=False) or ""
+        if len(text.splitlines()) > 250 or len(doc.splitlines()) > 20:
+            wrong.append(
+                f"{path.name}: {len(text.splitlines())} lines, docstring {len(doc.splitlines())}"
+            )
+        for imported in _wdjax_imports(path):
+            if imported.startswith(FORBIDDEN) or any(
+                p.startswith("_") for p in imported.split(".")
+            ):
+                wrong.append(f"{path.name} imports {imported}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("wdjax"):
+                wrong += [
+                    f"{path.name} imports {a.name}" for a in node.names if a.name.startswith("_")
+                ]
+    assert not wrong, "\n".join(wrong)
