@@ -111,3 +111,10 @@ def test_studies_are_short_scripts_on_the_public_toolkit():
                     f"{path.name} imports {a.name}" for a in node.names if a.name.startswith("_")
                 ]
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_public_name_resolves():
+    import wdjax
+
+    missing = [name for name in wdjax.__all__ if not hasattr(wdjax, name)]
+    assert not missing, missing

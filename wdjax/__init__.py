@@ -15,7 +15,8 @@ Public API (explicit re-exports; the modules are the implementation):
   Flax model (Linen module or NNX factory) and any optimizer factory (:class:`Strategy`,
   :class:`Sheared`, :class:`Decay`, :class:`Held`), :func:`mask_from_spec`,
   learning-rate :mod:`schedules`;
-  :func:`use_cpu_devices` (on CPU, run members as several concurrent programs).
+  :func:`use_cpu_devices` (on CPU, run members as several concurrent programs);
+* :func:`build`: the one builder from a :class:`SweepConfig` to its objects (:class:`Built`).
 """
 
 from wdjax import schedules
@@ -25,12 +26,14 @@ from wdjax.engine.devices import use_cpu_devices
 from wdjax.engine.engine import Data, Engine, Hyper, MemberState, Schedule
 from wdjax.engine.metrics import accuracy, cross_entropy, unit_angular_update, weight_stats
 from wdjax.engine.models import MODELS, make_model, param_count
+from wdjax.errors import ConfigError
 from wdjax.factories import Decay, Held, Sheared, Strategy
 from wdjax.masks import decay_mask, mask_from_spec
 from wdjax.optim import OPTIMIZERS, STRATEGIES, make_optimizer
 from wdjax.penalties import group_lasso_penalty, l1_penalty, l2_penalty
 from wdjax.prox import adam_prox, prox_elastic_net, prox_group_lasso, prox_l1, soft_threshold
-from wdjax.run.config import ConfigError, SweepConfig, parse_grid
+from wdjax.run.build import Built, build
+from wdjax.run.config import SweepConfig, parse_grid
 from wdjax.run.evaluation import evaluate
 from wdjax.run.runner import SweepResult, load_result, sweep
 from wdjax.transforms import add_l1_subgradient, either, hold_zeros
