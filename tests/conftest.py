@@ -18,3 +18,7 @@ os.environ["WDJAX_COMPILE_CACHE"] = "off"
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# Which tests see other bits under another XLA:CPU setting (.ci/numerics_bits.py, docs/testing.md).
+if os.environ.get("WDJAX_TEST_DIGESTS"):
+    from bitdigest import pytest_runtest_protocol  # noqa: E402, F401

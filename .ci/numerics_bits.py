@@ -1,0 +1,45 @@
+"""Which tests compare other bits under .ci/run's XLA:CPU settings: the `numerics` marker's list.
+
+    python .ci/numerics_bits.py [PYTEST ARGS...]     (default: -m numerics tests)
+
+Runs the tests once under the default XLA:CPU kernels and once under each setting .ci/run uses,
+with WDJAX_TEST_DIGESTS set (tests/bitdigest.py: a digest of every value each test compares),
+then prints the tests whose digests differ from the default's under either setting. Those tests'
+results depend on the CPU's kernel choices; docs/testing.md says which of them keep the marker.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+SETTINGS = [
+    "",
+    "--xla_cpu_experimental_ynn_fusion_type=",
+    "--xla_cpu_experimental_ynn_fusion_type=dot",
+]
+
+
+def digests(flags: str, args: list[str], folder: Path) -> dict[str, str]:
+    out = folder / f"digests{len(list(folder.iterdir()))}.jsonl"
+    env = dict(os.environ, WDJAX_TEST_DIGESTS=str(out), XLA_FLAGS=flags)
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args]
+    print(f"+ XLA_FLAGS={flags!r} {' '.join(cmd)}", file=sys.stderr, flush=True)
+    subprocess.run(cmd, env=env, check=False, stdout=subprocess.DEVNULL)
+    lines = [json.loads(x) for x in out.read_text().splitlines()] if out.exists() else []
+    return {x["test"]: x["digest"] for x in lines}
+
+
+def main() -> None:
+    args = sys.argv[1:] or ["-m", "numerics", "tests"]
+    with tempfile.TemporaryDirectory() as tmp:
+        base, *others = (digests(f, args, Path(tmp)) for f in SETTINGS)
+    changed = sorted(t for t in base if any(o.get(t) != base[t] for o in others))
+    print(f"# {len(changed)} of {len(base)} tests compare other bits under another setting")
+    print("\n".join(changed))
+
+
+if __name__ == "__main__":
+    main()
