@@ -106,6 +106,12 @@ def child_xla_flags(devices=None) -> str:
     return " ".join(flags)
 
 
+def child_env() -> dict:
+    """The environment of a ``python -m wdjax`` child process: this one's, with the XLA flags of
+    :func:`child_xla_flags` (no fake devices) and offline."""
+    return dict(os.environ, XLA_FLAGS=child_xla_flags(devices=None), WDJAX_OFFLINE="1")
+
+
 def tree_zero_pattern(tree):
     """Boolean pytree: where the leaves are exactly zero."""
     return jax.tree.map(lambda x: np.asarray(jnp.asarray(x) == 0), tree)
