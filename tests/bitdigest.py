@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 
 import helpers
 import jax
@@ -105,11 +106,12 @@ _install()
 def pytest_runtest_protocol(item, nextitem):
     _seen.clear()
     _tolerance.clear()
+    start = time.perf_counter()
     try:
         return (yield)
     finally:
         digest = hashlib.blake2b("".join(sorted(_seen)).encode()).hexdigest()[:32]
         line = {"test": item.nodeid, "values": len(_seen), "digest": digest,
-                "tolerance": bool(_tolerance)}  # fmt: skip
+                "tolerance": bool(_tolerance), "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
         with open(os.environ["WDJAX_TEST_DIGESTS"], "a") as f:
             f.write(json.dumps(line) + "\n")
