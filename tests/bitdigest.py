@@ -111,7 +111,8 @@ def pytest_runtest_protocol(item, nextitem):
         return (yield)
     finally:
         digest = hashlib.blake2b("".join(sorted(_seen)).encode()).hexdigest()[:32]
+        seconds = round(time.perf_counter() - start, 2)
         line = {"test": item.nodeid, "values": len(_seen), "digest": digest,
-                "tolerance": bool(_tolerance), "seconds": round(time.perf_counter() - start, 2)}  # fmt: skip
+                "tolerance": bool(_tolerance), "seconds": seconds}  # fmt: skip
         with open(os.environ["WDJAX_TEST_DIGESTS"], "a") as f:
             f.write(json.dumps(line) + "\n")
