@@ -1,7 +1,11 @@
-"""Test-wide JAX settings: fake CPU devices for sharding tests, strict rank promotion."""
+"""Test-wide settings: fake CPU devices for sharding tests, strict rank promotion, hermetic caches;
+the uninterrupted CLI run that the Ctrl-C and kill tests share."""
 
 import os
+import subprocess
+import sys
 import tempfile
+import types
 
 # Must be set before JAX initialises its backends (equinox's tests do the same). Added to the
 # user's own XLA_FLAGS (a GPU user's, or a numerics switch such as .ci/run's), never replacing them.
@@ -18,3 +22,26 @@ os.environ["WDJAX_COMPILE_CACHE"] = "off"
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+import pytest  # noqa: E402
+from helpers import INTERRUPTIBLE, child_env  # noqa: E402
+
+# The run the Ctrl-C and kill tests interrupt (tests/test_cli.py, tests/test_checkpoints.py): long
+# enough that a signal sent at epoch 3 lands mid-run; each test adds --out and its cadence.
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_run(tmp_path_factory):
+    """``INTERRUPTIBLE`` run once, uninterrupted and without a checkpoint (``--checkpoint-every
+    1000s``), for every test that compares an interrupted-then-resumed run with it: ``.out``
+    (its folder), ``.command`` (``python -m wdjax`` and ``INTERRUPTIBLE``, without --out)."""
+    command = [sys.executable, "-m", "wdjax", *INTERRUPTIBLE]
+    out = tmp_path_factory.mktemp("uninterrupted") / "run"
+    subprocess.run([*command, "--checkpoint-every", "1000s", "--out", str(out), "--quiet"],
+                   env=child_env(), check=True, capture_output=True, timeout=300)  # fmt: skip
+    return types.SimpleNamespace(out=out, command=command)
+
+
+# Which tests see other bits under another XLA:CPU setting (.ci/numerics_bits.py, docs/testing.md).
+if os.environ.get("WDJAX_TEST_DIGESTS"):
+    from bitdigest import pytest_runtest_protocol  # noqa: E402, F401

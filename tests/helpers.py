@@ -106,6 +106,12 @@ def child_xla_flags(devices=None) -> str:
     return " ".join(flags)
 
 
+def child_env() -> dict:
+    """The environment of a ``python -m wdjax`` child process: this one's, with the XLA flags of
+    :func:`child_xla_flags` (no fake devices) and offline."""
+    return dict(os.environ, XLA_FLAGS=child_xla_flags(devices=None), WDJAX_OFFLINE="1")
+
+
 def tree_zero_pattern(tree):
     """Boolean pytree: where the leaves are exactly zero."""
     return jax.tree.map(lambda x: np.asarray(jnp.asarray(x) == 0), tree)
@@ -131,3 +137,9 @@ class NnxNet(nnx.Module):
         self.dense_0 = nnx.Linear(3, 4, rngs=rngs)
         self.bn_0 = nnx.BatchNorm(4, rngs=rngs)
         self.head = nnx.Linear(4, 2, rngs=rngs)
+
+
+# The run the Ctrl-C and kill tests interrupt and resume (conftest's session fixture
+# ``uninterrupted_run`` trains it through once, for all of them).
+INTERRUPTIBLE = ["sweep", "--strength", "1e-4,1e-2", "--epochs", "60", "--batch-size", "32",
+                 "--lr", "1e-2", "--cpu-devices", "1"]  # fmt: skip

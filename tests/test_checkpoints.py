@@ -4,13 +4,12 @@ import dataclasses
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import jax
 import numpy as np
 import pytest
-from helpers import child_xla_flags
+from helpers import child_env
 
 from wdjax.run import runner as S
 from wdjax.run.checkpoints import Checkpoints, parse_every
@@ -88,24 +87,20 @@ def _interrupt_after(n):
     return cb
 
 
-def test_kill_9_then_resume_ends_as_an_uninterrupted_run(tmp_path):
-    flags = ["sweep", "--strength", "1e-4,1e-2", "--epochs", "40", "--batch-size", "32",
-             "--lr", "1e-2", "--cpu-devices", "1", "--checkpoint-every", "1"]  # fmt: skip
-    env = dict(os.environ, XLA_FLAGS=child_xla_flags(devices=None), WDJAX_OFFLINE="1")
-    run = [sys.executable, "-m", "wdjax", *flags]
-    full, cut = tmp_path / "full", tmp_path / "cut"
-    subprocess.run([*run, "--out", str(full), "--quiet"], env=env, check=True,
-                   capture_output=True, timeout=300)  # fmt: skip
-    proc = subprocess.Popen([*run, "--out", str(cut)], env=env, stderr=subprocess.PIPE,
+def test_kill_9_then_resume_ends_as_an_uninterrupted_run(tmp_path, uninterrupted_run):
+    run = [*uninterrupted_run.command, "--checkpoint-every", "1"]
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen([*run, "--out", str(cut)], env=child_env(), stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True)  # fmt: skip
     for line in proc.stderr:  # saving every epoch: a kill now often lands inside a save
-        if "epoch 3/40" in line:
+        if "epoch 3/" in line:
             proc.send_signal(signal.SIGKILL)
             break
     assert proc.wait(timeout=60) == -signal.SIGKILL
-    subprocess.run([*run, "--out", str(cut), "--resume", "--quiet"], env=env, check=True,
+    subprocess.run([*run, "--out", str(cut), "--resume", "--quiet"], env=child_env(), check=True,
                    capture_output=True, timeout=300)  # fmt: skip
     assert [p for p in cut.rglob("*") if "tmp" in p.name] == []
+    full = uninterrupted_run.out  # no checkpoint at all: saving changes no bit either
     assert (cut / "metrics.csv").read_bytes() == (full / "metrics.csv").read_bytes()
 
 

@@ -23,7 +23,6 @@ from helpers import adam_drift, assert_trees_all_equal, assert_trees_close_to_sc
 import wdjax
 from wdjax.optim import OPTIMIZERS, make_optimizer
 
-pytestmark = pytest.mark.numerics
 
 STEPS, LR, LAM, MU = 30, 0.05, 0.5, 0.9
 B1, B2, EPS = 0.9, 0.999, 1e-8
@@ -204,6 +203,7 @@ def _engine_like(reg, strength, lr):
     return make_optimizer("adam", wdjax.schedules.learning_rate(lr, eta), reg, strength, **kw)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("reg", ["cautious_wd", "wd_corrected"])
 def test_traced_strength_and_lr_under_jit_and_vmap(reg):
     strengths, lrs = [0.0, 0.1, 0.5], [0.05, 0.02, 0.1]
@@ -273,6 +273,7 @@ def test_errors_name_the_argument():
         tx.init(params)  # selects no leaf: refused before any step
 
 
+@pytest.mark.numerics
 def test_sweep_member_equals_a_standalone_make_optimizer_run():
     """--reg wd_corrected --schedule cosine: the engine passes each member's peak lr."""
     from wdjax.run import cli

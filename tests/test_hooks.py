@@ -152,6 +152,7 @@ def test_init_params_start_every_member_from_the_given_tree():
     assert res.meta["init_params"].startswith("sha256:")
 
 
+@pytest.mark.numerics
 def test_init_params_on_members_sharded_over_several_devices():
     """The started states are put back on the member mesh (they came back unsharded, and the
     compiled epoch refused them when members spread over more than one device)."""

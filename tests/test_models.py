@@ -20,8 +20,6 @@ from jax import lax
 from wdjax.engine import models
 from wdjax.engine.models import MODELS, im2col_3x3, make_model, max_pool_2x2, param_count
 
-pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
-
 
 def _init_shapes(model, shape):
     init = functools.partial(model.init, train=False)
@@ -216,6 +214,7 @@ def _value_and_grads(conv, x, kernel, probe):
     return conv(x, kernel), jax.grad(f, argnums=(0, 1))(x, kernel)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("hw, c_in", [((8, 8), 1), ((7, 9), 3), ((6, 5), 4)])
 def test_conv_equals_lax_conv_forward_and_grads(hw, c_in):
     with jax.enable_x64(True):
@@ -241,6 +240,7 @@ def test_conv_equals_lax_conv_forward_and_grads(hw, c_in):
             assert_trees_all_close(out[s][0], out[s][1], rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.numerics
 def test_conv_module_equals_flax_conv_same_params():
     # im2col + one matmul against lax.conv are two different programs: compared in float64.
     ours, ref = models.Conv3x3(4), nn.Conv(4, (3, 3), padding="SAME")
@@ -294,6 +294,7 @@ class _RefCNN(nn.Module):
         return nn.Dense(10, name="head")(x)
 
 
+@pytest.mark.numerics
 def test_cnn_equals_flax_conv_reference():
     with jax.enable_x64(True):
         model = make_model("cnn", 10)
@@ -335,6 +336,7 @@ def _ref_resnet_no_bn(params, x, depth):
     return jnp.mean(x, axis=(1, 2)) @ head["kernel"] + head["bias"].reshape(1, -1)
 
 
+@pytest.mark.numerics
 def test_resnet_equals_lax_reference():
     # 6x6 -> 3x3 (stride 2 on an even size) -> 2x2 (stride 2 on an odd size).
     with jax.enable_x64(True):
@@ -368,6 +370,7 @@ def _bn_mlp():
 BN_TOL = 2 * gamma(16, U64) * 316 * 10
 
 
+@pytest.mark.numerics
 def test_batchnorm_eval_uses_running_stats_with_eps_1e5():
     with jax.enable_x64(True):
         model, x, params, stats = _bn_mlp()
@@ -380,6 +383,7 @@ def test_batchnorm_eval_uses_running_stats_with_eps_1e5():
     assert_trees_close_to_scale(out, expected, BN_TOL)
 
 
+@pytest.mark.numerics
 def test_batchnorm_train_uses_batch_stats_and_momentum_09():
     with jax.enable_x64(True):
         model, x, params, stats = _bn_mlp()
@@ -395,6 +399,7 @@ def test_batchnorm_train_uses_batch_stats_and_momentum_09():
     assert_trees_close_to_scale(new, want, BN_TOL)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", MODELS)
 def test_dropout_only_in_train_mode_and_keyed_by_rng(name):
     kw = {"depth": 8, "widths": (4, 8, 8)} if name == "resnet" else {}
@@ -464,6 +469,7 @@ def test_scanned_sgd_steps_with_bn_and_dropout_lower_the_loss(name, kw):
     assert all(jax.tree.leaves(changed))
 
 
+@pytest.mark.numerics
 def test_init_vmapped_over_member_keys_equals_each_member():
     # (Same Flax mechanism for every model; compiling a vmapped conv-net init takes ~10 s on CPU.)
     model = make_model("mlp", 10, batchnorm=True)
@@ -482,6 +488,7 @@ def test_init_vmapped_over_member_keys_equals_each_member():
     assert not np.allclose(first["head"]["kernel"], second["head"]["kernel"])
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["mlp", "cnn"])  # resnet: same layers, ~15 s more compile
 def test_apply_vmapped_over_stacked_members_equals_each_member(name):
     # Batched (vmapped) layers vs one member's: different programs, compared in float64.
@@ -512,6 +519,7 @@ def test_apply_vmapped_over_stacked_members_equals_each_member(name):
         assert_trees_close_to_scale(mine, singles[k], 2 * gamma(1024, U64) * 316**2)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("model", ["mlp", "cnn"])
 def test_bn_epsilon_zero_makes_bn_preceded_kernels_scale_invariant(model):
     """BN(s·Wx) = BN(Wx) exactly when ε = 0 (train mode: batch statistics); ε = 1e-5 (the

@@ -15,8 +15,6 @@ from wdjax.engine.engine import Hyper
 from wdjax.run.build import build
 from wdjax.run.config import SweepConfig
 
-pytestmark = pytest.mark.numerics  # .ci/run reruns these under other XLA:CPU kernels
-
 CFG = SweepConfig(reg="wd", optimizer="adam", hidden=(16,), batch_size=8)
 # These tests compare the engine with other programs (optax, one full batch, a K=1 program) and
 # so run in float64 (the engine's dtype="float64", under jax.enable_x64): see tests/helpers.py.
@@ -33,6 +31,7 @@ def _member(cfg=CFG64, lr=1e-2, strength=0.1, seed=3):
     return engine, h, engine.init(h, x[:1]), x, y
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("eval_batch", [7, 50, 1024])
 def test_evaluate_equals_one_full_batch_despite_padding(monkeypatch, eval_batch):
     monkeypatch.setattr(train, "EVAL_BATCH", eval_batch)  # 7: 8 batches, the last padded by 6
@@ -49,6 +48,7 @@ def test_evaluate_equals_one_full_batch_despite_padding(monkeypatch, eval_batch)
     assert float(acc) == float(want_acc)
 
 
+@pytest.mark.numerics
 def test_step_is_an_optax_adamw_step_on_the_mean_cross_entropy():
     with jax.enable_x64(True):
         engine, h, state, x, y = _member()
@@ -92,6 +92,7 @@ def _epoch_of(engine, hyper, x, y, states=None):
     return jax.jit(engine.epoch)(states, hyper, data, 0, 0)
 
 
+@pytest.mark.numerics
 def test_diverging_member_is_put_back_to_its_epoch_start_and_the_other_is_unaffected():
     with jax.enable_x64(True):  # lr = 1e300 overflows float64 within the epoch
         engine, _, _, x, y = _member()
