@@ -23,7 +23,6 @@ from helpers import adam_drift, assert_trees_all_equal, assert_trees_close_to_sc
 import wdjax
 from wdjax.optim import OPTIMIZERS, make_optimizer
 
-
 STEPS, LR, LAM, MU = 30, 0.05, 0.5, 0.9
 B1, B2, EPS = 0.9, 0.999, 1e-8
 # Two float64 programs over 30 steps of O(1) weights: each step adds a few roundings of ~1e-16
