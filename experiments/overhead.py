@@ -62,10 +62,10 @@ def make_runner(reg: str, k: int, config, steps: int, ds):
     """(run() → (states, metrics), compile seconds): ``steps`` steps of ``Engine.train_epoch`` for
     K members of one strategy, each call from member 0's initial state (built eagerly: a jitted
     init compiles as long as the epoch), nothing evaluated."""
-    cfg, i32 = dataclasses.replace(config, reg=reg), jnp.int32
-    engine = wdjax.build(cfg, num_classes=ds.num_classes).engine
-    full = lambda v: jnp.full(k, v, jnp.float32)  # noqa: E731
-    hyper = wdjax.Hyper(full(0.0 if reg == "none" else cfg.strengths[0]), full(cfg.lrs[0]),
+    cfg = dataclasses.replace(config, reg=reg, strengths=config.strengths[:1] if reg != "none"
+                              else (0.0,))  # fmt: skip
+    engine, i32, f32 = wdjax.build(cfg, num_classes=ds.num_classes).engine, jnp.int32, jnp.float32
+    hyper = wdjax.Hyper(jnp.full(k, cfg.strengths[0], f32), jnp.full(k, cfg.lrs[0], f32),
                         jnp.arange(k, dtype=i32), jnp.zeros(k, i32))  # fmt: skip
     x, y, n = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train, i32), len(ds.x_train)
     data = wdjax.Data(x, y, jnp.arange(n, dtype=i32)[None], jnp.zeros((1, 0), i32), x[:0], y[:0])
