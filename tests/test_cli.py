@@ -12,6 +12,7 @@ import sys
 import time
 import tomllib
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from helpers import INTERRUPTIBLE, child_xla_flags
@@ -261,6 +262,19 @@ def test_config_file_missing_or_python_object_overridden(tmp_path, capsys):
     path.write_text(json.dumps({"model": "nnx:mymod.make", "epochs": 3}))
     cfg, _ = cli.parse(["sweep", "--config", str(path), "--model", "cnn"])  # the flag replaces it
     assert cfg.model == "cnn" and cfg.epochs == 3
+
+
+def test_config_json_of_a_run_made_with_hooks_says_what_it_cannot_reproduce(tmp_path, capsys):
+    """sweep(init_params=..., record=...) records them by name: a replay names them, one line."""
+    out = tmp_path / "hooked"
+    wdjax.sweep(epochs=1, out=str(out), record=lambda b, a, g, s: {"n": jnp.zeros(())})
+    assert "hooks" in json.loads((out / "config.json").read_text())
+    assert (
+        cli.main(["sweep", "--config", str(out / "config.json"), "--out", str(tmp_path / "b")]) == 2
+    )
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "record=" in err and "wdjax.sweep" in err, err
+    assert not (tmp_path / "b").exists()
 
 
 @pytest.mark.parametrize(

@@ -103,6 +103,10 @@ def load(path: str) -> dict:
                           "give a run's config.json or a .json / .toml file") from None  # fmt: skip
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: holds {type(raw).__name__}, not a table of settings")
+    if raw.get("hooks"):  # a run made with sweep(init_params=..., record=...): named only
+        from wdjax.run.hooks import not_reproducible
+
+        raise ConfigError(f"{where}: {not_reproducible(raw).removeprefix('config: ')}")
     settings = {}
     for key, value in raw.items():
         if key not in FIELDS:
