@@ -67,9 +67,6 @@ def test_finish_writes_table_figure_and_summary(tmp_path):
     assert (tmp_path / "table.md").read_text() == md
     with open(tmp_path / "table.csv", newline="") as f:
         assert list(csv.reader(f)) == [["a", "b"], ["1", "x"], ["2.5", "y, z"]]
-    assert study.read_summary(str(tmp_path)) == saved
-    assert study.read_summary(str(tmp_path / "summary.json")) == saved
-    assert study.read_summary(str(tmp_path / "missing")) is None
 
 
 def test_command_defaults_to_this_process_arguments(monkeypatch):
@@ -78,27 +75,11 @@ def test_command_defaults_to_this_process_arguments(monkeypatch):
     assert study.command("demo", []) == "python experiments/demo.py"
 
 
-def test_with_std_ignores_nans_and_pm_formats_it():
-    d = study.with_std(a=[1.0, 3.0, np.nan], b=np.array([2.0, 4.0, 6.0]))
-    assert d == {"a": 2.0, "a_std": np.sqrt(2.0), "b": 4.0, "b_std": 2.0}  # sample std, ddof 1
-    assert all(type(v) is float for v in d.values())
-    assert study.pm(d, "b", 2) == "4.00 ± 2.00" == study.fmt_pm(4, 2, 2)
-
-
 def test_ci_reads_a_replicates_row():
     row = {"x_mean": 0.5, "x_lo": 0.4, "x_hi": 0.6, "x_diff": -0.01, "x_diff_lo": -0.03,
            "x_diff_hi": 0.01}  # fmt: skip
     assert study.ci(row, "x") == "0.500 [0.400, 0.600]"
     assert study.ci(row, "x_diff") == "-0.010 [-0.030, +0.010]"
-
-
-def test_by_strength_rows_follow_the_grid_order():
-    class Result:  # 2 strengths × 2 seeds, 3 epochs
-        config = wdjax.SweepConfig(strengths=(0.0, 0.1), seeds=2)
-        history = {"x": np.arange(12.0).reshape(4, 3)}
-
-    np.testing.assert_array_equal(study.by_strength(Result, "x"), [[2, 5], [8, 11]])
-    np.testing.assert_array_equal(study.by_strength(Result, "x", 0), [[0, 3], [6, 9]])
 
 
 @pytest.mark.parametrize("train_size", [None, 100])

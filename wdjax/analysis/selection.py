@@ -33,11 +33,9 @@ __all__ = ["fit_slope", "interval", "nested", "one_se_set", "rise", "select", "v
 def interval(x, lower: float | None = None) -> list[float]:
     """``[mean, lo, hi]`` of a sample over replicates (95 % Student-t; NaN for n < 2), the bounds
     clipped at ``lower`` when the quantity cannot go below it (e.g. 0 for a rise)."""
-    s = stats.describe(np.asarray(x, float))
-    lo, hi = float(s.lo), float(s.hi)
-    if lower is not None:
-        lo, hi = (v if np.isnan(v) else max(v, lower) for v in (lo, hi))
-    return [float(s.mean), lo, hi]
+    bounds = None if lower is None else (lower, np.inf)
+    s = stats.describe(np.asarray(x, float), bounds=bounds)
+    return [float(s.mean), float(s.lo), float(s.hi)]
 
 
 def nested(val, metric) -> tuple[list, np.ndarray]:

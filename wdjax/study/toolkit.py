@@ -23,8 +23,6 @@ import sys
 import time
 from typing import NamedTuple
 
-import numpy as np
-
 from wdjax import files
 from wdjax.data import load
 from wdjax.run.config import SweepConfig
@@ -135,29 +133,6 @@ def pyplot():
     return plt
 
 
-def mean_std(x, axis=0):
-    """(mean, std) ignoring NaNs; std is the sample std (ddof = 1) over seeds or replicates."""
-    x = np.asarray(x, float)
-    return np.nanmean(x, axis=axis), np.nanstd(x, axis=axis, ddof=1)
-
-
-def with_std(**samples) -> dict:
-    """``{name: mean, name_std: std}`` (:func:`mean_std`, as floats) of each named sample."""
-    out = {}
-    for name, x in samples.items():
-        out[name], out[name + "_std"] = (float(v) for v in mean_std(x))
-    return out
-
-
-def fmt_pm(mean, std, digits=4) -> str:
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def pm(d: dict, key: str, digits=4) -> str:
-    """``d[key] ± d[key_std]`` (a dict made by :func:`with_std`)."""
-    return fmt_pm(d[key], d[key + "_std"], digits)
-
-
 def fmt_ci(mean, lo, hi, digits=3) -> str:
     """``mean [lo, hi]`` (a 95 % interval) with ``digits`` decimals; signed when it straddles 0."""
     sign = "+" if min(lo, mean) < 0 else ""
@@ -196,20 +171,3 @@ def command(name: str, argv=None) -> str:
     """The shell command that reproduces a study run (``python experiments/<name>.py ...``)."""
     args = list(sys.argv[1:] if argv is None else argv)
     return " ".join([f"python experiments/{name}.py", *args])
-
-
-def by_strength(res, name: str, epoch: int = -1) -> np.ndarray:
-    """``res.history[name]`` at ``epoch`` as ``[strengths, rest]`` (rest = lrs × seeds × folds).
-
-    Members are in grid order (strengths outermost), so row ``i`` holds every member with
-    ``res.config.strengths[i]``.
-    """
-    x = np.asarray(res.history[name], float)[:, epoch]
-    return x.reshape(len(res.config.strengths), -1)
-
-
-def read_summary(path: str) -> dict | None:
-    """A study's ``summary.json`` (``path`` is the file or its directory); None if absent."""
-    if os.path.isdir(path):
-        path = os.path.join(path, "summary.json")
-    return files.read_json(path) if os.path.exists(path) else None
