@@ -1,5 +1,10 @@
 """Test-wide settings: fake CPU devices for sharding tests, strict rank promotion, hermetic caches;
-the uninterrupted CLI run that the Ctrl-C and kill tests share."""
+the runs several test modules share (the uninterrupted CLI run of the Ctrl-C and kill tests, each
+study's smoke run).
+
+Under pytest-xdist (README's test line: ``-n 2``) a session fixture is made once per worker, so the
+tests that share one carry the same ``xdist_group`` mark and run on one worker (``--dist
+loadgroup``)."""
 
 import os
 import subprocess
@@ -24,7 +29,7 @@ import jax  # noqa: E402
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 import pytest  # noqa: E402
-from helpers import INTERRUPTIBLE, child_env  # noqa: E402
+from helpers import INTERRUPTIBLE, child_env, load_script  # noqa: E402
 
 # The run the Ctrl-C and kill tests interrupt (tests/test_cli.py, tests/test_checkpoints.py): long
 # enough that a signal sent at epoch 3 lands mid-run; each test adds --out and its cadence.
@@ -40,6 +45,29 @@ def uninterrupted_run(tmp_path_factory):
     subprocess.run([*command, "--checkpoint-every", "1000s", "--out", str(out), "--quiet"],
                    env=child_env(), check=True, capture_output=True, timeout=300)  # fmt: skip
     return types.SimpleNamespace(out=out, command=command)
+
+
+NEEDS: dict = {}  # a study that reads another study's summary.json beside its --out
+
+
+@pytest.fixture(scope="session")
+def study_smoke(tmp_path_factory):
+    """``study_smoke(name)`` → (results directory, what ``main`` returned): each study's
+    ``--smoke`` run once per session into one temporary results folder, so a study that reads
+    another's summary (``NEEDS``) finds it beside its own ``--out``, as in ``results/studies/``.
+    Its users carry ``pytest.mark.xdist_group("studies")``."""
+    root, done = tmp_path_factory.mktemp("studies"), {}
+
+    def run(name):
+        if name in NEEDS:
+            run(NEEDS[name])
+        if name not in done:
+            out = root / name
+            done[name] = out, load_script(f"experiments/{name}.py").main(
+                ["--smoke", "--out", str(out)])  # fmt: skip
+        return done[name]
+
+    return run
 
 
 # Which tests see other bits under another XLA:CPU setting (.ci/numerics_bits.py, docs/testing.md).

@@ -87,6 +87,7 @@ def _interrupt_after(n):
     return cb
 
 
+@pytest.mark.xdist_group("uninterrupted")  # shares uninterrupted_run (conftest.py)
 def test_kill_9_then_resume_ends_as_an_uninterrupted_run(tmp_path, uninterrupted_run):
     run = [*uninterrupted_run.command, "--checkpoint-every", "1"]
     cut = tmp_path / "cut"

@@ -337,6 +337,7 @@ def _continue(command: str) -> subprocess.CompletedProcess:
                           timeout=300)  # fmt: skip
 
 
+@pytest.mark.xdist_group("uninterrupted")  # shares uninterrupted_run (conftest.py)
 def test_ctrl_c_saves_and_prints_the_command_that_resumes_bit_identically(tmp_path, reference_run):
     cut = tmp_path / "cut"
     proc = subprocess.Popen([sys.executable, "-m", "wdjax", *SIGINT_FLAGS, "--out", str(cut)],
@@ -383,6 +384,7 @@ def _ctrl_c_twice(flags: list, out, at: str) -> tuple[int, str]:
     return proc.wait(timeout=60), err
 
 
+@pytest.mark.xdist_group("uninterrupted")  # shares uninterrupted_run (conftest.py)
 def test_second_ctrl_c_stops_at_once_naming_the_kept_checkpoint(tmp_path, reference_run):
     cut = tmp_path / "cut"
     code, err = _ctrl_c_twice([*SIGINT_FLAGS, "--checkpoint-every", "1"], cut, "epoch 3/60")

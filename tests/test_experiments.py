@@ -1,9 +1,10 @@
 """Every study in experiments/ end to end in smoke mode, and checks of the studies' own helpers.
 
-Each study runs once per module (the ``smoke`` fixture) into one temporary results folder, so a
-study that reads another's summary (``NEEDS``) finds it beside its own ``--out``, as it does in
-``results/studies/``. The studies share static configs (model, batch size) and, under the suite's
-4 fake devices, chunk shapes, so most sweeps reuse programs compiled by an earlier study.
+Each study runs once per session (the ``smoke`` fixture: ``study_smoke`` in conftest.py) into one
+temporary results folder, so a study that reads another's summary (``NEEDS``) finds it beside its
+own ``--out``, as it does in ``results/studies/``. The studies share static configs (model, batch
+size) and, under the suite's 4 fake devices, chunk shapes, so most sweeps reuse programs compiled
+by an earlier study.
 """
 
 import csv
@@ -21,9 +22,9 @@ from helpers import gamma, load_script
 import wdjax
 from wdjax.study import Option
 
+pytestmark = pytest.mark.xdist_group("studies")  # one worker runs the smoke runs (conftest.py)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
-NEEDS: dict = {}  # a study that reads another study's summary.json beside its --out
 KEYS = {  # the headline keys each study's docstring lists for summary.json
     "batchnorm_equilibrium": {"equilibrium", "zero", "mechanism", "steps", "window", "smooth",
                               "band", "batch_size", "replicates", "dataset"},
@@ -54,20 +55,11 @@ def study(name):
     return load_script(f"experiments/{name}.py")
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """``smoke(name)`` → (results directory, what ``main`` returned), running each study once."""
-    root, done = tmp_path_factory.mktemp("studies"), {}
-
-    def run(name):
-        if name in NEEDS:
-            run(NEEDS[name])
-        if name not in done:
-            out = root / name
-            done[name] = out, study(name).main(["--smoke", "--out", str(out)])
-        return done[name]
-
-    return run
+@pytest.fixture
+def smoke(study_smoke):
+    """``smoke(name)`` → (results directory, what ``main`` returned), each study run once per
+    session (``study_smoke`` in conftest.py; test_studies_docs_numbers.py reads the same runs)."""
+    return study_smoke
 
 
 def configs(name) -> tuple[dict, dict]:

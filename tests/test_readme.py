@@ -37,7 +37,11 @@ def test_readme_is_short_and_starts_with_the_two_commands():
     assert len(lines) <= 200
     commands = [i for i, line in enumerate(lines) if line.startswith("python3 -m venv .venv && ")]
     assert len(commands) == 2  # the main job first, then the test line .ci/run greps
-    assert "-m wdjax sweep" in lines[commands[0]] and lines[commands[1]].endswith("-m pytest tests")
+    assert "-m wdjax sweep" in lines[commands[0]]
+    ci = (ROOT / ".ci" / "run").read_text()
+    pattern = re.search(r"grep -m1 -E '([^']+)' README.md", ci).group(1)
+    assert re.match(pattern, lines[commands[1]])
+    assert lines[commands[1]].endswith("-m pytest -n 2 --dist loadgroup tests")  # both cores
 
 
 def test_every_relative_link_in_readme_and_docs_resolves():

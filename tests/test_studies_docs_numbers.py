@@ -5,6 +5,7 @@ byte-identical."""
 import copy
 import json
 import pathlib
+import shutil
 import sys
 
 import numpy as np
@@ -14,6 +15,7 @@ from helpers import load_script
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT / "scripts") not in sys.path:  # the generator imports docs_numbers from its folder
     sys.path.insert(0, str(ROOT / "scripts"))
+pytestmark = pytest.mark.xdist_group("studies")  # shares the smoke runs (conftest.py)
 dn = load_script("scripts/docs_numbers.py")
 sd = load_script("scripts/studies_docs.py")
 
@@ -81,12 +83,12 @@ def test_values_read_every_committed_file_kind(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """A smoke run of lambda_curve in results/studies/lambda_curve of a temporary folder."""
+def smoke(study_smoke, tmp_path_factory):
+    """lambda_curve's smoke run (conftest.py's ``study_smoke``, shared with test_experiments.py)
+    copied to results/studies/lambda_curve of a temporary folder."""
     lc = load_script("experiments/lambda_curve.py")
     root = tmp_path_factory.mktemp("lc")
-    out = root / "res" / "lambda_curve"
-    lc.main(["--smoke", "--out", str(out)])
+    shutil.copytree(study_smoke("lambda_curve")[0], root / "res" / "lambda_curve")
     return lc, root
 
 
