@@ -390,7 +390,7 @@ def test_decay_variants_record_by_hand():
     w, g = (rng.normal(size=(5, 3)) for _ in range(2))
     params = {"dense_0": {"kernel": jnp.asarray(w)}, "head": {"kernel": jnp.ones((3, 2))}}
     grads = {"dense_0": {"kernel": jnp.asarray(g)}, "head": {"kernel": jnp.ones((3, 2))}}
-    out = rec(params, None, grads, {})
+    out = rec(params, {**params, "dense_0": {"kernel": jnp.asarray(2 * w)}}, grads, {})  # w before
     assert set(out) == {"ratio/dense_0"}  # the output layer is not normalized
     assert float(out["ratio/dense_0"]) == pytest.approx(np.linalg.norm(g) / np.linalg.norm(w),
                                                         rel=1e-6)  # fmt: skip
