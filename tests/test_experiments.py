@@ -28,6 +28,8 @@ STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
 KEYS = {  # the headline keys each study's docstring lists for summary.json
     "batchnorm_equilibrium": {"equilibrium", "zero", "mechanism", "steps", "window", "smooth",
                               "band", "batch_size", "replicates", "dataset"},
+    "decay_variants": {"adamc_drift", "test_loss_diff", "claims", "arms", "lr", "margin",
+                       "drift_from", "replicates", "selected_by", "dataset"},
     "decoupling": {"arms", "agree", "disagree", "inconclusive", "estimator", "steps", "epochs",
                    "train_size", "replicates", "selected_by", "dataset"},
     "l1_sparsity": {"arms", "dense", "operating_point", "max_sparsity", "sparsity_check",
@@ -332,3 +334,55 @@ def test_overhead(smoke):
     assert len(wd["epochs"]) == wd["n"] == 2 and wd["targets"] == ttt["none"]["targets"]
     assert set(s["load"]) == {"before", "after", "after_training"}
     assert s["machine"]["jax"] == jax.__version__
+
+
+# --- 10: decay_variants ---------------------------------------------------------------------
+
+
+def test_decay_variants(smoke):
+    s = summary(smoke, "decay_variants")
+    assert {"wd", "wd_corrected"} <= set(s["adamc_drift"]) and s["replicates"] == 2
+    for x in [*s["adamc_drift"].values(), *s["test_loss_diff"].values()]:
+        assert len(x) == 3 and x[1] <= x[0] <= x[2]  # [mean, lo, hi]
+    assert set(s["arms"]) == {"bn_wd", "bn_wd_corrected", "bn_cautious_wd", "mlp_wd",
+                              "mlp_cautious_wd"}  # fmt: skip
+    bn = s["arms"]["bn_wd"]
+    assert len(bn["log_ratio"]) == len(bn["strengths"]) and len(bn["log_ratio"][0]) == 2
+    assert s["test_loss_diff"]["AdamC−AdamW λ=0"] == pytest.approx([0, 0, 0], abs=1e-5)  # λ = 0
+    for name, c in s["claims"].items():
+        assert c["outcome"] in {"reproduced", "contradicted", "inconclusive"}, name
+    for m in ("mlp", "bn"):  # the rule, applied by hand to the chosen λ
+        c, grid = s["claims"][f"cautious_same_lambda {m}"], s["arms"][f"{m}_wd"]["strengths"]
+        assert c["steps"] == abs(grid.index(c["cautious"]) - grid.index(c["wd"]))
+        assert c["wd"] == s["arms"][f"{m}_wd"]["selection"]["averaged_strength"]
+    full = configs("decay_variants")[0]
+    b = full["models"]["bn"]
+    assert full["replicates"] >= 5 and math.ceil(full["window"] * b["epochs"]) >= 4
+    assert sum(g > 0 for g in b["strengths"]) >= 3 and b["batchnorm"] and b["strengths"][0] == 0
+
+
+def test_decay_variants_drift_estimator_by_hand():
+    """The fitted change over the last k epochs: exact on a line, the centre's derivative on a
+    parabola (least squares on symmetric points), blind to the epochs before the window."""
+    drift = study("decay_variants").drift
+    e = np.arange(1.0, 21.0)
+    assert drift(3.0 + 0.25 * e, 4) == pytest.approx(0.25 * 3)
+    assert drift(np.where(e > 16, 1.0, e**3), 4) == pytest.approx(0.0, abs=1e-12)
+    assert drift(e**2, 5) == pytest.approx(2 * 18.0 * 4)  # window 16..20, centre 18
+    x = np.stack([e, -e])  # leading axes kept: one value per row
+    np.testing.assert_allclose(drift(x, 4), [3.0, -3.0])
+    # positive control: AdamW's equilibrium √(2λ/γ_e) under a cosine γ rises over the window
+    gamma = 0.5 * (1 + np.cos(np.pi * (e - 0.5) / 20))
+    assert drift(0.5 * np.log(2 * 10.0 / gamma), 4) > 0.5
+
+
+def test_decay_variants_record_by_hand():
+    rec = study("decay_variants").record
+    rng = np.random.default_rng(0)
+    w, g = (rng.normal(size=(5, 3)) for _ in range(2))
+    params = {"dense_0": {"kernel": jnp.asarray(w)}, "head": {"kernel": jnp.ones((3, 2))}}
+    grads = {"dense_0": {"kernel": jnp.asarray(g)}, "head": {"kernel": jnp.ones((3, 2))}}
+    out = rec(params, {**params, "dense_0": {"kernel": jnp.asarray(2 * w)}}, grads, {})  # w before
+    assert set(out) == {"ratio/dense_0"}  # the output layer is not normalized
+    assert float(out["ratio/dense_0"]) == pytest.approx(np.linalg.norm(g) / np.linalg.norm(w),
+                                                        rel=1e-6)  # fmt: skip
