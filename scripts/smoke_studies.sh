@@ -12,7 +12,7 @@ PY="${PYTHON:-.venv/bin/python}"
 OUT="${1:-$(mktemp -d -t wdjax-smoke-XXXXXX)}"
 mkdir -p "$OUT"
 ORDER="tutorial_mlp lambda_curve l1_sparsity decoupling versus_dropout_batchnorm \
-batchnorm_equilibrium select_lambda overhead"
+batchnorm_equilibrium select_lambda overhead lambda_scaling decay_variants"
 names=""
 for n in $ORDER; do [ -f "experiments/$n.py" ] && names="$names $n"; done
 for f in experiments/*.py; do  # any other study, alphabetically

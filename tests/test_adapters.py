@@ -101,7 +101,6 @@ def lion_factory(learning_rate, strength, b1=0.9):
     return optax.lion(learning_rate, b1=b1, weight_decay=strength)
 
 
-@pytest.mark.numerics
 def test_a_factory_sweep_with_lion_equals_a_hand_written_loop():
     cfg = dataclasses.replace(BASE, strengths=(1e-2,), epochs=1, model=TinyLinen(),
                               optimizer=lion_factory, **F64)  # fmt: skip

@@ -202,7 +202,6 @@ def _engine_like(reg, strength, lr):
     return make_optimizer("adam", wdjax.schedules.learning_rate(lr, eta), reg, strength, **kw)
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("reg", ["cautious_wd", "wd_corrected"])
 def test_traced_strength_and_lr_under_jit_and_vmap(reg):
     strengths, lrs = [0.0, 0.1, 0.5], [0.05, 0.02, 0.1]

@@ -266,7 +266,6 @@ def test_equilibrium_pools_rms_over_window_and_layers():
     assert per_layer.tolist() == [[3.0, 4.0]] * 3
 
 
-@pytest.mark.numerics
 def test_record_by_hand():
     """One member's step record against float64 numpy on the same kernels and Adam state."""
     mod = study("batchnorm_equilibrium")

@@ -45,6 +45,7 @@ def norms(before, after, grads, batch_stats):
     return {"grad_norm": jnp.sqrt(sq(grads)), "moved": jnp.sqrt(sq(moved))}
 
 
+@pytest.mark.numerics
 def test_record_every_step_sees_the_sgd_step_rule():
     res = wdjax.sweep(CFG, record=flat_trees, record_every="step")
     h = res.history
@@ -68,6 +69,7 @@ def test_record_every_step_sees_the_sgd_step_rule():
         )
 
 
+@pytest.mark.numerics
 def test_record_every_epoch_is_the_epochs_last_step():
     steps = wdjax.sweep(CFG, record=norms, record_every="step").history
     epochs = wdjax.sweep(CFG, record=norms).history
@@ -100,6 +102,7 @@ def assert_heavy_ball(h, m, mu):
         np.testing.assert_allclose(got[t], want, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.numerics
 def test_record_with_opt_state_sees_the_heavy_ball_buffer():
     h = wdjax.sweep(CFG, optimizer=heavy_ball, record=trace, record_every="step").history
     for m in range(2):
@@ -112,6 +115,7 @@ def flagged(learning_rate, strength, momentum):
     return optax.sgd(learning_rate, momentum=momentum)
 
 
+@pytest.mark.numerics
 def test_check_builds_the_factory_with_the_configs_set_axes():
     """The check calls the factory with each axis's first value (it called it with none)."""
     cfg = dataclasses.replace(CFG, optimizer=flagged, axes=(("momentum", (0.9, 0.0)),))
@@ -122,6 +126,7 @@ def test_check_builds_the_factory_with_the_configs_set_axes():
     assert got["grad_norm"].shape == (4, 2) and np.all(np.isfinite(got["grad_norm"]))
 
 
+@pytest.mark.numerics
 def test_without_record_the_engine_and_its_program_are_todays():
     programs.clear_cache()
     wdjax.sweep(CFG)
@@ -137,6 +142,7 @@ def test_without_record_the_engine_and_its_program_are_todays():
     assert len(programs._CACHE) == 2  # ... and a plain sweep reuses today's
 
 
+@pytest.mark.numerics
 def test_init_params_start_every_member_from_the_given_tree():
     first = wdjax.sweep(CFG)
     shared = jax.tree.map(lambda x: x[1], first.params)
@@ -164,6 +170,7 @@ def test_init_params_on_members_sharded_over_several_devices():
         np.testing.assert_allclose(two.history[name], one.history[name], rtol=1e-5)
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("bad, says", [
     (lambda p: {**p, "head": {"kernel": p["head"]["kernel"]}}, "missing ['head/bias']"),
     (lambda p: {**p, "head": {**p["head"], "kernel": p["head"]["kernel"][:3]}}, "head/kernel"),
@@ -178,6 +185,7 @@ def test_init_params_of_another_tree_is_refused_before_anything_is_written(tmp_p
     assert not os.path.exists(os.path.join(out, "config.json"))
 
 
+@pytest.mark.numerics
 def test_hooks_are_recorded_by_name_and_resume_refuses_other_ones(tmp_path):
     out = str(tmp_path / "run")
     res = wdjax.sweep(CFG, out=out, record=norms, epochs=1)
@@ -193,6 +201,7 @@ def test_hooks_are_recorded_by_name_and_resume_refuses_other_ones(tmp_path):
         wdjax.sweep(CFG, record=norms, record_every="batch")
 
 
+@pytest.mark.numerics
 def test_parameter_groups_head_on_fixed_adam_kernels_on_the_swept_lr():
     def labels(params):
         label = {name: "fixed" if name == "head" else "swept" for name in params}
@@ -221,6 +230,7 @@ def test_parameter_groups_head_on_fixed_adam_kernels_on_the_swept_lr():
             np.testing.assert_allclose(res.params["head"][n][m], head[n], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.numerics
 def test_evaluate_scores_given_parameters_as_the_sweeps_evaluation():
     res = wdjax.sweep(CFG)
     got = wdjax.evaluate(CFG, res.params)

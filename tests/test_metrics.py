@@ -19,7 +19,6 @@ def _params():
                        "BatchNorm_0": {"scale": np.ones(2, np.float32)}}}  # fmt: skip
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("jit", [False, True])
 def test_weight_stats_by_hand(jit):
     fn = jax.jit(M.weight_stats) if jit else M.weight_stats
@@ -35,7 +34,6 @@ def test_weight_stats_by_hand(jit):
     assert s["dead_units/Dense_0"] == 1 and s["dead_units/Conv_0"] == 1 and s["dead_units"] == 2
 
 
-@pytest.mark.numerics
 def test_cross_entropy_and_accuracy_by_formula():
     logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0]])
     labels = jnp.array([0, 2])
@@ -47,7 +45,6 @@ def test_cross_entropy_and_accuracy_by_formula():
     assert float(M.accuracy(logits, labels)) == 0.5
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("theta", [1e-4, 1e-2, 0.7, 2.5])
 def test_unit_angular_update_recovers_known_rotation(theta):
     rng = np.random.default_rng(0)
@@ -68,7 +65,6 @@ def test_kernels_found_under_member_axis_and_nesting():
     assert list(M.kernels(p)) == ["Block_0/Conv_0"]
 
 
-@pytest.mark.numerics
 def test_cross_entropy_is_optax_integer_label_cross_entropy_bit_for_bit():
     # The one-hot pick must give optax's values exactly (large logits included), and its gradient
     # must be (softmax(z) - onehot(y)) / B.

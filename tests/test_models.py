@@ -469,7 +469,6 @@ def test_scanned_sgd_steps_with_bn_and_dropout_lower_the_loss(name, kw):
     assert all(jax.tree.leaves(changed))
 
 
-@pytest.mark.numerics
 def test_init_vmapped_over_member_keys_equals_each_member():
     # (Same Flax mechanism for every model; compiling a vmapped conv-net init takes ~10 s on CPU.)
     model = make_model("mlp", 10, batchnorm=True)

@@ -52,7 +52,6 @@ def _orthonormal_design():
     return jnp.asarray(x), jnp.asarray(y), b, jnp.asarray(rng.normal(size=6))
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_l1_prox_solves_lasso_exactly_for_every_base_optimizer(optimizer):
     """f = ½‖Xw − y‖², XᵀX = I: the minimizer of f + λ‖w‖₁ is sign(b)·max(|b| − λ, 0)."""
@@ -67,7 +66,6 @@ def test_l1_prox_solves_lasso_exactly_for_every_base_optimizer(optimizer):
     np.testing.assert_array_equal(w == 0, w_star == 0)
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_elastic_net_and_group_lasso_prox_fixed_points(optimizer):
     """sklearn ElasticNet(alpha, l1_ratio) and the group lasso on f = ½‖W − B‖²."""
@@ -97,7 +95,6 @@ def test_elastic_net_and_group_lasso_prox_fixed_points(optimizer):
         assert 0 < np.sum(norms <= lam * np.sqrt(3)) < 5
 
 
-@pytest.mark.numerics
 def test_group_lasso_prox_outgoing_fixed_point_removes_rows():
     """f = ½‖W − B‖² with outgoing groups (rows, |g| = 5): W_i = max(0, 1 − λ√5/‖B_i‖)·B_i."""
     lr, steps, hyper = _SETTINGS["adam"]
@@ -119,7 +116,6 @@ def test_group_lasso_prox_outgoing_fixed_point_removes_rows():
         make_optimizer("adam", lr, "l1_prox", lam, groups="outgoing")
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("reg", ["l1_prox", "elastic_net_prox"])
 def test_prox_strategies_match_scikit_learn(reg):
     """f = (1/2n)‖Xw − y‖²: l1_prox λ is Lasso(alpha=λ); elastic_net_prox (λ, ρ) is
@@ -150,7 +146,6 @@ def test_prox_strategies_match_scikit_learn(reg):
     assert np.any(expected == 0)
 
 
-@pytest.mark.numerics
 def test_ridge_closed_form_with_coupled_l2():
     """GD on (1/2n)‖Xw − y‖² + (λ/2)‖w‖² converges to (XᵀX/n + λI)⁻¹Xᵀy/n."""
     rng = np.random.default_rng(2)
@@ -214,7 +209,6 @@ def test_wd_with_adam_equals_optax_adamw_leaf_for_leaf():
         assert_trees_all_equal(a, b)
 
 
-@pytest.mark.numerics
 def test_wd_paper_equals_adamw_with_decay_divided_by_lr():
     # Two formulas (λ·w vs α·(λ/α)·w) round differently: float64, 12 Adam steps of elementwise
     # maths (n ≈ 10 roundings per step) drift by ≤ adam_drift(12, α, 10).
@@ -242,7 +236,6 @@ def test_wd_paper_equals_adamw_with_decay_divided_by_lr():
         assert_trees_close_to_scale(ours[-1], ref[-1], tol)
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_l2_with_momentum_is_torch_sgd_weight_decay(nesterov):
     """torch.optim.SGD(lr, momentum=μ, weight_decay=λ, nesterov): g ← g + λw; b ← μb + g;
@@ -304,7 +297,6 @@ def test_dead_input_weights_decay_geometrically_under_wd():
         assert not np.allclose(w["Dense_0"]["kernel"][1:], params["Dense_0"]["kernel"][1:])
 
 
-@pytest.mark.numerics
 def test_l1_strategy_is_the_keras_l1_gradient_on_a_dense_stack():
     """Keras loss CE + Σ l1·Σ|W| has gradient g_CE + l1·sign(W) on kernels (TF: sign(0) = 0);
     biases get g_CE only. Here g_CE is any gradient pytree of a two-layer Dense stack."""
@@ -360,7 +352,6 @@ def _scan_final(optimizer, reg, strength, lr, steps=2):
     return jax.lax.scan(body, (params, tx.init(params)), None, length=steps)[0][0]
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_vmap_over_strength_and_lr_built_inside_equals_python_loop(optimizer):
     """For every strategy: jit(vmap(...)) over traced (λ, lr), optimizer built inside, equals
@@ -434,7 +425,6 @@ def test_explicit_mask_is_respected(reg):
     assert_trees_all_equal(callable_mask, got)
 
 
-@pytest.mark.numerics
 def test_schedules_for_learning_rate_and_strength():
     sched = optax.linear_schedule(0.1, 0.01, 5)
     ours = _trajectory(make_optimizer("sgd", sched, "wd", lambda t: 0.1 * (t + 1)), steps=4)
@@ -533,7 +523,6 @@ def test_nnx_states_and_empty_selections(reg):
     make_optimizer("adam", 0.05, reg, 0.5, mask="w$").init(custom)
 
 
-@pytest.mark.numerics
 def test_hidden_spec_leaves_the_output_layer_alone():
     model = wdjax.make_model("mlp", 10, hidden=(4, 3))
     params = model.init(jax.random.key(0), jnp.ones((1, 2, 2, 1)), False)["params"]
@@ -545,7 +534,6 @@ def test_hidden_spec_leaves_the_output_layer_alone():
         assert_trees_close_to_scale(got[layer]["kernel"], -0.05 * params[layer]["kernel"], U32)
 
 
-@pytest.mark.numerics
 def test_inject_hyperparams_builds_updates_and_sets_strength():
     """optax.inject_hyperparams sees every numeric argument (not a **hyper dict)."""
     params = _small_params()

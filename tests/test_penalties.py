@@ -56,7 +56,6 @@ def test_decay_mask_on_unnamed_trees_selects_everything():
     assert decay_mask((jnp.ones(3), jnp.ones(2))) == (True, True)
 
 
-@pytest.mark.numerics
 def test_l1_l2_penalties_hand_values_and_masks():
     p = {
         "Dense_0": {"kernel": jnp.array([[1.0, -2.0], [0.0, 3.0]]), "bias": jnp.array([4.0, -5.0])},
@@ -90,7 +89,6 @@ def _dense_stack(sizes=(5, 8, 6, 3), seed=2):
     }
 
 
-@pytest.mark.numerics
 def test_keras_l1_and_l2_loss_formulas_on_a_dense_stack():
     """Keras: loss = mean CE + Σ_layers c·Σ|W| (l1) or c·ΣW² (l2), on kernels only."""
     params = _dense_stack()
@@ -115,7 +113,6 @@ def test_keras_l1_and_l2_loss_formulas_on_a_dense_stack():
         np.testing.assert_allclose(jax.vmap(l1_penalty)(stacked), [l1_sum, 2 * l1_sum], rtol=1e-14)
 
 
-@pytest.mark.numerics
 def test_group_norms_and_penalty_use_output_units():
     dense = jnp.array([[3.0, 0.0], [4.0, 1.0]])  # (in=2, out=2): columns are groups
     np.testing.assert_allclose(group_norms(dense), [[5.0, 1.0]])
@@ -130,7 +127,6 @@ def test_group_norms_and_penalty_use_output_units():
     assert float(group_lasso_penalty(p)) == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.numerics
 def test_outgoing_groups_are_rows_and_input_channels():
     dense = jnp.array([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])  # (in=3, out=3)
     np.testing.assert_allclose(group_norms(dense, "outgoing"), [[5.0], [0.0], [1.0]])
@@ -187,7 +183,6 @@ def test_nnx_state_paths_drop_the_variable_value():
     assert "dense_0/kernel" in paths and "bn_0/scale" in paths
 
 
-@pytest.mark.numerics
 def test_nnx_and_linen_penalties_agree_with_a_hand_computation():
     net, linen = _nnx_and_linen()
     kernels = [np.asarray(m.kernel[...], np.float64) for m in (net.dense_0, net.dense_1, net.head)]
@@ -215,7 +210,6 @@ def test_nnx_and_linen_penalties_agree_with_a_hand_computation():
     assert sum(mask) == 3 and len(mask) == 8  # the kernels of 3 kernels, 3 biases, BN scale/bias
 
 
-@pytest.mark.numerics
 def test_member_stacked_nnx_states_per_member_and_summed():
     keys = jax.random.split(jax.random.key(1), 3)
     stacked = jax.vmap(lambda k: nnx.split(_NnxMLP(nnx.Rngs(k)), nnx.Param, ...)[1])(keys)

@@ -67,7 +67,6 @@ def test_no_recompilation_for_new_strengths(traces):
     assert not np.allclose(first.history["weight_l2"], second.history["weight_l2"])
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("model", ["mlp", "cnn", "resnet"])
 def test_fast_init_compile_gives_the_default_compile_weights(model):
     # The runner compiles initialization with _CPU_SMALL_OPTIONS (~3x faster to compile); the

@@ -89,7 +89,6 @@ def _is_boundaries(x):
     return isinstance(x, tuple)  # one leaf: stacked to [members, boundaries]
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("kind", schedules.SCHEDULES)
 def test_each_kind_matches_optax_per_member_with_one_compile(kind):
     """jit(vmap) over members with different (traced) parameters, at every step of a range:
@@ -114,7 +113,6 @@ def test_each_kind_matches_optax_per_member_with_one_compile(kind):
             assert_trees_close_to_scale(got, expected, TOL, f"{kind} {params}", scale=1.0)
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("mult,period", [(2, 1), (2, 5), (3, 1), (3, 4)])
 def test_sgdr_restarts_exactly_at_each_cycle_start(mult, period):
     """Far out (τ up to ~2²⁴) the float cycle-index guess is corrected: η = 1 exactly at each
@@ -131,7 +129,6 @@ def test_sgdr_restarts_exactly_at_each_cycle_start(mult, period):
         assert_trees_close_to_scale(got, want, TOL, f"s_i {offset:+d}", scale=1.0)
 
 
-@pytest.mark.numerics
 def test_make_converts_epochs_to_steps_concrete_and_traced():
     """make == the step-denominated function with epochs x steps_per_epoch rounded to whole
     steps (1.46 -> 15, 0.68 -> 7: not truncated), also when traced per member (one compile)."""
@@ -163,7 +160,6 @@ def test_make_converts_epochs_to_steps_concrete_and_traced():
         assert_trees_close_to_scale(step_rows[k], want, TOL, f"step member {k}", scale=1.0)
 
 
-@pytest.mark.numerics
 def test_sgd_applies_peak_times_eta_per_member_with_one_compile():
     """optax.sgd(learning_rate=learning_rate(peak, η)) built inside jit(vmap) over (peak, warm-up):
     the update at step t is −peak·η(t)·g, η optax's warm-up cosine."""
@@ -192,7 +188,6 @@ def test_sgd_applies_peak_times_eta_per_member_with_one_compile():
         assert_trees_close_to_scale(updates[k], want, TOL, f"member {k}", scale=peaks[k])
 
 
-@pytest.mark.numerics
 def test_wd_paper_decays_by_eta_times_lambda():
     """make_optimizer("adam", α, "wd_paper", λ, schedule=η): w ← w − η(t)·(α·m̂/(√v̂+ε) + λ·w)
     (Loshchilov & Hutter 2019, Algorithm 2), written out in float64 over a few steps."""
@@ -215,7 +210,6 @@ def test_wd_paper_decays_by_eta_times_lambda():
     assert_trees_close_to_scale(w, w_ref, steps * 2 * gamma(16, U64), scale=1.0)
 
 
-@pytest.mark.numerics
 def test_l1_prox_threshold_uses_the_scheduled_step():
     """sgd + l1_prox with lr = peak·η(t) and zero gradients: w_T = S_{λ·peak·Ση(t)}(w₀)."""
     peak, lam, steps = 0.5, 0.3, 12

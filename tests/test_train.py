@@ -31,7 +31,6 @@ def _member(cfg=CFG64, lr=1e-2, strength=0.1, seed=3):
     return engine, h, engine.init(h, x[:1]), x, y
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("eval_batch", [7, 50, 1024])
 def test_evaluate_equals_one_full_batch_despite_padding(monkeypatch, eval_batch):
     monkeypatch.setattr(train, "EVAL_BATCH", eval_batch)  # 7: 8 batches, the last padded by 6
@@ -92,7 +91,6 @@ def _epoch_of(engine, hyper, x, y, states=None):
     return jax.jit(engine.epoch)(states, hyper, data, 0, 0)
 
 
-@pytest.mark.numerics
 def test_diverging_member_is_put_back_to_its_epoch_start_and_the_other_is_unaffected():
     with jax.enable_x64(True):  # lr = 1e300 overflows float64 within the epoch
         engine, _, _, x, y = _member()

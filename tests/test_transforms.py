@@ -60,7 +60,6 @@ def test_soft_threshold_matches_scalar_reference(t):
     np.testing.assert_array_equal(got, [_soft_scalar(x, t) for x in xs])
 
 
-@pytest.mark.numerics
 def test_soft_threshold_optimality_condition():
     """y = S_t(x) solves min ½(y−x)² + t|y|: x − y = t·sign(y) if y ≠ 0, else |x| ≤ t."""
     with jax.enable_x64(True):
@@ -97,7 +96,6 @@ def _random_pair(shape=(5, 4), seed=0, dtype=jnp.float64):
     return w, u
 
 
-@pytest.mark.numerics
 def test_prox_l1_lands_on_soft_threshold_with_exact_zeros():
     with jax.enable_x64(True):
         w, u = _random_pair()
@@ -114,7 +112,6 @@ def test_prox_l1_lands_on_soft_threshold_with_exact_zeros():
         assert np.all(np.abs(v[~nz]) <= lr * l1)
 
 
-@pytest.mark.numerics
 def test_prox_elastic_net_closed_form_and_optimality():
     with jax.enable_x64(True):
         w, u = _random_pair(seed=1)
@@ -131,7 +128,6 @@ def test_prox_elastic_net_closed_form_and_optimality():
         )
 
 
-@pytest.mark.numerics
 @pytest.mark.parametrize("shape", [(6, 4), (3, 3, 2, 5), (7,)])
 def test_prox_group_lasso_block_soft_threshold(shape):
     """Groups = last axis (Dense column, Conv output filter, each entry of a 1-d leaf)."""
@@ -157,7 +153,6 @@ def test_prox_group_lasso_block_soft_threshold(shape):
         )
 
 
-@pytest.mark.numerics
 def test_prox_group_lasso_in_a_diagonal_metric_satisfies_optimality():
     """argmin ½‖w−v‖²_D + c‖w_g‖: D(v − w) = c·w/‖w‖ on kept groups, ‖Dv‖ <= c on zero ones."""
     with jax.enable_x64(True):
@@ -183,7 +178,6 @@ def test_prox_group_lasso_in_a_diagonal_metric_satisfies_optimality():
         )
 
 
-@pytest.mark.numerics
 def test_prox_group_lasso_outgoing_shrinks_rows_by_hand_and_in_a_metric():
     """Rows of a Dense kernel: block soft-thresholding by hand, and the metric prox's
     optimality D(v − w) = c·w/‖w‖ on kept rows, ‖Dv‖ <= c on removed ones."""
@@ -217,7 +211,6 @@ def test_prox_group_lasso_zero_group_and_zero_strength_is_finite():
     assert_trees_all_equal(new, jnp.zeros((3, 2)))
 
 
-@pytest.mark.numerics
 def test_add_l1_subgradient_sign_of_zero_is_zero():
     w = jnp.array([-2.0, 0.0, 3.0])
     g = jnp.array([0.5, 0.5, 0.5])
@@ -250,7 +243,6 @@ def test_zero_strength_passes_updates_through_exactly(make, jit):
     assert_trees_all_equal(fn(jnp.float32(0.0)), u)
 
 
-@pytest.mark.numerics
 def test_prox_l1_per_coordinate_metric():
     w = jnp.array([1.0, 1.0, -1.0])
     d = jnp.array([1.0, 4.0, 0.5])
@@ -259,7 +251,6 @@ def test_prox_l1_per_coordinate_metric():
     np.testing.assert_allclose(new, [0.8, 0.95, -0.6], rtol=1e-6)
 
 
-@pytest.mark.numerics
 def test_strength_and_learning_rate_schedules():
     w = jnp.array([1.0, -1.0])
     tx = prox_l1(lambda c: 0.1 * (c + 1), lambda c: 1.0 / (c + 1))
@@ -276,7 +267,6 @@ def test_strength_and_learning_rate_schedules():
 # --- solver level: lasso with an orthonormal design -----------------------------------------
 
 
-@pytest.mark.numerics
 def test_ista_solves_lasso_to_float64_precision_with_exact_zeros():
     with jax.enable_x64(True):
         x, y, b, w0 = _lasso_problem()
@@ -306,7 +296,6 @@ def test_ista_solves_lasso_to_float64_precision_with_exact_zeros():
         )
 
 
-@pytest.mark.numerics
 def test_adam_prox_at_zero_strength_equals_adam_and_thresholds_in_adam_metric():
     w = {"kernel": jnp.array([[0.3, -1.0], [2.0, 0.01]])}
     g = {"kernel": jnp.array([[0.1, -0.2], [0.3, 0.05]])}
@@ -363,7 +352,6 @@ def _train(name, strength, lr, mask=None, steps=2):
     return params
 
 
-@pytest.mark.numerics
 def test_vmap_over_strength_and_lr_equals_python_loop():
     """Each transform built inside jit(vmap(...)) over traced (λ, lr) equals the eager loop
     over Python floats (one compilation for all transforms)."""
