@@ -195,8 +195,9 @@ def figure(summary: dict):
     fig, ax = study.pyplot().subplots(1, 3, figsize=(15, 4.3))
     for i, (label, g) in enumerate((x, sorted(g, key=lambda c: c["n"])) for x, g in groups.items()):
         x, top = np.log10([c["n"] for c in g]), np.log10([B / (c["lr"] * c["n"]) for c in g])
-        for a, key in zip(ax, ("log_lam_star", "log_tau_star"), strict=False):
-            plots.band(a, x, np.array([c[key] for c in g], float).T, label, color=f"C{i}")
+        for a, key in zip(ax, ("log_lam_star", "log_tau_star"), strict=False):  # edges left out
+            iv = [selection.interval(np.array(c[key], float)[np.isfinite(c[key])]) for c in g]
+            plots.fill(a, x, *np.array(iv).T, label, color=f"C{i}")
         if i < len(lrs):  # the prediction: slope −1 through the mean τ*
             ax[0].plot(x, top - np.log10(summary["tau_epochs"][0]), "--", color=f"C{i}", lw=0.8)
     [ax[1].axhline(y, color="k", ls=":", lw=0.8) for y in (0, np.log10(summary["epochs"]))]
