@@ -46,6 +46,7 @@ STUDIES = (
     ("batchnorm_equilibrium", "6. BatchNorm and rotational equilibrium"),
     ("select_lambda", "7. Choosing λ: cross-validation vs one split"),
     ("overhead", "8. Does weight decay slow training?"),
+    ("lambda_scaling", "9. Choosing λ without a grid: the AdamW timescale"),
     ("decay_variants", "10. Decay variants of 2025: cautious decay and AdamC"),
 )
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

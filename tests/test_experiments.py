@@ -37,6 +37,10 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
                     "fine_tune", "replicates", "dataset"},
     "lambda_curve": {"conditions", "best_strength", "selected_by", "strengths", "replicates",
                      "dataset"},
+    "lambda_scaling": {"slope_log_n", "slope_log_lr", "predicted_slope", "tau_epochs",
+                       "steps_slope", "width", "verdicts", "control", "averaged", "per_replicate",
+                       "cells", "baseline", "epochs", "sizes", "lrs", "taus", "edges",
+                       "replicates", "selected_by", "dataset"},
     "overhead": {"timing", "time_to_target", "load", "machine", "cells", "steps_per_call", "rounds",
                  "train_size", "val_size", "steps_per_epoch", "seconds_per_epoch", "target_factor",
                  "best_strength", "strengths", "selected_by", "replicates", "epochs", "dataset",
@@ -385,3 +389,49 @@ def test_decay_variants_record_by_hand():
     assert set(out) == {"ratio/dense_0"}  # the output layer is not normalized
     assert float(out["ratio/dense_0"]) == pytest.approx(np.linalg.norm(g) / np.linalg.norm(w),
                                                         rel=1e-6)  # fmt: skip
+
+
+# --- 9: lambda_scaling ----------------------------------------------------------------------
+
+
+def test_lambda_scaling(smoke):
+    s, mod = summary(smoke, "lambda_scaling"), study("lambda_scaling")
+    full, small = configs("lambda_scaling")
+    assert s["predicted_slope"] == -1.0 and s["selected_by"] == "val_loss" and s["replicates"] == 2
+    keys = ("slope_log_n", "slope_log_lr", "tau_epochs", "steps_slope")
+    assert all(len(s[k]) == 3 for k in keys)
+    assert set(s["verdicts"]) == set(mod.VERDICTS) | {"tau_epochs"}
+    arms = {c["arm"] for c in s["cells"]}
+    assert arms == {"n300", "n600", "steps_n600", "wide_n300", "wide_n600"}
+    for c in s["cells"]:  # sheared: λ = B/(η·n·τ), the config's τ grid in every cell
+        scale = (c["epochs"] / small["epochs"]) ** 0.5 if c["arm"].startswith("steps") else 1.0
+        assert np.allclose(10 ** np.array(c["log_tau"])[::-1] / scale, small["taus"]), c["arm"]
+        assert len(c["log_lam_star"]) == 2 and len(c["val_mean"]) == len(small["taus"]) + 1
+    steps = {c["arm"]: c["steps"] for c in s["cells"]}
+    assert steps["steps_n600"] == 4 == (600 // 128) * 1  # n = 300's 2 epochs × 2 steps, in epochs
+    # the full design: ≥ 4 sizes over > 1 decade, 3 lrs over ≥ 1 decade, 5 replicates
+    assert len(full["sizes"]) >= 4 and max(full["sizes"]) / min(full["sizes"]) > 10
+    assert len(full["lrs"]) == 3 and full["lrs"][-1] / full["lrs"][0] >= 10 - 1e-9
+    assert full["replicates"] == 5
+
+
+def test_lambda_scaling_estimators_against_math():
+    mod = study("lambda_scaling")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 2))
+    y = 0.7 - 1.0 * X[:, 0] + 0.4 * X[:, 1]
+    y[3] = np.nan  # an edge cell: left out
+    np.testing.assert_allclose(mod.fit(X, y, 8), [-1.0, 0.4], atol=1e-12)
+    assert np.isnan(mod.fit(X[:8], y[:8], 8)).all()  # 7 finite points < 8
+    assert np.isnan(mod.fit(np.ones((12, 2)), y, 3)).all()  # rank-deficient design
+    # the control on the full study's grids: exact U-curves give the true slopes back
+    full = configs("lambda_scaling")[0]
+    cases = [(n, lr) for n in full["sizes"] for lr in full["lrs"]]
+    grids = np.log10([[128 / (lr * n * t) for t in full["taus"][::-1]] for n, lr in cases])
+    exact = mod.control(grids, np.log10(cases), 0.0, 0.1, 5, draws=1)
+    for case in exact["cases"].values():
+        np.testing.assert_allclose(case["fitted"], case["truth"], atol=0.02)
+    noisy = mod.control(grids, np.log10(cases), full["noise"], full["curvature"], 5, draws=50)
+    assert exact["passed"] and noisy["passed"]
+    worse = mod.control(grids[:, ::4], np.log10(cases), 0.3, 0.1, 5, draws=20)  # 3 points, noise
+    assert not worse["passed"]  # the control can fail

@@ -105,6 +105,21 @@ def test_sheared_is_sgd_on_lambda_times_the_centre_with_a_cosine_step():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), got, w)
 
 
+def test_sheared_constant_schedule_is_adamw_at_lambda_times_the_centre():
+    # schedule="constant": η(t) = 1, so adam + wd is optax.adamw(lr, λ) on the hidden kernels,
+    # λ = r·λa·(lr/lra)^slope, over more steps than the (unused) cosine horizon of 2 × 2 steps.
+    lr, r, lam_a, lr_a, slope = 0.05, 0.5, 0.4, 0.1, -1.0
+    lam = r * lam_a * (lr / lr_a) ** slope
+    tx = Sheared("adam", "wd", lam_a, lr_a, slope, 2, 2, schedule="constant")(lr, r)
+    ref = optax.adamw(lr, weight_decay=lam, mask=wdjax.mask_from_spec("hidden"))
+    params = _params()
+    grads = _grads(params, 6)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7),
+                 _run(tx, params, grads), _run(ref, params, grads))  # fmt: skip
+    with pytest.raises(ValueError, match="schedule"):
+        Sheared("adam", "wd", lam_a, lr_a, slope, 2, 2, schedule="step")
+
+
 @pytest.mark.parametrize("coupled", [0.0, 1.0])
 def test_decay_with_adam_is_optax_adamw_or_adam_on_the_l2_gradient(coupled):
     lr, lam = 0.05, 0.3

@@ -5,7 +5,8 @@ through a factory (:class:`wdjax.engine.engine.Engine`). The factories here are 
 dataclasses, so equal factories share compiled programs.
 
 * :class:`Strategy`: a named strategy of :func:`wdjax.make_optimizer`.
-* :class:`Sheared`: λ = r·λ_c(lr) on a line through the (lr, λ) plane, with a cosine schedule.
+* :class:`Sheared`: λ = r·λ_c(lr) on a line through the (lr, λ) plane, with a cosine (or constant)
+  schedule.
 * :class:`Decay`: Adam or heavy ball, coupled or decoupled decay, constant or cosine η(t), all
   chosen per member by traced flags (one program for every arm).
 * :class:`Held`: Adam with a regularizer, then :func:`wdjax.transforms.hold_zeros` (fine-tuning
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from wdjax import schedules
+from wdjax.errors import ConfigError
 from wdjax.masks import DEFAULT_MASK, mask_from_spec
 from wdjax.optim import make_optimizer
 from wdjax.transforms import either, hold_zeros
@@ -54,9 +56,10 @@ class Sheared:
     """λ on a sheared grid: ``(lr, r) ->`` :func:`wdjax.make_optimizer` with λ = r·λ_c(lr).
 
     λ_c(lr) = ``lam_anchor``·(lr/``lr_anchor``)^``slope`` is the centre line and the member's
-    ``strength`` is the ratio r to it; the schedule is a cosine to 0 over ``epochs`` ×
-    ``steps_per_epoch`` steps (with ``wd_paper`` η(t) multiplies both step and decay, else the
-    learning rate is lr·η(t)). Hashable, so replicates reuse one compiled program.
+    ``strength`` is the ratio r to it; ``schedule`` is ``"cosine"`` (a cosine to 0 over
+    ``epochs`` × ``steps_per_epoch`` steps) or ``"constant"`` (η(t) = 1); with ``wd_paper`` η(t)
+    multiplies both step and decay, else the learning rate is lr·η(t). Hashable, so replicates
+    reuse one compiled program.
     """
 
     optimizer: str
@@ -67,6 +70,11 @@ class Sheared:
     steps_per_epoch: int
     epochs: int
     mask: str = "hidden"
+    schedule: str = "cosine"  # or "constant"
+
+    def __post_init__(self):
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError(f"Sheared: schedule {self.schedule!r}; give 'cosine' or 'constant'")
 
     def centre(self, lr):
         """λ_c(lr), the centre line (r = 1)."""
@@ -74,7 +82,7 @@ class Sheared:
 
     def __call__(self, learning_rate, strength, **traced) -> optax.GradientTransformation:
         lam = strength * self.centre(learning_rate)
-        eta = schedules.make("cosine", self.steps_per_epoch, self.epochs)
+        eta = schedules.make(self.schedule, self.steps_per_epoch, self.epochs)
         if self.reg == "wd_paper":
             return make_optimizer(self.optimizer, learning_rate, "wd_paper", lam,
                                   mask=self.mask, schedule=eta, **traced)  # fmt: skip
