@@ -46,7 +46,10 @@ def report(base: dict[str, dict], others: list[dict[str, dict]]) -> None:
     )
     tolerance = sorted(t for t in base if base[t]["tolerance"] and t not in changed)
     print(f"# {len(changed)} of {len(base)} tests compare other bits under another setting:")
-    print("\n".join(changed))
+    for t in changed:
+        under = [f or "(default)" for f, o in zip(SETTINGS[1:], others, strict=True)
+                 if base[t]["digest"] != o.get(t, {}).get("digest")]  # fmt: skip
+        print(f"{t}  under {' and '.join(under)}")
     print(f"# {len(tolerance)} more compare floats against a tolerance with the same bits:")
     print("\n".join(tolerance))
 

@@ -6,7 +6,9 @@ Under pytest-xdist (README's test line: ``-n 2``) a session fixture is made once
 tests that share one carry the same ``xdist_group`` mark and run on one worker (``--dist
 loadgroup``)."""
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -23,6 +25,21 @@ os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="wdjax-tests-tfds-")
 # No compile cache in the user's home either: off for this process and the CLI runs it starts
 # (tests/test_compile_cache.py turns it on in a temporary directory for its own subprocesses).
 os.environ["WDJAX_COMPILE_CACHE"] = "off"
+# ... but one JAX compilation cache for the whole session, in a throwaway folder made by the first
+# process (pytest-xdist's workers and the CLI runs tests start inherit it): a program compiled once
+# is loaded, not compiled again, by every later test, worker or CLI run that builds it (about 1
+# compile in 9 in this suite; most of the suite's time is XLA compiling). The executable loaded is
+# the one compiled, so the bits are the same. tests/test_compile_cache.py's runs leave it out.
+if not os.environ.get("WDJAX_TEST_JAX_CACHE"):
+    os.environ["WDJAX_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="wdjax-tests-jax-cache-")
+    atexit.register(shutil.rmtree, os.environ["WDJAX_TEST_JAX_CACHE"], ignore_errors=True)
+os.environ.update(
+    JAX_COMPILATION_CACHE_DIR=os.environ["WDJAX_TEST_JAX_CACHE"],
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    # a size limit makes JAX lock each entry it reads or writes (workers share the folder)
+    JAX_COMPILATION_CACHE_MAX_SIZE=str(8 << 30),
+)
 
 import jax  # noqa: E402
 
