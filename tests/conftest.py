@@ -4,8 +4,7 @@ study's smoke run).
 
 Under pytest-xdist (README's test line: ``-n 2``) a session fixture is made once per worker, so the
 tests that share one carry the same ``xdist_group`` mark and run on one worker (``--dist
-loadgroup``): ``uninterrupted`` for the CLI run, and one group per study for the smoke runs
-(:func:`pytest_collection_modifyitems`), so the studies spread over the workers."""
+loadgroup``)."""
 
 import atexit
 import os
@@ -14,7 +13,6 @@ import subprocess
 import sys
 import tempfile
 import types
-from pathlib import Path
 
 # Must be set before JAX initialises its backends (equinox's tests do the same). Added to the
 # user's own XLA_FLAGS (a GPU user's, or a numerics switch such as .ci/run's), never replacing them.
@@ -74,7 +72,7 @@ def study_smoke(tmp_path_factory):
     """``study_smoke(name)`` → (results directory, what ``main`` returned): each study's
     ``--smoke`` run once per session into one temporary results folder, so a study that reads
     another's summary (``NEEDS``) finds it beside its own ``--out``, as in ``results/studies/``.
-    Its users join the study's xdist group (:func:`pytest_collection_modifyitems`)."""
+    Its users carry ``pytest.mark.xdist_group("studies")``."""
     root, done = tmp_path_factory.mktemp("studies"), {}
 
     def run(name):
@@ -87,23 +85,6 @@ def study_smoke(tmp_path_factory):
         return done[name]
 
     return run
-
-
-STUDIES = sorted((p.stem for p in (Path(__file__).parents[1] / "experiments").glob("*.py")),
-                 key=len, reverse=True)  # fmt: skip  # longest first: a name may hold another
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks (its hook has no order)
-def pytest_collection_modifyitems(config, items):
-    """Each test that uses ``study_smoke`` joins its study's xdist group: the study named by its
-    ``name`` parameter, else the one its own name holds (``test_lambda_curve_…``)."""
-    for item in items:
-        if "study_smoke" not in getattr(item, "fixturenames", ()):
-            continue
-        name = getattr(getattr(item, "callspec", None), "params", {}).get("name")
-        name = name or next((s for s in STUDIES if s in item.name), None)
-        assert name, f"{item.nodeid} uses study_smoke: name the study in the test's name"
-        item.add_marker(pytest.mark.xdist_group(f"study:{name}"))
 
 
 # Which tests see other bits under another XLA:CPU setting (.ci/numerics_bits.py, docs/testing.md).

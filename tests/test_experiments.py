@@ -22,6 +22,7 @@ from helpers import gamma, load_script
 import wdjax
 from wdjax.study import Option
 
+pytestmark = pytest.mark.xdist_group("studies")  # one worker runs the smoke runs (conftest.py)
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
 KEYS = {  # the headline keys each study's docstring lists for summary.json

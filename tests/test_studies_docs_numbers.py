@@ -15,6 +15,7 @@ from helpers import load_script
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(ROOT / "scripts") not in sys.path:  # the generator imports docs_numbers from its folder
     sys.path.insert(0, str(ROOT / "scripts"))
+pytestmark = pytest.mark.xdist_group("studies")  # shares the smoke runs (conftest.py)
 dn = load_script("scripts/docs_numbers.py")
 sd = load_script("scripts/studies_docs.py")
 
