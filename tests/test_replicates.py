@@ -155,3 +155,25 @@ def test_saved_arms_give_the_same_tables_as_the_sweeps(runs, tmp_path, monkeypat
     want = replicates.table(runs, ["test_loss", "val_loss"], baseline={"strength": 0.0})
     assert replicates.table(fresh, ["test_loss", "val_loss"], {"strength": 0.0}) == want
     assert replicates.table(loaded, ["test_loss", "val_loss"], {"strength": 0.0}) == want
+
+
+def test_a_callable_data_gives_each_trained_replicate_its_own_dataset(tmp_path, monkeypatch):
+    from wdjax.run import runner
+    from wdjax.study import arms
+
+    got, built = [], []
+    fake = fake_sweep([])
+    monkeypatch.setattr(runner, "sweep", lambda cfg, **kw: got.append(kw["data"]) or fake(cfg))
+
+    def data(cfg):
+        built.append(cfg.data_seed)
+        return f"dataset {cfg.data_seed}"
+
+    arms.run(str(tmp_path), {"a": BASE}, 2, data=data)
+    assert got == ["dataset 0", "dataset 1"] and built == [0, 1]  # one per replicate's config
+    (tmp_path / "arms" / "a" / "r1.json").unlink()
+    got.clear(), built.clear()
+    arms.run(str(tmp_path), {"a": BASE}, 2, data=data)
+    assert got == ["dataset 1"] and built == [1]  # a loaded replicate builds no dataset
+    arms.run(str(tmp_path / "b"), {"a": BASE}, 1, data="as given")
+    assert got[-1] == "as given"
