@@ -1,17 +1,19 @@
-"""Test loss against λ for l1, l2, wd and l1_prox: where is the U, and how does the best λ move
-with the training-set size and with label noise?
+"""Test loss against λ for wd and l2: where is the U, and how does the best λ move with the
+training-set size and with label noise, once the λ = 0 baseline overfits or is early-stopped?
 
 Claim: explicit regularization gives a U-shaped test loss in λ, and smaller data and noisier
 labels want more of it (Krogh & Hertz 1992, "A simple weight decay can improve generalization";
 Zhang et al. 2017, "Understanding deep learning requires rethinking generalization").
 
 Command: ``python experiments/lambda_curve.py`` (Fashion-MNIST; ``--smoke``: digits, seconds).
-Runtime: 24 minutes on the 2-core machine. Interrupted, the same command resumes by arm.
+Runtime: about 40 minutes on the shared 2-core machine (pilot estimate). It resumes by arm.
 
-Verdict (last full run): reproduced for the U and for n; contradicted in part for label noise.
+Verdict (last full run): not yet rerun with this design.
 
-Design: :func:`get_config`; its ``RULES`` appear in the write-up (:func:`write_up`). Same programs
-and seeds as before; ``val_rise``: final − each replicate's own minimum (was ``…_at_mean_min``).
+Design: :func:`get_config`; ``RULES`` appear in the write-up. Changed from the first version
+(issue 24): budgets where λ = 0 overfits, early stopping beside the final epoch, constant × cosine
+at n = 6,000 and 50,000, λ chosen on noisy and on clean validation labels, wd and l2 only (they
+carry the claims; l1 and l1_prox are study 3's), 2 λ per decade, 4 replicates (the 45-minute cap).
 """
 
 import dataclasses
@@ -20,26 +22,38 @@ import numpy as np
 
 from wdjax import schedules, study
 from wdjax.analysis import plots
-from wdjax.study import prose, replicates
+from wdjax.study import replicates
 
-REGS = ("l1", "l2", "wd", "l1_prox")
+REGS = ("wd", "l2")
+MODES = ("final", "early")  # the last epoch; each member at its own best validation epoch
 METRICS = ("val_loss", "test_loss", "test_acc", "train_loss")
-RANGES = {"l1": (1e-6, 1e-2), "l2": (3e-5, 3e-1), "wd": (1e-2, 1e2), "l1_prox": (1e-5, 1e-1)}
-SHRINK_UNITS = ("wd", "l1_prox")  # λ·Σ η_t means the same thing across schedules only for these
+RANGES = {"wd": (1e-2, 10**1.5), "l2": (3e-5, 3e-5 * 10**3.5)}
 RULES = dict(
     selection="λ with the lowest validation loss averaged over replicates (never the test set); "
     "also each replicate's own choice on its own validation loss (nested), the test-oracle λ for "
     "reference, and Breiman's one-SE set (mean validation loss within one standard error of the "
-    "best)",
+    "best): where it holds 3 or more λ the curve is called flat and the text speaks of the set",
     interval="95 % Student-t over replicates (n - 1 dof); differences against λ = 0 of the same "
-    "sweep, paired by replicate",
+    "sweep, paired by replicate; a rise is bounded at 0",
     verdict="lower/higher when the paired interval excludes 0, else no detectable difference",
-    validation="10,000 images from the rest of the 60,000 at every n (the same selection noise "
-    "at every n); with noise, validation labels are flipped too and the test set is clean",
-    shrink="λ·Σ_t η_t: total e-folds of decay (wd), total soft-threshold distance (l1_prox)",
-    u="a U: the chosen λ inside the grid, lower test loss than λ = 0, the largest λ's above it",
-    size="per regularizer, clean labels: the chosen λ never grows with n and falls overall",
-    noise="per n and regularizer: a larger λ chosen with noise; a lower mean Δ test loss at it",
+    stop="final: the last epoch; early: each member (replicate, λ) at its own lowest validation "
+    "loss among the evaluated epochs, its test metrics there",
+    validation="10,000 images from the rest of the 60,000 at every n; with noise the library "
+    "flips validation labels too: 'noisy val' selects and early-stops on them, 'clean val' on the "
+    "same images with their true labels (the same training run: same bits); the test set is clean",
+    budget="epochs per n fixed from a 1-replicate pilot so that λ = 0's validation loss has its "
+    "minimum before the last epoch under the constant schedule (and under cosine at n = 1,000)",
+    u="per condition, regularizer and stop: the chosen λ inside the grid, its paired Δ test loss "
+    "below 0 (interval), the largest λ's mean test loss above the chosen one's",
+    size="per regularizer, stop and schedule, clean labels: the chosen λ never grows with n and "
+    "falls overall",
+    gain="per clean condition and regularizer, early-stopped: the chosen λ lowers test loss "
+    "against the early-stopped λ = 0 (paired interval below 0): a gain that is not the budget's",
+    budget_effect="per clean condition where λ = 0's rise interval is above 0, per regularizer: "
+    "the mean Δ test loss at the chosen λ is lower at the final epoch than early-stopped",
+    noise="per n, regularizer and validation labels (noisy, clean), final epoch: a larger λ "
+    "chosen with noise than without; a larger gain with noise on test accuracy (mean Δ acc vs "
+    "λ = 0 higher) and on test loss (mean Δ loss lower)",
 )
 
 
@@ -48,28 +62,50 @@ def grids(per: int) -> dict:
     return {r: (0.0, *np.geomspace(lo, hi, per).tolist()) for r, (lo, hi) in RANGES.items()}
 
 
+def cond(n, noise, schedule, epochs, every, val="noisy") -> dict:
+    return dict(train_size=n, label_noise=noise, schedule=schedule, epochs=epochs,
+                eval_every=every, val_labels=val if noise else "clean")  # fmt: skip
+
+
 def get_config() -> dict:
-    """The full study: 13 λ (3 per decade), 6 conditions (epochs / evaluation period per n)."""
-    sizes = [(1000, 120, 20), (6000, 40, 8), (50000, 12, 3)]
-    conditions = [dict(train_size=n, label_noise=p, epochs=e, eval_every=k)
-                  for n, e, k in sizes for p in (0.0, 0.2)]  # fmt: skip
-    return dict(dataset="fashion_mnist", schedule="cosine", mask="hidden", val_size=10000,
-                grids=grids(13), conditions=conditions, replicates=5, selected_by="val_loss",
-                rules=RULES)  # fmt: skip
+    """The full study: 8 λ (2 per decade) + λ = 0, 9 conditions, 4 replicates."""
+    conditions = [cond(1000, 0.0, "cosine", 60, 3), cond(1000, 0.2, "cosine", 60, 3),
+                  cond(1000, 0.2, "cosine", 60, 3, "clean"),
+                  cond(6000, 0.0, "cosine", 40, 2), cond(6000, 0.0, "constant", 40, 2),
+                  cond(6000, 0.2, "cosine", 40, 2), cond(6000, 0.2, "cosine", 40, 2, "clean"),
+                  cond(50000, 0.0, "cosine", 24, 2), cond(50000, 0.0, "constant", 24, 2)]  # fmt: skip
+    return dict(dataset="fashion_mnist", mask="hidden", val_size=10000, grids=grids(8),
+                conditions=conditions, replicates=4, selected_by="val_loss", rules=RULES,
+                previous=PREVIOUS)  # fmt: skip
+
+
+PREVIOUS = dict(  # the first version's full run (README, 2026-12): the chosen λ at n = 1,000 /
+    wd=[2.15, 0.464, 0.0], l2=[0.0139, 0.00139, 0.0],  # 6,000 / 50,000, cosine, 120/40/12 epochs
+    epochs=[120, 40, 12], verdict="U and size reproduced; noise contradicted in part")
 
 
 def smoke(config: dict) -> dict:
-    """The tiny version: digits, 2 λ, one noisy condition of 2 epochs, 2 replicates."""
-    cond = dict(train_size=600, label_noise=0.2, epochs=2, eval_every=1)
-    return dict(dataset="digits", val_size=400, grids=grids(2), conditions=[cond], replicates=2)
+    """The tiny version: digits, 2 λ, one noisy condition of 2 epochs with its clean-validation
+    twin, 2 replicates."""
+    conds = [cond(600, 0.2, "cosine", 2, 1), cond(600, 0.2, "cosine", 2, 1, "clean")]
+    return dict(dataset="digits", val_size=400, grids=grids(2), conditions=conds, replicates=2)
 
 
-def label(cond: dict) -> str:
-    return f"n={cond['train_size']}, noise={cond['label_noise']:.0%}"
+def label(c: dict) -> str:
+    val = ", clean val" if c["val_labels"] == "clean" and c["label_noise"] else ""
+    return f"n={c['train_size']}, noise={c['label_noise']:.0%}, {c['schedule']}{val}"
 
 
-def arm(cond: dict, reg: str) -> str:
-    return f"n{cond['train_size']}_noise{cond['label_noise']:g}_{reg}"
+def arm(c: dict, reg: str) -> str:
+    val = "_cleanval" if c["val_labels"] == "clean" and c["label_noise"] else ""
+    return f"n{c['train_size']}_noise{c['label_noise']:g}_{c['schedule']}{val}_{reg}"
+
+
+def clean_validation(config):
+    """The replicate's dataset with its validation labels as they were before the noise: the
+    same images, training labels and test set (``label_noise`` draws the same permutation)."""
+    noisy = study.load_data(config)
+    return noisy._replace(y_val=study.load_data(dataclasses.replace(config, label_noise=0)).y_val)
 
 
 def lr_sum(config, train_size: int) -> tuple[int, float]:
@@ -89,66 +125,93 @@ def baseline_rise(runs) -> dict:
                 val_rise_at_mean_min=r["rise_at_mean_min"])  # fmt: skip
 
 
+def stopped(runs) -> dict:
+    """``{mode: {metric: [replicates, settings]}}``: the last epoch's values, and each member's
+    at its own lowest validation loss (first such epoch; ``epoch`` 1-based; NaN if diverged)."""
+    curves = {m: replicates.curves(runs, m)[1] for m in METRICS}
+    v = np.where(np.isfinite(curves["val_loss"]), curves["val_loss"], np.inf)
+    e, ok = v.argmin(axis=-1), np.isfinite(v.min(axis=-1))
+    early = {m: np.where(ok, np.take_along_axis(c, e[..., None], -1)[..., 0], np.nan)
+             for m, c in curves.items()}  # fmt: skip
+    early["epoch"] = np.where(ok, e + 1.0, np.nan)
+    return dict(final={m: c[..., -1] for m, c in curves.items()}, early=early)
+
+
+def choice(values: dict, grid) -> dict:
+    """One regularizer × stop: rows per λ (each metric over replicates, paired Δ against λ = 0),
+    the λ chosen on validation loss (averaged and nested), the test oracle and the one-SE set."""
+    rows = []
+    for j, lam in enumerate(grid):
+        row = dict(strength=float(lam), n=int(values["val_loss"].shape[0]))
+        for m, v in values.items():
+            row.update(replicates.summarize(m, v[:, j], None if m == "epoch" else v[:, 0]))
+        rows.append(row)
+    s = study.select(values["val_loss"], values["test_loss"], grid)
+    a = study.select(values["val_loss"], values["test_acc"], grid, higher_is_better=True)
+    return dict(best_strength=float(grid[s["averaged"]]), best_index=s["averaged"], rows=rows,
+                per_replicate_best=s["per_replicate"], nested_test_loss=s["nested"],
+                nested_test_loss_diff=s["nested_diff"], nested_test_acc=a["nested"],
+                nested_test_acc_diff=a["nested_diff"], oracle_strength=s["oracle_strength"],
+                one_se=s["one_se"])  # fmt: skip
+
+
 def reg_summary(runs, grid, lam_sum: float, reg: str) -> dict:
-    """One regularizer's sweep over replicates: rows per λ, the λ chosen on validation loss
-    (averaged and per replicate: nested), the test oracle and the one-SE set."""
-    rows = replicates.table(runs, METRICS, baseline={"strength": 0.0})
-    (_, val), (_, loss), (_, acc) = (replicates.setting_values(runs, m)
-                                     for m in ("val_loss", "test_loss", "test_acc"))  # fmt: skip
-    s = study.select(val, loss, grid)
-    a = study.select(val, acc, grid, higher_is_better=True)
-    i = s["averaged"]
-    lam = float(grid[i])
-    return dict(best_strength=lam, best_index=i, rows=rows, per_replicate_best=s["per_replicate"],
-                nested_test_loss=s["nested"], nested_test_loss_diff=s["nested_diff"],
-                nested_test_acc=a["nested"], nested_test_acc_diff=a["nested_diff"],
-                oracle_strength=s["oracle_strength"], one_se=s["one_se"],
-                shrink=lam * lam_sum if reg in SHRINK_UNITS else None)  # fmt: skip
+    """A regularizer's sweep: the final epoch's :func:`choice` at the top level, the
+    early-stopped one under ``early``, and wd's total decay λ·Σηₜ at the chosen λ (``shrink``)."""
+    out = {mode: choice(v, grid) for mode, v in stopped(runs).items()}
+    lam = out["final"]["best_strength"]
+    return dict(out["final"], early=out["early"], shrink=lam * lam_sum if reg == "wd" else None)
 
 
-def table_row(cond: dict, reg: str, r: dict) -> list:
+def table_row(c: dict, reg: str, r: dict, mode: str) -> list:
     b = r["rows"][r["best_index"]]
-    shrink = "—" if r["shrink"] is None else f"{r['shrink']:.3g}"
     reps = ", ".join("—" if x is None else f"{x:.2g}" for x in r["per_replicate_best"])
     dl = ("λ = 0 chosen" if r["best_index"] == 0
           else study.verdict((b["test_loss_diff_lo"], b["test_loss_diff_hi"])))  # fmt: skip
     se = r["one_se"]
-    one_se = f"{min(se):.2g} … {max(se):.2g} ({len(se)})" if se else "—"
-    return [label(cond), reg, f"{r['best_strength']:.3g}", shrink, reps, one_se,
+    stop = study.ci(b, "epoch", 1) if mode == "early" else f"{c['epochs']}"
+    return [label(c), reg, mode, stop, f"{r['best_strength']:.3g}", reps,
+            f"{min(se):.2g} … {max(se):.2g} ({len(se)})" if se else "—",
             study.ci(b, "test_loss"), study.ci(b, "test_loss_diff", 4), dl,
-            study.fmt_ci(*r["nested_test_loss"]), study.fmt_ci(*r["nested_test_loss_diff"], 4),
-            study.ci(b, "test_acc", 4), study.ci(b, "test_acc_diff", 4)]  # fmt: skip
+            study.fmt_ci(*r["nested_test_loss_diff"], 4), study.ci(b, "test_acc", 4),
+            study.ci(b, "test_acc_diff", 4), study.fmt_ci(*r["nested_test_acc_diff"], 4)]  # fmt: skip
 
 
-COLUMNS = ["condition", "reg", "best λ (val loss)", "shrink λ·Ση", "best λ per replicate",
-           "λ within 1 SE (count)", "test loss at best λ", "Δ test loss vs λ=0 (paired)",
-           "test loss vs λ=0", "nested test loss (own λ per replicate)", "nested Δ vs λ=0",
-           "test acc at best λ", "Δ test acc vs λ=0 (paired)"]  # fmt: skip
+COLUMNS = ["condition", "reg", "stop", "epoch at best λ", "best λ (val loss)",
+           "best λ per replicate", "λ within 1 SE (count)", "test loss at best λ",
+           "Δ test loss vs λ=0 (paired)", "test loss vs λ=0", "nested Δ test loss (own λ)",
+           "test acc at best λ", "Δ test acc vs λ=0 (paired)", "nested Δ test acc"]  # fmt: skip
 
 
 def run(ctx: study.Context) -> study.Report:
     """Every condition × regularizer × replicate (resumable), then their summaries."""
-    k = ctx.knobs
-    cfgs = [dataclasses.replace(ctx.config, **c) for c in k["conditions"]]
+    k, conds = ctx.knobs, ctx.knobs["conditions"]
+    cfgs = [dataclasses.replace(ctx.config, **{x: v for x, v in c.items() if x != "val_labels"})
+            for c in conds]  # fmt: skip
     arms = {arm(c, reg): dataclasses.replace(cfg, reg=reg, strengths=tuple(k["grids"][reg]))
-            for c, cfg in zip(k["conditions"], cfgs, strict=True) for reg in REGS}  # fmt: skip
-    results = ctx.sweeps(arms)
+            for c, cfg in zip(conds, cfgs, strict=True) for reg in REGS}  # fmt: skip
+    clean = {a for c in conds for reg in REGS if "cleanval" in (a := arm(c, reg))}
+    results = ctx.sweeps({a: v for a, v in arms.items() if a not in clean})
+    results.update(ctx.sweeps({a: arms[a] for a in clean}, data=clean_validation) if clean else {})
     conditions, rows = [], []
-    for cond, cfg in zip(k["conditions"], cfgs, strict=True):
-        steps, lam_sum = lr_sum(cfg, cond["train_size"])
-        out = dict(cond, steps=steps, lr_sum=lam_sum, regs={})
+    for c, cfg in zip(conds, cfgs, strict=True):
+        steps, lam_sum = lr_sum(cfg, c["train_size"])
+        out = dict(c, label=label(c), steps=steps, lr_sum=lam_sum, regs={})
         for reg in REGS:
-            runs = results[arm(cond, reg)]
-            out["regs"][reg] = reg_summary(runs, k["grids"][reg], lam_sum, reg)
-            if reg == "wd":
-                out["baseline"] = baseline_rise(runs)
-            rows.append(table_row(cond, reg, out["regs"][reg]))
+            runs = results[arm(c, reg)]
+            out["regs"][reg] = r = reg_summary(runs, k["grids"][reg], lam_sum, reg)
+            out.setdefault("baseline", baseline_rise(runs))  # λ = 0 of the first regularizer
+            rows += [table_row(c, reg, r, "final"), table_row(c, reg, r["early"], "early")]
         conditions.append(out)
+    twins = [(results[a], results[a.replace("_cleanval", "")]) for a in sorted(clean)]
+    same = all(np.array_equal(x.history[m], y.history[m]) for a, b in twins
+               for x, y in zip(a, b, strict=True) for m in ("train_loss", "test_loss"))  # fmt: skip
     summary = dict(
-        conditions=conditions,
+        conditions=conditions, clean_val_same_training=bool(same), previous=k["previous"],
         best_strength={label(c): {r: c["regs"][r]["best_strength"] for r in REGS}
                        for c in conditions},
-        nested_test_loss={label(c): {r: c["regs"][r]["nested_test_loss"] for r in REGS}
+        nested_test_loss={label(c): {r: {m: (c["regs"][r] if m == "final" else c["regs"][r][m])
+                                         ["nested_test_loss"] for m in MODES} for r in REGS}
                           for c in conditions},
         strengths={r: list(g) for r, g in k["grids"].items()},
     )  # fmt: skip
@@ -156,89 +219,46 @@ def run(ctx: study.Context) -> study.Report:
 
 
 def figure(summary: dict):
-    """Test loss and accuracy against λ: a column per training size, rows (loss, accuracy) ×
-    (clean, noisy); bands are 95 % t-intervals over replicates, dotted lines λ = 0, stars the
-    λ chosen by validation loss."""
-    plt, conditions = study.pyplot(), summary["conditions"]
-    sizes = sorted({c["train_size"] for c in conditions})
-    noises = sorted({c["label_noise"] for c in conditions})
-    fig, axes = plt.subplots(2 * len(noises), len(sizes), figsize=(5 * len(sizes), 3.2 * 2 *
-                             len(noises)), squeeze=False)  # fmt: skip
-    for c in conditions:
-        col, row0 = sizes.index(c["train_size"]), 2 * noises.index(c["label_noise"])
-        for reg, color in zip(REGS, ("C0", "C1", "C2", "C3"), strict=True):
-            r = c["regs"][reg]
-            lam = np.array([x["strength"] for x in r["rows"]])
-            for dr, m in enumerate(("test_loss", "test_acc")):
-                ax = axes[row0 + dr, col]
-                mean, lo, hi = (np.array([x[f"{m}_{s}"] for x in r["rows"]])
-                                for s in ("mean", "lo", "hi"))  # fmt: skip
-                plots.fill(ax, lam[1:], mean[1:], lo[1:], hi[1:], reg, color=color, ms=2, lw=1)
-                ax.axhline(mean[0], color=color, ls=":", lw=0.8)
-                i = r["best_index"]
-                if i > 0:
-                    ax.plot(lam[i], mean[i], color=color, marker="*", ms=10)
-                ax.set_xscale("log")
-                ax.set_title(f"{label(c)}: test {'loss' if m == 'test_loss' else 'accuracy'}",
-                             fontsize=9)  # fmt: skip
-                ax.grid(alpha=0.3)
-                if m == "test_loss":
-                    ax.set_yscale("log")
+    """Test loss against λ: a row per training size, a column per condition at that size; solid
+    the final epoch, dashed early-stopped, bands 95 % t-intervals, dotted λ = 0 (final), stars
+    the λ chosen on validation loss."""
+    plt, cs = study.pyplot(), summary["conditions"]
+    sizes = sorted({c["train_size"] for c in cs})
+    by = {n: [c for c in cs if c["train_size"] == n] for n in sizes}
+    ncol = max(len(v) for v in by.values())
+    fig, axes = plt.subplots(len(sizes), ncol, figsize=(4.2 * ncol, 3.2 * len(sizes)),
+                             squeeze=False)  # fmt: skip
+    for i, n in enumerate(sizes):
+        for j in range(ncol):
+            ax = axes[i, j]
+            if j >= len(by[n]):
+                ax.axis("off")
+                continue
+            c = by[n][j]
+            for reg, color in zip(REGS, ("C2", "C1"), strict=True):
+                for mode, ls in zip(MODES, ("-", "--"), strict=True):
+                    r = c["regs"][reg] if mode == "final" else c["regs"][reg][mode]
+                    lam, (mean, lo, hi) = np.array([x["strength"] for x in r["rows"]]), (
+                        np.array([x[f"test_loss_{s}"] for x in r["rows"]]) for s in
+                        ("mean", "lo", "hi"))  # fmt: skip
+                    plots.fill(ax, lam[1:], mean[1:], lo[1:], hi[1:], f"{reg} {mode}",
+                               color=color, ms=2, lw=1, ls=ls)  # fmt: skip
+                    if mode == "final":
+                        ax.axhline(mean[0], color=color, ls=":", lw=0.8)
+                    if (b := r["best_index"]) > 0:
+                        ax.plot(lam[b], mean[b], color=color, marker="*", ms=9)
+            ax.set_xscale("log")
+            ax.set_title(label(c), fontsize=9)
+            ax.grid(alpha=0.3)
     for ax in axes[-1]:
         ax.set_xlabel("λ")
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle("mean over replicates, bands: 95 % Student-t intervals; dotted: λ = 0; "
-                 "stars: λ chosen by validation loss")  # fmt: skip
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test loss")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("test loss: mean over replicates, bands 95 % Student-t; solid final epoch, "
+                 "dashed early-stopped; dotted λ = 0; stars: λ chosen on validation loss")  # fmt: skip
     fig.tight_layout()
     return fig
-
-
-def _u(r: dict) -> bool:
-    i, rows = r["best_index"], r["rows"]
-    return (0 < i < len(rows) - 1 and rows[i]["test_loss_diff_hi"] < 0  # "lower" (study.verdict)
-            and rows[-1]["test_loss_mean"] > rows[i]["test_loss_mean"])  # fmt: skip
-
-
-def _size(cs: list) -> str:
-    clean = sorted((c for c in cs if c["label_noise"] == 0), key=lambda c: c["train_size"])
-    if len(clean) < 2:
-        return "**Size: not tested** (one training size with clean labels)."
-    lam = {g: [c["regs"][g]["best_strength"] for c in clean] for g in REGS}
-    ok = {g: v[0] > v[-1] and v == sorted(v, reverse=True) for g, v in lam.items()}
-    wd = prose.chain(prose.num(c["regs"]["wd"]["shrink"]) for c in clean)
-    return (f"**Size: {prose.says(ok)}.** The chosen λ at n = "
-            f"{prose.chain(format(c['train_size'], ',') for c in clean)}: "
-            + "; ".join(f"{g} {prose.chain(map(prose.num, v))}" for g, v in lam.items())
-            + f"; wd's total decay λ·Σηₜ {wd} e-folds.")  # fmt: skip
-
-
-def _noise(cs: list) -> str:
-    by = {n: {c["label_noise"]: c for c in cs if c["train_size"] == n}
-          for n in sorted({c["train_size"] for c in cs})}  # fmt: skip
-    pairs = {(f"{g} at n = {n:,}", g): (d[min(d)], d[max(d)])
-             for n, d in by.items() if len(d) > 1 for g in REGS}  # fmt: skip
-    if not pairs:
-        return "**Noise: not tested** (no training size both with and without label noise)."
-    lam = {k: [c["regs"][g]["best_strength"] for c in ab] for (k, g), ab in pairs.items()}
-    dl = {k: [c["regs"][g]["rows"][c["regs"][g]["best_index"]]["test_loss_diff"] for c in ab]
-          for (k, g), ab in pairs.items()}  # fmt: skip  # mean Δ test loss (vs λ = 0) at the λ
-    each = "; ".join(f"{k}: {prose.chain(map(prose.num, lam[k]))} "
-                     f"({prose.chain(prose.num(x, 4) for x in dl[k])})" for k in lam)  # fmt: skip
-    return (f"**Noise: a larger λ: {prose.says({k: b > a for k, (a, b) in lam.items()})}; a larger "
-            f"gain: {prose.says({k: b < a for k, (a, b) in dl.items()})}.** Clean → noisy labels, "
-            f"the chosen λ (mean Δ test loss against λ = 0): {each}.")  # fmt: skip
-
-
-def write_up(summary: dict) -> str:
-    """What it shows: ``RULES`` u, size and noise applied to ``summary``, numbers from it."""
-    cs = summary["conditions"]
-    u = prose.says({f"{g} at {label(c)}": _u(c["regs"][g]) for c in cs for g in REGS})
-    low = "; ".join(f"{label(c)}: epoch {b['val_min_epoch']} of {b['epochs']}" + (
-        f", then up by {prose.ci(*b['val_rise'], 3)}" if b["val_min_epoch"] < b["epochs"] else "")
-        for c in cs for b in [c["baseline"]])  # fmt: skip
-    return "\n\n".join([f"**The U: {u}** (the table: each chosen λ, its Δ test loss).", _size(cs),
-                         _noise(cs), f"**Caveat.** λ = 0's validation loss is lowest at {low}; at "
-                         "the last epoch, a zero gain holds for that budget only."])  # fmt: skip
 
 
 def main(argv=None) -> dict:
