@@ -233,12 +233,12 @@ def write_up(summary: dict) -> str:
         "**Flat curves.** Where 3 or more λ lie within one standard error of the best validation "
         f"loss the choice among them is noise; those sets (lowest → highest λ): {flat or 'none'}.",
         f"**What changed from the previous verdict, and why.** The first version ({p['verdict']}) "
-        f"trained {prose.chain(p['epochs'])} epochs at n = 1,000 → 6,000 → 50,000 under cosine and "
-        f"chose wd {chain(p['wd'])}, l2 {chain(p['l2'])}: its falling λ partly described the "
-        "budget (λ = 0 did not overfit at 6,000 clean or 50,000), and noise was judged on test "
-        "loss with λ chosen on noisy labels. Here every size has a budget in which λ = 0 overfits "
-        "or is early-stopped, and noise is judged on accuracy too, with λ chosen on clean "
-        "validation labels beside noisy ones: the verdicts above.",
+        f"trained {prose.chain(p['epochs'])} epochs at the three sizes under cosine and chose wd "
+        f"{chain(p['wd'])}, l2 {chain(p['l2'])}: its falling λ partly described the budget "
+        "(λ = 0 did not overfit at the two larger sizes, clean), and noise was judged on test loss "
+        "with λ chosen on noisy labels. Here every size has a budget in which λ = 0 overfits or "
+        "is early-stopped, and noise is judged on accuracy too, with λ chosen on clean validation "
+        "labels beside noisy ones: the verdicts above.",
     ])  # fmt: skip
 
 
