@@ -9,6 +9,7 @@ by an earlier study.
 
 import csv
 import dataclasses
+import itertools
 import json
 import math
 import pathlib
@@ -36,7 +37,7 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
                     "eval_check", "macs_total", "strengths", "tolerance", "selected_by", "epochs",
                     "fine_tune", "replicates", "dataset"},
     "lambda_curve": {"conditions", "best_strength", "selected_by", "strengths", "replicates",
-                     "dataset"},
+                     "dataset", "clean_val_same_training", "previous"},
     "lambda_scaling": {"slope_log_n", "slope_log_lr", "predicted_slope", "tau_epochs",
                        "steps_slope", "width", "verdicts", "control", "averaged", "per_replicate",
                        "cells", "baseline", "epochs", "sizes", "lrs", "taus", "edges",
@@ -117,34 +118,40 @@ def test_get_config_overrides_only_what_the_study_changes(name):
 
 
 def test_lambda_curve(smoke):
+    out, _ = smoke("lambda_curve")
     curve = summary(smoke, "lambda_curve")
-    regs = {"l1", "l2", "wd", "l1_prox"}
+    regs, modes = {"wd", "l2"}, {"final", "early"}
     assert curve["selected_by"] == "val_loss" and curve["replicates"] == 2
     assert set(curve["versions"]) >= {"python", "jax", "flax", "optax", "wdjax"}
-    assert (
-        "selection" in curve["rules"] and set(curve["nested_test_loss"]["n=600, noise=20%"]) == regs
-    )
+    assert "selection" in curve["rules"] and curve["clean_val_same_training"] is True
+    assert [c["val_labels"] for c in curve["conditions"]] == ["noisy", "clean"]
     for c in curve["conditions"]:
         assert set(c["regs"]) == regs and 1 <= c["baseline"]["val_min_epoch"] <= c["epochs"]
         assert c["baseline"]["val_rise"][1] >= 0.0  # a rise is bounded at 0
-        for reg, r in c["regs"].items():
+        for reg, mode in itertools.product(regs, modes):
+            r = c["regs"][reg] if mode == "final" else c["regs"][reg][mode]
             rows = r["rows"]
             val = [x["val_loss_mean"] for x in rows]
             assert r["best_strength"] == rows[r["best_index"]]["strength"]
             assert val[r["best_index"]] == min(val)  # chosen on validation loss, not test
             assert rows[0]["test_loss_diff"] == 0.0  # λ = 0 paired with itself
-            assert (r["shrink"] is None) == (reg not in ("wd", "l1_prox"))
             assert r["best_strength"] in r["one_se"] and len(r["nested_test_loss"]) == 3
-            assert r["oracle_strength"] in curve["strengths"][reg]
             test = [x["test_loss_mean"] for x in rows]
             assert test[curve["strengths"][reg].index(r["oracle_strength"])] == min(test)
+            assert ("epoch_mean" in rows[0]) == (mode == "early")
+    # the clean-validation twin: the same training (same bits), other validation labels
+    noisy, clean = (np.load(out / "arms" / f"n600_noise0.2_cosine{v}_wd" / "r0.npz")
+                    for v in ("", "_cleanval"))  # fmt: skip
+    np.testing.assert_array_equal(noisy["test_loss"], clean["test_loss"])
+    assert not np.array_equal(noisy["val_loss"], clean["val_loss"])
 
 
 def test_lambda_curve_resumes_by_arm_from_what_it_saved(smoke):
     out, first = smoke("lambda_curve")
     saved = sorted(p.name for p in (out / "arms").iterdir())
-    assert saved == [f"n600_noise0.2_{r}" for r in sorted(("l1", "l2", "wd", "l1_prox"))]
-    (out / "arms" / "n600_noise0.2_wd" / "r1.json").unlink()  # as if stopped before it finished
+    assert saved == sorted(f"n600_noise0.2_cosine{v}_{r}" for v in ("", "_cleanval")
+                           for r in ("l2", "wd"))  # fmt: skip
+    (out / "arms" / "n600_noise0.2_cosine_cleanval_wd" / "r1.json").unlink()  # as if stopped
     again = study("lambda_curve").main(["--smoke", "--out", str(out)])
     timing = {"seconds", "sweep_seconds", "arms_loaded"}
     same = set(first) - timing

@@ -155,3 +155,39 @@ def test_saved_arms_give_the_same_tables_as_the_sweeps(runs, tmp_path, monkeypat
     want = replicates.table(runs, ["test_loss", "val_loss"], baseline={"strength": 0.0})
     assert replicates.table(fresh, ["test_loss", "val_loss"], {"strength": 0.0}) == want
     assert replicates.table(loaded, ["test_loss", "val_loss"], {"strength": 0.0}) == want
+
+
+def test_a_callable_data_gives_each_trained_replicate_its_own_dataset(tmp_path, monkeypatch):
+    from wdjax.run import runner
+    from wdjax.study import arms
+
+    got, built = [], []
+    fake = fake_sweep([])
+    monkeypatch.setattr(runner, "sweep", lambda cfg, **kw: got.append(kw["data"]) or fake(cfg))
+
+    def data(cfg):
+        built.append(cfg.data_seed)
+        return f"dataset {cfg.data_seed}"
+
+    arms.run(str(tmp_path), {"a": BASE}, 2, data=data)
+    assert got == ["dataset 0", "dataset 1"] and built == [0, 1]  # one per replicate's config
+    (tmp_path / "arms" / "a" / "r1.json").unlink()
+    got.clear(), built.clear()
+    arms.run(str(tmp_path), {"a": BASE}, 2, data=data)
+    assert got == ["dataset 1"] and built == [1]  # a loaded replicate builds no dataset
+    arms.run(str(tmp_path / "b"), {"a": BASE}, 1, data="as given")
+    assert got[-1] == "as given"
+
+
+def test_early_stopped_takes_each_member_at_its_own_first_lowest_validation_loss():
+    val = np.array([[3.0, 1.0, 2.0, 1.0], [np.nan, np.nan, 0.5, 0.7], [np.nan] * 4])
+    test = np.arange(12.0).reshape(3, 4)
+    flag = np.zeros((3, 4), bool)
+    history = {"val_loss": val, "test_loss": test, "diverged": flag, "norm": np.ones((3, 4, 2))}
+    res = types.SimpleNamespace(members=["a", "b", "c"], history=history)
+    got = replicates.early_stopped(res)
+    assert got.members == ["a", "b", "c"]
+    np.testing.assert_array_equal(got.history["epoch"], [[2.0], [3.0], [1.0]])  # the first tie
+    np.testing.assert_array_equal(got.history["test_loss"], [[1.0], [6.0], [8.0]])
+    np.testing.assert_array_equal(got.history["val_loss"][:2], [[1.0], [0.5]])
+    assert got.history["diverged"] is flag and got.history["norm"].shape == (3, 4, 2)  # kept

@@ -104,7 +104,7 @@ def test_lambda_curve_writeup_from_a_smoke_run_is_checked_and_byte_identical(smo
     fig = root / "docs" / "figures" / "lambda_curve.png"
     text, png = doc.read_text(), fig.read_bytes()
     assert dn.unheld(text, str(root / "res" / "lambda_curve")) == []
-    assert "## What it shows\n\n**The U: " in text and "**Caveat.** λ = 0's validation" in text
+    assert "## What it shows\n\n**Baseline.** λ = 0's validation" in text and "**The U: " in text
     assert "epoch 2 of 2" in text  # the smoke: 2 epochs, validation lowest at the last
     assert _generate(root, "--check") == 0
     doc.unlink()
@@ -114,16 +114,18 @@ def test_lambda_curve_writeup_from_a_smoke_run_is_checked_and_byte_identical(smo
 
 
 def _grid(summary):
-    """The smoke's one condition as n = 600 and 1,200 × 0 % and 20 % noise, with chosen λ set
-    so that every rule has something to say."""
+    """The smoke's noisy condition as n = 600 and 1,200 × 0 % and 20 % noise (cosine, noisy
+    validation labels), with chosen λ set so that every rule has something to say."""
     c0 = summary["conditions"][0]
     grid = summary["strengths"]
     out = []
     for n, p, pick in ((600, 0.0, 2), (600, 0.2, 2), (1200, 0.0, 1), (1200, 0.2, 0)):
         c = copy.deepcopy(c0)
-        c.update(train_size=n, label_noise=p)
+        c.update(train_size=n, label_noise=p, val_labels="noisy" if p else "clean")
+        c["label"] = f"n={n}, noise={p:.0%}, cosine"
         for reg, r in c["regs"].items():
-            r.update(best_index=pick, best_strength=grid[reg][pick], shrink=0.01 * pick)
+            for x in (r, r["early"]):
+                x.update(best_index=pick, best_strength=grid[reg][pick])
         out.append(c)
     return dict(summary, conditions=out)
 
@@ -135,9 +137,10 @@ def test_lambda_curve_writeup_of_a_full_grid_prints_only_held_numbers(smoke, tmp
     res.mkdir()
     (res / "summary.json").write_text(json.dumps(summary))
     text = lc.write_up(summary)
-    assert "**Size: reproduced.** The chosen λ at n = 600 → 1,200: l1 " in text
-    assert "**Noise: a larger λ: contradicted;" in text  # the same or a smaller λ with noise
-    assert "l1 at n = 1,200: 1e-06 → 0 (" in text and "epoch 2 of 2" in text
+    assert "**Size: reproduced.** The chosen λ as n grows: wd final cosine 31.6 → 0.01; " in text
+    assert "**Noise, a larger λ: contradicted;" in text  # the same or a smaller λ with noise
+    assert "wd at n=1200, noise=20%, cosine: λ 0.01 → 0, Δ accuracy " in text
+    assert "epoch 2 of 2" in text and "The first version (U and size reproduced;" in text
     assert dn.unheld(text, str(res)) == []
     tampered = text.replace("epoch 2 of 2", "epoch 2 of 37", 1)
     assert [n.text for n in dn.unheld(tampered, str(res))] == ["37"]

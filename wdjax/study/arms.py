@@ -126,7 +126,10 @@ def run(out: str | None, arms: dict, n: int, *, stale: str = "refuse", on_done=N
       n: replicates.
       stale: what to do with a saved result of another config: ``"refuse"`` or ``"recompute"``.
       on_done: called as ``on_done(arm, r, result, loaded)`` after each (e.g. a progress line).
-      **sweep_kw: passed to :func:`wdjax.sweep` (``data``, ``progress``, ``devices``).
+      **sweep_kw: passed to :func:`wdjax.sweep` (``data``, ``progress``, ``devices``); a
+        callable ``data`` is called with each replicate's config and gives that replicate's
+        :class:`wdjax.Dataset` (e.g. validation labels kept clean under label noise), built
+        only for the replicates trained.
     """
     from wdjax.run.runner import sweep
 
@@ -140,7 +143,9 @@ def run(out: str | None, arms: dict, n: int, *, stale: str = "refuse", on_done=N
             loaded = res is not None
             if not loaded:
                 t0 = time.perf_counter()
-                res = sweep(cfg, **sweep_kw)
+                data = sweep_kw.get("data")
+                kw = dict(sweep_kw, data=data(cfg)) if callable(data) else sweep_kw
+                res = sweep(cfg, **kw)
                 dt = time.perf_counter() - t0
                 res = (save(out, arm, r, res, dt) if out
                        else ArmResult(cfg, res.members, res.history, dt))  # fmt: skip

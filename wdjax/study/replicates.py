@@ -15,13 +15,15 @@ replicate (:func:`tables.final_values`), so its summary is NaN: never silently d
 """
 
 import dataclasses
+import types
 
 import numpy as np
 
 from wdjax.analysis import stats, tables
 from wdjax.run.config import SweepConfig
 
-__all__ = ["curves", "replicate_configs", "run", "setting_values", "summarize", "table"]
+__all__ = ["curves", "early_stopped", "replicate_configs", "run", "setting_values", "summarize",
+           "table"]  # fmt: skip
 
 
 def replicate_configs(config: SweepConfig, n: int) -> list[SweepConfig]:
@@ -63,6 +65,20 @@ def curves(runs: list, metric: str) -> tuple[list[dict], np.ndarray]:
         h = np.where(tables.diverged_members(res.history)[:, None], np.nan, h)
         out.append([h[idx].mean(axis=0) for _, idx in groups])
     return settings, np.asarray(out)
+
+
+def early_stopped(res, by: str = "val_loss"):
+    """A sweep result (one replicate) with each member at its own lowest ``by`` over the epochs
+    evaluated (the first such epoch; all NaN: the first): every ``[members, epochs]`` metric of
+    its history becomes ``[members, 1]`` at that epoch, plus ``epoch`` (1-based), so that
+    :func:`table`, :func:`setting_values` and :func:`wdjax.study.select` give early-stopped
+    comparisons. Other entries (records, ``diverged``) are kept as they are."""
+    v = np.asarray(res.history[by], float)
+    e = np.where(np.isfinite(v), v, np.inf).argmin(axis=1)[:, None]
+    h = {m: np.take_along_axis(np.asarray(x, float), e, 1) for m, x in res.history.items()
+         if m != "diverged" and np.ndim(x) == 2 and np.shape(x) == v.shape}  # fmt: skip
+    return types.SimpleNamespace(members=res.members, history={**res.history, **h,
+                                                                "epoch": e + 1.0})  # fmt: skip
 
 
 def summarize(name: str, values, baseline=None) -> dict:
