@@ -44,7 +44,7 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
     "overhead": {"timing", "time_to_target", "load", "machine", "cells", "steps_per_call", "rounds",
                  "train_size", "val_size", "steps_per_epoch", "seconds_per_epoch", "target_factor",
                  "best_strength", "strengths", "selected_by", "replicates", "epochs", "dataset",
-                 "ratio_interval"},
+                 "ratio_interval", "labels", "step_margin", "epochs_margin", "previous"},
     "select_lambda": {"regret", "paired", "lambda", "test_loss_curve", "baseline_min_epoch",
                       "conclusion", "budgets", "strengths", "replicates", "folds", "val_fraction",
                       "reg", "mask", "selected_by", "dataset"},
@@ -59,6 +59,14 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
 
 def study(name):
     return load_script(f"experiments/{name}.py")
+
+
+def unheld_in_write_up(smoke, name) -> list:
+    """The numbers of ``name``'s write-up (from its smoke summary) that no smoke result holds."""
+    out = smoke(name)[0]
+    text = study(name).write_up(json.loads((out / "summary.json").read_text()))
+    study(name).figure(json.loads((out / "summary.json").read_text()))  # drawn from the summary
+    return [n.text for n in load_script("scripts/docs_numbers.py").unheld(text, str(out))]
 
 
 @pytest.fixture
@@ -336,6 +344,12 @@ def test_overhead(smoke):
     assert wd["index"] == int(np.argmin(wd["val_min"]))  # tuned on validation loss, never test
     assert len(wd["epochs"]) == wd["n"] == 2 and wd["targets"] == ttt["none"]["targets"]
     assert set(s["load"]) == {"before", "after", "after_training"}
+    lab = s["labels"]["wd"]  # the RULES labels, margins fixed before the run
+    assert lab["epochs_margin"] == pytest.approx(0.2 * ttt["none"]["epochs_mean"])
+    assert {lab["free_per_step"], lab["no_extra_epochs"]} <= {"reproduced", "contradicted",
+                                                              "inconclusive"}  # fmt: skip
+    assert wd["edge"] == (wd["index"] in (0, len(wd["val_min"]) - 1))
+    assert unheld_in_write_up(smoke, "overhead") == []
     assert s["machine"]["jax"] == jax.__version__
 
 
