@@ -27,7 +27,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
 KEYS = {  # the headline keys each study's docstring lists for summary.json
     "batchnorm_equilibrium": {"equilibrium", "zero", "mechanism", "steps", "window", "smooth",
-                              "band", "batch_size", "replicates", "dataset"},
+                              "band", "batch_size", "replicates", "dataset", "labels", "traces",
+                              "margin", "growth_margin", "previous"},
     "decay_variants": {"adamc_drift", "test_loss_diff", "claims", "arms", "lr", "margin",
                        "drift_from", "replicates", "selected_by", "dataset"},
     "decoupling": {"arms", "agree", "disagree", "inconclusive", "estimator", "steps", "epochs",
@@ -256,6 +257,19 @@ def test_batchnorm_equilibrium(smoke):
     m = s["mechanism"]
     assert m["norm_mismatch"] < 1e-5  # the rescaled member sits at the decayed member's norms
     assert {"test_acc_diff", "test_loss_diff"} <= set(m["rescaled"]) and s["replicates"] == 2
+    words = {"reproduced", "not reproduced", "inconclusive", "not testable as set up",
+             "contradicted"}  # fmt: skip
+    assert set(s["labels"]) == set(eq) | {f"{a}@4λ scaling" for a in arms} | {"zero", "mechanism"}
+    assert set(s["labels"].values()) <= words and s["labels"]["zero"] == "reproduced"
+    for n, x in eq.items():  # bounded quantities, bounded intervals (RULES["interval"])
+        assert 0 <= x["measured_lo"] and x["measured_hi"] <= math.pi and x["test_acc_hi"] <= 1, n
+        drift_ok = 0.95 < x["drift_lo"] and x["drift_hi"] < 1.05
+        assert (s["labels"][n] == "not testable as set up") == (not drift_ok), n
+    assert set(s["traces"]) == set(eq) | {"zero", "decayed", "rescaled", "plain"}
+    assert all(
+        0 <= lo <= m for t in s["traces"].values() for m, lo in zip(t["mean"], t["lo"], strict=True)
+    )
+    assert unheld_in_write_up(smoke, "batchnorm_equilibrium") == []
 
 
 def test_predicted_equilibria_by_hand():
