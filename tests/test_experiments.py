@@ -54,7 +54,8 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
                      "dataset"},
     "versus_dropout_batchnorm": {"arms", "overfitting", "bn_wd", "claims", "tuning", "eval_check",
                                  "best", "selected_by", "rates", "strengths", "epochs",
-                                 "eval_every", "replicates", "train_size", "hidden", "dataset"},
+                                 "eval_every", "replicates", "train_size", "hidden", "dataset",
+                                 "nested", "curves", "previous"},
 }  # fmt: skip
 
 
@@ -235,7 +236,20 @@ def test_versus_dropout_batchnorm(smoke):
         )
         assert row["eval_test_loss_lo"] <= row["eval_test_loss_mean"] <= row["eval_test_loss_hi"]
     assert s["arms"]["none"]["eval_test_loss_diff"] == 0.0
-    assert len(s["claims"]) == 4
+    assert all(
+        0 <= r["eval_test_acc_lo"] and r["eval_test_acc_hi"] <= 1 for r in s["arms"].values()
+    )
+    pairs = {(c["arm"], c["baseline"]) for c in s["claims"].values() if "arm" in c}
+    assert pairs == set(mod.pairs()) and len(s["claims"]) == 13  # 12 pairs + η/‖W‖
+    d = s["claims"]["dropout+bn − dropout"]  # "BN helps with dropout": against dropout alone
+    t = {a: s["arms"][a]["eval_test_loss_mean"] for a in ("dropout+bn", "dropout")}
+    assert d["diff"][0] == pytest.approx(t["dropout+bn"] - t["dropout"], abs=1e-6)
+    assert (
+        d["outcome"] in {"reproduced", "contradicted", "inconclusive"}
+        and len(d["nested_diff"]) == 3
+    )
+    assert set(s["curves"]) == set(mod.ARMS) and s["previous"]["dropout"][0] == 0.451
+    assert unheld_in_write_up(smoke, "versus_dropout_batchnorm") == []
 
 
 # --- 6: batchnorm_equilibrium ---------------------------------------------------------------
