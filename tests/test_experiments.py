@@ -46,9 +46,9 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
                  "train_size", "val_size", "steps_per_epoch", "seconds_per_epoch", "target_factor",
                  "best_strength", "strengths", "selected_by", "replicates", "epochs", "dataset",
                  "ratio_interval", "labels", "step_margin", "epochs_margin", "previous"},
-    "select_lambda": {"regret", "paired", "lambda", "test_loss_curve", "baseline_min_epoch",
+    "select_lambda": {"regret", "paired", "lambda", "curves", "baseline_min_epoch", "selection",
                       "conclusion", "budgets", "strengths", "replicates", "folds", "val_fraction",
-                      "reg", "mask", "selected_by", "dataset"},
+                      "reg", "mask", "selected_by", "dataset", "alpha", "labels", "previous"},
     "tutorial_mlp": {"arms", "keras", "l1_curve", "l1_harmless_up_to", "best_strength",
                      "baseline_val_min_epoch", "epochs", "replicates", "steps", "train_size",
                      "dataset"},
@@ -347,12 +347,18 @@ def test_select_lambda(smoke):
     assert set(regret) == methods and set(s["paired"][n]) == methods - {"cv"}
     for k, r in regret.items():  # the oracle minimizes the same final networks' test losses
         assert len(r["values"]) == s["replicates"] == 2 and min(r["values"]) >= 0, k
-        assert 0 <= r["oracle_hits"] <= 1, k
+        assert 0 <= r["hit_rate"][1] <= r["oracle_hits"] <= r["hit_rate"][2] <= 1, k
+        assert 0 <= r["mean_lo"] <= r["mean"] <= r["mean_hi"], k  # bounded: never below 0
     assert np.shape(lam["one_fold_avg"]) == (2, s["folds"]) and s["folds"] == 2
     chosen = {*np.ravel(lam["one_fold_avg"]), *lam["cv"], *lam["val_split"], *lam["oracle"]}
     assert chosen <= set(grid)
-    assert lam["zero"] == [0.0, 0.0] and len(s["test_loss_curve"][n]["mean"]) == len(grid)
+    assert lam["zero"] == [0.0, 0.0] and len(s["curves"][n]["test"]["mean"]) == len(grid)
     assert s["conclusion"].split()[0] in {"reproduced", "contradicted", "inconclusive"}
+    for k, p in s["paired"][n].items():  # the sign test's counts cover every split
+        assert p["cv_lower"] + p["cv_higher"] + p["ties"] == 2 and 0 < p["p"] <= 1, k
+    assert set(s["selection"][n]) == {"cv", "val_split"}
+    assert {"averaged", "nested", "one_se", "per_replicate"} <= set(s["selection"][n]["cv"])
+    assert unheld_in_write_up(smoke, "select_lambda") == []
 
 
 # --- 8: overhead ----------------------------------------------------------------------------
