@@ -30,7 +30,8 @@ STEP_MARGIN, EPOCHS_MARGIN = 0.1, 0.2  # fixed before the run (RULES free_per_st
 PREVIOUS = dict(wd_epochs_diff=[1.8, -1.8, 5.4], none_epochs=10.8)  # the 3-λ run's wd − none
 RULES = dict(
     ratio="call time ÷ none's in the same round; median over rounds, order-statistic 95 % interval",
-    tuned="the λ of lowest minimum over epochs of the replicate-mean validation curve (6 λ)",
+    tuned="the λ of lowest minimum over epochs of the replicate-mean validation curve (6 λ); "
+    "nested: each replicate's own λ by its own curve, its epochs to target beside",
     target="target_factor × the replicate's own none run's lowest validation loss; epochs to it: "
     "the first epoch at or below it; never reached: censored (NaN, nothing imputed)",
     seconds="epochs × steps an epoch × none's median step time (first cell) × the median paired "
@@ -109,6 +110,9 @@ def time_to_target(runs: dict, factor: float, seconds_per_epoch: dict) -> dict:
         i = stats.argmin(val_min)  # RULES["tuned"]
         e, sc = epochs_to_target(c[:, i], targets), c[:, i]
         band, spe = stats.describe(sc, axis=0), seconds_per_epoch
+        own = [stats.argmin(np.fmin.reduce(x, axis=1)) for x in c]  # each replicate's own λ
+        e_own = np.array([epochs_to_target(x[j][None], t[None])[0] for x, j, t in zip(
+            c, own, targets, strict=True)])  # fmt: skip
         out[reg] = row = dict(
             strength=settings[i]["strength"], index=i, val_min=val_min.tolist(),
             edge=reg != "none" and i in (0, len(settings) - 1), targets=targets.tolist(),
@@ -116,8 +120,11 @@ def time_to_target(runs: dict, factor: float, seconds_per_epoch: dict) -> dict:
             curve=np.nanmean(sc, axis=0).tolist(), curve_lo=band.lo.tolist(),
             curve_hi=band.hi.tolist(), **replicates.summarize("epochs", e, base_e),
             **replicates.summarize("seconds", e * spe[reg], base_e * spe["none"]),
-            **replicates.summarize("best_val", np.fmin.reduce(sc, axis=1), best_none))  # fmt: skip
-        for x, lo, hi in (("epochs", 1.0, n_epochs), ("seconds", 0.0, np.inf)):  # their range
+            **replicates.summarize("best_val", np.fmin.reduce(sc, axis=1), best_none),
+            own_strength=[settings[j]["strength"] for j in own],
+            **replicates.summarize("nested_epochs", e_own, base_e))  # fmt: skip
+        ranges = dict(epochs=(1, n_epochs), nested_epochs=(1, n_epochs), seconds=(0, np.inf))
+        for x, (lo, hi) in ranges.items():  # their range
             row |= {f"{x}_lo": max(row[f"{x}_lo"], lo), f"{x}_hi": min(row[f"{x}_hi"], hi)}
     return out
 
@@ -211,7 +218,8 @@ def write_up(summary: dict) -> str:
     steps = {r: ", ".join(f"{c} {ci(cells[c][r], 'ratio')}" for c in cells) for r in lab}
     rows = [f"`{r}` (λ = {prose.num(ttt[r]['strength'])}{', a grid edge' * ttt[r]['edge']}): per "
             f"step {v['free_per_step']} ({steps[r]}), extra epochs {v['no_extra_epochs']} (Δ "
-            f"{ci(ttt[r], 'epochs_diff', 1)}; {ttt[r]['reached']} of {ttt[r]['n']} reached)"
+            f"{ci(ttt[r], 'epochs_diff', 1)}, {ttt[r]['reached']} of {ttt[r]['n']} reached; each "
+            f"replicate's own λ: Δ {ci(ttt[r], 'nested_epochs_diff', 1)})"
             for r, v in lab.items()]  # fmt: skip
     return "\n\n".join([
         f"**Margins fixed before the run.** Free per step: every cell's median ratio to none "

@@ -77,8 +77,20 @@ def test_time_to_target_pairs_each_replicate_with_its_own_none_target():
     assert w["curve"] == pytest.approx([1.15, 1.025, 0.75])
     assert w["edge"] and not t["none"]["edge"]  # λ = 0.1 is the grid's first value
     assert (w["epochs_lo"], w["epochs_hi"]) == (1.0, 3.0)  # t: [−3.85, 8.85], bounded to [1, 3]
+    assert w["own_strength"] == [0.1, 0.1] and w["nested_epochs_mean"] == w["epochs_mean"]
     assert t["l1"]["reached"] == 0 and np.isnan(t["l1"]["epochs_mean"])  # censored: no mean
     assert np.isnan(t["l1"]["seconds_diff"])
+
+
+def test_time_to_target_nested_lets_each_replicate_pick_its_own_lambda():
+    none = fake_runs([[[1.0, 0.8, 0.9]], [[1.2, 0.9, 0.85]]], [0.0])  # targets 1.0, 1.0625
+    l2 = fake_runs([[[0.95, 0.9, 0.9], [1.2, 1.2, 0.5]], [[1.0, 0.6, 0.6], [1.2, 1.1, 1.05]]],
+                   [0.1, 1.0])  # fmt: skip  # replicate 0's own minimum: λ = 1 (0.5); 1's: 0.1
+    t = ov.time_to_target({"none": none, "l2": l2}, 1.25, {"none": 1.0, "l2": 1.0})["l2"]
+    assert t["strength"] == 0.1 and t["own_strength"] == [1.0, 0.1]  # mean minima .75 and .775
+    assert t["epochs"] == [1.0, 1.0]  # averaged choice λ = 0.1: first at or below the target
+    assert t["nested_epochs_mean"] == pytest.approx(2.0)  # own picks: epochs 3 and 1
+    assert t["nested_epochs_diff"] == pytest.approx(0.5)  # none: 1 and 2 epochs
 
 
 def test_labels_read_the_margins_fixed_before_the_run():
