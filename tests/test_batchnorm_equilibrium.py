@@ -10,6 +10,7 @@ import pytest
 from helpers import load_script
 
 import wdjax
+from wdjax.analysis import equilibrium as EQ
 from wdjax.analysis import symmetry
 
 STUDY = load_script("experiments/batchnorm_equilibrium.py")
@@ -50,17 +51,17 @@ def test_adam_gamma_by_hand_and_scale_free():
     w = jnp.array([[3.0, 1.0], [4.0, 0.0]])  # units: (3, 4) and (1, 0)
     d = jnp.array([[1.0, 2.0], [2.0, 5.0]])
     # unit 0: ‖w‖³ = 125, Σ w²/d = 9 + 8 = 17; unit 1: 1 / (1/2) = 2
-    np.testing.assert_allclose(STUDY.adam_gamma(w, d), [125 / 17, 2.0], rtol=1e-6)
+    np.testing.assert_allclose(EQ.adam_gamma(w, d), [125 / 17, 2.0], rtol=1e-6)
     # scale-invariant weights: w → s·w makes Adam's denominator d/s; Γ does not move
-    np.testing.assert_allclose(STUDY.adam_gamma(7 * w, d / 7), STUDY.adam_gamma(w, d), rtol=1e-6)
+    np.testing.assert_allclose(EQ.adam_gamma(7 * w, d / 7), EQ.adam_gamma(w, d), rtol=1e-6)
     # one denominator for every coordinate: Γ = ‖w‖·d
-    np.testing.assert_allclose(STUDY.adam_gamma(w, jnp.full((2, 2), 0.5)), [2.5, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(EQ.adam_gamma(w, jnp.full((2, 2), 0.5)), [2.5, 0.5], rtol=1e-6)
 
 
 def test_effective_gamma_gives_the_rms_of_the_units_predictions():
     g = np.array([0.01, 0.05, 0.2])
     each = STUDY.predicted("adam", "l2", 1e-3, 0.1, gamma=g, fan_in=64)
-    pooled = STUDY.predicted("adam", "l2", 1e-3, 0.1, gamma=STUDY.effective_gamma(g), fan_in=64)
+    pooled = STUDY.predicted("adam", "l2", 1e-3, 0.1, gamma=EQ.effective_gamma(g), fan_in=64)
     assert float(pooled) == pytest.approx(math.sqrt(np.mean(each**2)), rel=1e-5)
 
 
@@ -85,7 +86,7 @@ def _adam_steps(w, s, noise, eta, lam, coupled):
         d = jnp.sqrt(v / (1 - 0.999**t)) + 1e-8
         w1 = w - eta * (m / (1 - 0.9**t)) / d - (1 - coupled) * eta * lam * w
         cos = jnp.sum(w * w1, 0) / jnp.linalg.norm(w, axis=0) / jnp.linalg.norm(w1, axis=0)
-        return (w1, m, v, t + 1), (jnp.arccos(jnp.clip(cos, -1, 1)), STUDY.adam_gamma(w1, d))
+        return (w1, m, v, t + 1), (jnp.arccos(jnp.clip(cos, -1, 1)), EQ.adam_gamma(w1, d))
 
     zeros = jnp.zeros_like(w)
     return jax.lax.scan(step, (w, zeros, zeros, jnp.ones((), w.dtype)), noise)[1]
@@ -114,7 +115,7 @@ def simulated(c=32, units=16, seed=0):
                 out[reg, eta, lam, steps] = measured, STUDY.predicted("adam", "wd", eta, lam)
                 continue
             snaps = slice(steps - window + SNAP - 1, steps, SNAP)  # steps t with t % SNAP == 0
-            gamma = STUDY.effective_gamma(gammas[k, snaps])
+            gamma = EQ.effective_gamma(gammas[k, snaps])
             pred = STUDY.predicted("adam", "l2", eta, lam, gamma=np.asarray(gamma), fan_in=c)
             out[reg, eta, lam, steps] = measured, math.sqrt(np.mean(np.square(pred)))
     return out
@@ -203,3 +204,40 @@ def test_arm_config_passes_decays_flags_per_arm():
     assert c.strengths == (1.0, 4.0) and c.lrs == (1e-3,)
     assert dict((n, v[0]) for n, v in c.axes) == dict(adam=1.0, coupled=0.0, cosine=0.0,
                                                       momentum=0.9)  # fmt: skip
+
+
+def _entry(**intervals):
+    """A summary entry with ``name_lo``/``name_hi`` for each (lo, hi)."""
+    return {f"{n}_{s}": v for n, (lo, hi) in intervals.items() for s, v in (("lo", lo), ("hi", hi))}
+
+
+def test_labels_follow_the_rules_fixed_before_the_run():
+    steady, drifting = (0.99, 1.01), (1.37, 1.46)  # drift: the last window over the one before
+    eq = {"a": _entry(ratio=(0.935, 0.938), drift=steady),  # AdamW's last run: 6.4 % below
+          "a@4λ": _entry(ratio=(0.93, 1.02), drift=steady, scaling_vs_predicted=(1.02, 1.04)),
+          "b": _entry(ratio=(0.99, 1.01), drift=drifting),  # Adam + L2's: no steady state
+          "b@4λ": _entry(ratio=(0.97, 1.03), drift=steady, scaling_vs_predicted=(0.99, 1.01)),
+          "c": _entry(ratio=(0.99, 1.01), drift=steady)}  # fmt: skip
+    zero = _entry(growth_ratio=(0.9999, 1.0001)) | {"eff_lr_ratio": {"l": _entry(ratio=(0.2, 0.5))}}
+    mech = {"rescaled": _entry(test_acc_diff=(-0.001, 0.001), test_loss_diff=(-0.003, 0.02)),
+            "margin_acc": 0.005, "margin_loss": 0.01}  # fmt: skip
+    lab = STUDY.labels(eq, zero, mech)
+    assert (lab["a"], lab["a@4λ"], lab["c"]) == ("not reproduced", "inconclusive", "reproduced")
+    assert lab["b"] == "not testable as set up" and lab["b@4λ"] == "reproduced"
+    assert lab["a@4λ scaling"] == "reproduced"  # both members steady, inside 1 ± 0.05
+    assert lab["b@4λ scaling"] == "not testable as set up"  # b itself never settles
+    assert lab["zero"] == "reproduced" and lab["mechanism"] == "inconclusive"  # loss straddles
+    zero["eff_lr_ratio"]["l"] = _entry(ratio=(0.9, 1.1))  # η/‖w‖² not shown to fall
+    mech["rescaled"] = _entry(test_acc_diff=(0.006, 0.01), test_loss_diff=(-0.003, 0.003))
+    lab = STUDY.labels(eq, zero, mech)
+    assert lab["zero"] == "inconclusive" and lab["mechanism"] == "contradicted"
+
+
+def test_tested_clips_bounded_intervals_and_leaves_differences():
+    e = STUDY.tested({}, {"test_acc": np.array([0.99, 0.2])}, test_acc=np.array([1.0, 0.5]))
+    assert e["test_acc_lo"] == 0.0 and e["test_acc_hi"] == 1.0  # t: [−2.43, 3.93]
+    assert e["test_acc_diff_hi"] - e["test_acc_diff"] == pytest.approx(
+        e["test_acc_diff"] - e["test_acc_diff_lo"])  # fmt: skip  # a difference: not clipped
+    e = STUDY.tested({}, t_eq=np.array([0.1, 3.0]), measured=np.array([3.0, 3.1]))
+    assert e["t_eq_lo"] == 0.0 and e["t_eq_hi"] > 3.0  # ≥ 0
+    assert e["measured_hi"] == math.pi  # an angle: [0, π]

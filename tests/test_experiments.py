@@ -28,7 +28,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 STUDIES = sorted(p.stem for p in (ROOT / "experiments").glob("*.py"))
 KEYS = {  # the headline keys each study's docstring lists for summary.json
     "batchnorm_equilibrium": {"equilibrium", "zero", "mechanism", "steps", "window", "smooth",
-                              "band", "batch_size", "replicates", "dataset"},
+                              "band", "batch_size", "replicates", "dataset", "labels", "traces",
+                              "margin", "growth_margin", "previous"},
     "decay_variants": {"adamc_drift", "test_loss_diff", "claims", "arms", "lr", "margin",
                        "drift_from", "replicates", "selected_by", "dataset"},
     "decoupling": {"arms", "agree", "disagree", "inconclusive", "estimator", "steps", "epochs",
@@ -45,21 +46,30 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
     "overhead": {"timing", "time_to_target", "load", "machine", "cells", "steps_per_call", "rounds",
                  "train_size", "val_size", "steps_per_epoch", "seconds_per_epoch", "target_factor",
                  "best_strength", "strengths", "selected_by", "replicates", "epochs", "dataset",
-                 "ratio_interval"},
-    "select_lambda": {"regret", "paired", "lambda", "test_loss_curve", "baseline_min_epoch",
+                 "ratio_interval", "labels", "step_margin", "epochs_margin", "previous"},
+    "select_lambda": {"regret", "paired", "lambda", "curves", "baseline_min_epoch", "selection",
                       "conclusion", "budgets", "strengths", "replicates", "folds", "val_fraction",
-                      "reg", "mask", "selected_by", "dataset"},
+                      "reg", "mask", "selected_by", "dataset", "alpha", "labels", "previous"},
     "tutorial_mlp": {"arms", "keras", "l1_curve", "l1_harmless_up_to", "best_strength",
                      "baseline_val_min_epoch", "epochs", "replicates", "steps", "train_size",
                      "dataset"},
     "versus_dropout_batchnorm": {"arms", "overfitting", "bn_wd", "claims", "tuning", "eval_check",
                                  "best", "selected_by", "rates", "strengths", "epochs",
-                                 "eval_every", "replicates", "train_size", "hidden", "dataset"},
+                                 "eval_every", "replicates", "train_size", "hidden", "dataset",
+                                 "nested", "curves", "previous"},
 }  # fmt: skip
 
 
 def study(name):
     return load_script(f"experiments/{name}.py")
+
+
+def unheld_in_write_up(smoke, name) -> list:
+    """The numbers of ``name``'s write-up (from its smoke summary) that no smoke result holds."""
+    out = smoke(name)[0]
+    text = study(name).write_up(json.loads((out / "summary.json").read_text()))
+    study(name).figure(json.loads((out / "summary.json").read_text()))  # drawn from the summary
+    return [n.text for n in load_script("scripts/docs_numbers.py").unheld(text, str(out))]
 
 
 @pytest.fixture
@@ -233,7 +243,20 @@ def test_versus_dropout_batchnorm(smoke):
         )
         assert row["eval_test_loss_lo"] <= row["eval_test_loss_mean"] <= row["eval_test_loss_hi"]
     assert s["arms"]["none"]["eval_test_loss_diff"] == 0.0
-    assert len(s["claims"]) == 4
+    assert all(
+        0 <= r["eval_test_acc_lo"] and r["eval_test_acc_hi"] <= 1 for r in s["arms"].values()
+    )
+    pairs = {(c["arm"], c["baseline"]) for c in s["claims"].values() if "arm" in c}
+    assert pairs == set(mod.pairs()) and len(s["claims"]) == 13  # 12 pairs + η/‖W‖
+    d = s["claims"]["dropout+bn − dropout"]  # "BN helps with dropout": against dropout alone
+    t = {a: s["arms"][a]["eval_test_loss_mean"] for a in ("dropout+bn", "dropout")}
+    assert d["diff"][0] == pytest.approx(t["dropout+bn"] - t["dropout"], abs=1e-6)
+    assert (
+        d["outcome"] in {"reproduced", "contradicted", "inconclusive"}
+        and len(d["nested_diff"]) == 3
+    )
+    assert set(s["curves"]) == set(mod.ARMS) and s["previous"]["dropout"][0] == 0.451
+    assert unheld_in_write_up(smoke, "versus_dropout_batchnorm") == []
 
 
 # --- 6: batchnorm_equilibrium ---------------------------------------------------------------
@@ -255,6 +278,19 @@ def test_batchnorm_equilibrium(smoke):
     m = s["mechanism"]
     assert m["norm_mismatch"] < 1e-5  # the rescaled member sits at the decayed member's norms
     assert {"test_acc_diff", "test_loss_diff"} <= set(m["rescaled"]) and s["replicates"] == 2
+    words = {"reproduced", "not reproduced", "inconclusive", "not testable as set up",
+             "contradicted"}  # fmt: skip
+    assert set(s["labels"]) == set(eq) | {f"{a}@4λ scaling" for a in arms} | {"zero", "mechanism"}
+    assert set(s["labels"].values()) <= words and s["labels"]["zero"] == "reproduced"
+    for n, x in eq.items():  # bounded quantities, bounded intervals (RULES["interval"])
+        assert 0 <= x["measured_lo"] and x["measured_hi"] <= math.pi and x["test_acc_hi"] <= 1, n
+        drift_ok = 0.95 < x["drift_lo"] and x["drift_hi"] < 1.05
+        assert (s["labels"][n] == "not testable as set up") == (not drift_ok), n
+    assert set(s["traces"]) == set(eq) | {"zero", "decayed", "rescaled", "plain"}
+    assert all(
+        0 <= lo <= m for t in s["traces"].values() for m, lo in zip(t["mean"], t["lo"], strict=True)
+    )
+    assert unheld_in_write_up(smoke, "batchnorm_equilibrium") == []
 
 
 def test_predicted_equilibria_by_hand():
@@ -318,12 +354,18 @@ def test_select_lambda(smoke):
     assert set(regret) == methods and set(s["paired"][n]) == methods - {"cv"}
     for k, r in regret.items():  # the oracle minimizes the same final networks' test losses
         assert len(r["values"]) == s["replicates"] == 2 and min(r["values"]) >= 0, k
-        assert 0 <= r["oracle_hits"] <= 1, k
+        assert 0 <= r["hit_rate"][1] <= r["oracle_hits"] <= r["hit_rate"][2] <= 1, k
+        assert 0 <= r["mean_lo"] <= r["mean"] <= r["mean_hi"], k  # bounded: never below 0
     assert np.shape(lam["one_fold_avg"]) == (2, s["folds"]) and s["folds"] == 2
     chosen = {*np.ravel(lam["one_fold_avg"]), *lam["cv"], *lam["val_split"], *lam["oracle"]}
     assert chosen <= set(grid)
-    assert lam["zero"] == [0.0, 0.0] and len(s["test_loss_curve"][n]["mean"]) == len(grid)
+    assert lam["zero"] == [0.0, 0.0] and len(s["curves"][n]["test"]["mean"]) == len(grid)
     assert s["conclusion"].split()[0] in {"reproduced", "contradicted", "inconclusive"}
+    for k, p in s["paired"][n].items():  # the sign test's counts cover every split
+        assert p["cv_lower"] + p["cv_higher"] + p["ties"] == 2 and 0 < p["p"] <= 1, k
+    assert set(s["selection"][n]) == {"cv", "val_split"}
+    assert {"averaged", "nested", "one_se", "per_replicate"} <= set(s["selection"][n]["cv"])
+    assert unheld_in_write_up(smoke, "select_lambda") == []
 
 
 # --- 8: overhead ----------------------------------------------------------------------------
@@ -343,6 +385,12 @@ def test_overhead(smoke):
     assert wd["index"] == int(np.argmin(wd["val_min"]))  # tuned on validation loss, never test
     assert len(wd["epochs"]) == wd["n"] == 2 and wd["targets"] == ttt["none"]["targets"]
     assert set(s["load"]) == {"before", "after", "after_training"}
+    lab = s["labels"]["wd"]  # the RULES labels, margins fixed before the run
+    assert lab["epochs_margin"] == pytest.approx(0.2 * ttt["none"]["epochs_mean"])
+    assert {lab["free_per_step"], lab["no_extra_epochs"]} <= {"reproduced", "contradicted",
+                                                              "inconclusive"}  # fmt: skip
+    assert wd["edge"] == (wd["index"] in (0, len(wd["val_min"]) - 1))
+    assert unheld_in_write_up(smoke, "overhead") == []
     assert s["machine"]["jax"] == jax.__version__
 
 

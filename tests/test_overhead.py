@@ -11,7 +11,6 @@ from helpers import load_script
 import wdjax
 
 ov = load_script("experiments/overhead.py")
-T_975_5 = 2.570581835636  # Student t_{0.975} with 5 degrees of freedom
 
 
 def fake_runs(val, strengths):
@@ -41,11 +40,6 @@ def test_cell_summary_pairs_rounds_before_the_median():
     assert s["ratio"] == 3.5  # the median of 1..6
     # n = 6: the order-statistic interval [x_(1), x_(6)] covers 1 - 2/64 of the time
     assert (s["ratio_lo"], s["ratio_hi"], s["coverage"]) == (1.0, 6.0, 1 - 2 / 64)
-    logs = np.log(np.arange(1.0, 7.0))
-    half = T_975_5 * np.std(logs, ddof=1) / math.sqrt(6)
-    assert s["geo"] == pytest.approx(720 ** (1 / 6))  # geometric mean of 1..6
-    assert s["geo_lo"] == pytest.approx(math.exp(logs.mean() - half), rel=1e-9)
-    assert s["geo_hi"] == pytest.approx(math.exp(logs.mean() + half), rel=1e-9)
 
 
 def test_cell_summary_gives_microseconds_per_step_and_none_at_ratio_one():
@@ -81,8 +75,44 @@ def test_time_to_target_pairs_each_replicate_with_its_own_none_target():
     assert w["seconds_diff_hi"] - w["seconds_diff"] == pytest.approx(half)
     assert w["best_val_diff"] == pytest.approx(-0.075)  # [0.7 − 0.8, 0.8 − 0.85]
     assert w["curve"] == pytest.approx([1.15, 1.025, 0.75])
+    assert w["edge"] and not t["none"]["edge"]  # λ = 0.1 is the grid's first value
+    assert (w["epochs_lo"], w["epochs_hi"]) == (1.0, 3.0)  # t: [−3.85, 8.85], bounded to [1, 3]
+    assert w["own_strength"] == [0.1, 0.1] and w["nested_epochs_mean"] == w["epochs_mean"]
     assert t["l1"]["reached"] == 0 and np.isnan(t["l1"]["epochs_mean"])  # censored: no mean
     assert np.isnan(t["l1"]["seconds_diff"])
+
+
+def test_time_to_target_nested_lets_each_replicate_pick_its_own_lambda():
+    none = fake_runs([[[1.0, 0.8, 0.9]], [[1.2, 0.9, 0.85]]], [0.0])  # targets 1.0, 1.0625
+    l2 = fake_runs([[[0.95, 0.9, 0.9], [1.2, 1.2, 0.5]], [[1.0, 0.6, 0.6], [1.2, 1.1, 1.05]]],
+                   [0.1, 1.0])  # fmt: skip  # replicate 0's own minimum: λ = 1 (0.5); 1's: 0.1
+    t = ov.time_to_target({"none": none, "l2": l2}, 1.25, {"none": 1.0, "l2": 1.0})["l2"]
+    assert t["strength"] == 0.1 and t["own_strength"] == [1.0, 0.1]  # mean minima .75 and .775
+    assert t["epochs"] == [1.0, 1.0]  # averaged choice λ = 0.1: first at or below the target
+    assert t["nested_epochs_mean"] == pytest.approx(2.0)  # own picks: epochs 3 and 1
+    assert t["nested_epochs_diff"] == pytest.approx(0.5)  # none: 1 and 2 epochs
+
+
+def test_labels_read_the_margins_fixed_before_the_run():
+    r = lambda lo, hi: dict(ratio=(lo + hi) / 2, ratio_lo=lo, ratio_hi=hi)  # noqa: E731
+    cells = {"a": {"wd": r(0.95, 1.05), "l1": r(0.95, 1.05), "l2": r(1.05, 1.15)},
+             "b": {"wd": r(1.2, 1.4), "l1": r(0.92, 1.08), "l2": r(0.95, 1.05)}}  # fmt: skip
+    t = lambda lo, hi, edge=False, reached=5: dict(epochs_diff_lo=lo, epochs_diff_hi=hi,  # noqa: E731
+                                                   edge=edge, reached=reached, n=5)  # fmt: skip
+    ttt = {"none": dict(epochs_mean=10.0), "wd": t(-1.0, 1.9), "l1": t(2.5, 4.0),
+           "l2": t(-1.0, 1.0, edge=True)}  # fmt: skip
+    lab = ov.labels(cells, ttt)
+    assert [lab[k]["free_per_step"] for k in ("wd", "l1", "l2")] == [
+        "contradicted", "reproduced", "inconclusive"]  # fmt: skip
+    assert lab["wd"]["step_cells"] == ["reproduced", "contradicted"]
+    assert lab["wd"]["epochs_margin"] == pytest.approx(2.0)  # 0.2 × none's 10 epochs
+    assert [lab[k]["no_extra_epochs"] for k in ("wd", "l1", "l2")] == [
+        "reproduced",
+        "contradicted",
+        "inconclusive",
+    ]  # l2: a tuned λ at the grid edge
+    ttt["wd"]["reached"] = 4  # a censored replicate: no verdict
+    assert ov.labels(cells, ttt)["wd"]["no_extra_epochs"] == "inconclusive"
 
 
 def test_table_shows_the_median_alone_without_an_interval():
@@ -93,7 +123,7 @@ def test_table_shows_the_median_alone_without_an_interval():
     for k in ("epochs", "seconds", "best_val"):
         t |= {f"{k}_mean": 1.0, f"{k}_lo": 0.5, f"{k}_hi": 1.5, f"{k}_diff": 0.0,
               f"{k}_diff_lo": -0.1, f"{k}_diff_hi": 0.1}  # fmt: skip
-    cols, rows = ov.table(cells, {"none": t}, ["none"])
+    cols, rows = ov.table(cells, {"none": t | {"edge": False}})
     assert rows[0][1:3] == ["1", "1.00 [0.90, 1.20]"] and len(cols) == len(rows[0])
 
 
@@ -102,8 +132,11 @@ def test_full_config_meets_the_issue_rules():
     assert c["replicates"] >= 5 and c["val_size"] >= 5000 and c["rounds"] >= 6
     assert c["cells"][0][:2] == ("mlp", 1) and {m for m, *_ in c["cells"]} == {"mlp", "cnn"}
     assert tuple(c["strategies"]) == ov.STUDIED == wdjax.STRATEGIES[:8]  # those of the time
-    for reg in ov.STUDIED[1:]:  # every regularizer, a small grid without λ = 0
-        assert len(c["grids"][reg]) == 3 and min(c["grids"][reg]) > 0
+    for reg in ov.STUDIED[1:]:  # every regularizer: 6 λ > 0, a factor √10 apart (rounded)
+        g = np.log10(c["grids"][reg])
+        assert len(g) == 6 and np.allclose(np.diff(g), 0.5, atol=0.03), reg
+    assert (ov.STEP_MARGIN, ov.EPOCHS_MARGIN) == (0.1, 0.2)  # fixed before the run
+    assert "0.2" in c["rules"]["no_extra_epochs"] and "0.1" in c["rules"]["free_per_step"]
 
 
 def test_make_runner_runs_the_steps_it_claims_across_an_epoch_boundary():

@@ -48,14 +48,32 @@ def test_regret_against_the_split_minimum_and_mean_over_folds():
     assert np.isnan(mod.regret(np.array([[0.5, np.nan]]), np.array([1])))[0]  # never dropped
 
 
-def test_describe_regret_median_interval_t_interval_and_hits():
+def test_describe_regret_median_bootstrap_and_clopper_pearson_hits():
     values = np.arange(10.0)  # median 4.5; order statistics x_(2) = 1, x_(9) = 8
     d = mod.describe_regret(values, np.array([True] * 3 + [False] * 7))
     assert (d["median"], d["median_lo"], d["median_hi"]) == (4.5, 1.0, 8.0)
     assert d["median_coverage"] == pytest.approx(1 - 2 * 11 / 1024)
-    half = 2.2621571628 * np.std(values, ddof=1) / np.sqrt(10)  # t_{0.975, 9}
-    assert (d["lo"], d["hi"]) == pytest.approx((4.5 - half, 4.5 + half))
-    assert d["oracle_hits"] == 0.3 and d["values"] == values.tolist()
+    assert d["mean"] == 4.5 and 0 <= d["mean_lo"] < 4.5 < d["mean_hi"] <= 9  # inside the range
+    assert (d["hits"], d["picks"], d["oracle_hits"]) == (3, 10, 0.3)
+    from scipy.stats import binom
+
+    lo, hi = d["hit_rate"][1:]  # Clopper–Pearson: P(B ≥ 3 | lo) = P(B ≤ 3 | hi) = 0.025
+    assert binom.sf(2, 10, lo) == pytest.approx(0.025) and binom.cdf(3, 10, hi) == pytest.approx(
+        0.025
+    )
+    assert d["values"] == values.tolist() and "lo" not in d  # no t interval on a regret
+    zeros = mod.describe_regret(np.zeros(10), np.ones(10, bool))
+    assert zeros["mean_lo"] == zeros["mean_hi"] == 0.0 and zeros["hit_rate"][2] == 1.0
+
+
+def test_grid_is_centred_by_the_rule_fixed_before_the_run():
+    cfg, base = mod.get_config(), wdjax.SweepConfig()
+    lam = np.array(cfg["strengths"][1:])
+    assert cfg["strengths"][0] == 0.0 and len(lam) == 7
+    np.testing.assert_allclose(np.diff(np.log10(lam)), 0.5, atol=0.01)  # half a decade apart
+    steps = [e * (n // base.batch_size) for n, e, _ in cfg["budgets"]]  # 700 and 2,760
+    centre = np.exp(np.mean([-np.log(base.lrs[0] * t) for t in steps]))  # 1/(η·T), geometric
+    assert lam[3] == pytest.approx(centre, rel=2e-3) and "test loss" in cfg["rules"]["grid"]
 
 
 def test_fold_values_average_seeds_per_strength_and_fold():
@@ -67,28 +85,35 @@ def test_fold_values_average_seeds_per_strength_and_fold():
     np.testing.assert_allclose(mod.fold_values(res, "val_loss", 2), [[2.0, 3.5], [6.0, 7.0]])
 
 
-def paired(*intervals):
-    """cv − method entries for the methods of VERSUS, from their (lo, hi) intervals."""
-    return {k: mod.compare(types.SimpleNamespace(mean=(lo + hi) / 2, lo=lo, hi=hi))
-            for k, (lo, hi) in zip(mod.VERSUS, intervals, strict=True)}  # fmt: skip
+def test_compare_is_the_exact_sign_test_with_the_prediction_lower():
+    assert (
+        mod.PREDICTION == "lower" and mod.ALPHA == 0.05 and "sign test" in mod.RULES["prediction"]
+    )
+    cv, other = np.zeros(10), np.r_[np.full(8, 0.01), 0.0, -0.01]  # cv lower in 8, higher in 1
+    c = mod.compare(cv, other)
+    assert (c["cv_lower"], c["cv_higher"], c["ties"]) == (8, 1, 1)
+    assert c["p"] == pytest.approx(2 * 10 / 512)  # 2·P(B ≤ 1), B ~ Binomial(9, ½) = 0.039
+    assert (c["verdict"], c["outcome"]) == ("lower", "reproduced")
+    c = mod.compare(other, cv)
+    assert (c["verdict"], c["outcome"]) == ("higher", "contradicted")
+    c = mod.compare(cv, np.r_[np.full(7, 0.01), 0.0, -0.01, -0.01])  # 7 against 2: p = 0.18
+    assert (c["verdict"], c["outcome"]) == (NO_DIFFERENCE, "inconclusive")
+    c = mod.compare(np.zeros(10), np.zeros(10))  # all tied (both at the oracle): no test
+    assert (c["ties"], c["p"], c["outcome"]) == (10, 1.0, "inconclusive")
+    c = mod.compare(np.r_[np.nan, cv[1:]], other)
+    assert (c["verdict"], c["outcome"]) == (NO_DIFFERENCE, "inconclusive")
 
 
-def test_compare_reads_the_interval_against_the_prediction_lower():
-    assert mod.PREDICTION == "lower" and "lower" in mod.RULES["prediction"]
-    below, across, above = (-0.3, -0.1), (-0.1, 0.2), (0.1, 0.3)
-    got = paired(below, across, above)
-    assert [got[k]["verdict"] for k in mod.VERSUS] == ["lower", NO_DIFFERENCE, "higher"]
-    assert [got[k]["outcome"] for k in mod.VERSUS] == ["reproduced", "inconclusive",
-                                                       "contradicted"]  # fmt: skip
-    diverged = mod.compare(types.SimpleNamespace(mean=np.nan, lo=np.nan, hi=np.nan))
-    assert (diverged["verdict"], diverged["outcome"]) == ("undefined", "inconclusive")
+def outcomes(*words):
+    """cv comparisons for the methods of VERSUS with these outcomes."""
+    return {k: {"outcome": w, "verdict": w} for k, w in zip(mod.VERSUS, words, strict=True)}
 
 
 def test_conclusion_words():
-    lower = paired((-2, -1), (-2, -1), (-2, -1))
-    assert mod.conclusion({"1000": lower, "6000": lower}).startswith("reproduced (n = 1000: ")
-    mixed = paired((-2, -1), (-1, 1), (-2, -1))
-    assert mod.conclusion({"1000": lower, "6000": mixed}).startswith("inconclusive")
-    worse = paired((1, 2), (-2, -1), (-2, -1))
-    text = mod.conclusion({"1000": worse, "6000": lower})
-    assert text.startswith("contradicted") and "cv − val_split higher" in text
+    ok = outcomes("reproduced", "reproduced", "reproduced")
+    assert mod.conclusion({"1000": ok, "6000": ok}).startswith("reproduced (n = 1000: ")
+    mixed = outcomes("reproduced", "inconclusive", "reproduced")
+    assert mod.conclusion({"1000": ok, "6000": mixed}).startswith("inconclusive")
+    bad = outcomes("contradicted", "reproduced", "inconclusive")
+    text = mod.conclusion({"1000": bad, "6000": ok})
+    assert text.startswith("contradicted") and "cv vs val_split contradicted" in text

@@ -148,3 +148,28 @@ def test_bootstrap_interval_is_seeded_and_inside_the_range():
     assert -1.2 <= lo < -1.0 < hi <= -0.8
     assert stats.bootstrap_mean_interval([3.0, 3.0]) == (3.0, 3.0)
     assert np.isnan(stats.bootstrap_mean_interval([1.0, np.nan])[0])  # one finite value
+
+
+def test_sign_test_is_the_exact_binomial_on_untied_pairs():
+    x = np.array([0.0] * 8 + [2.0, 2.0, 1.0, 1.0])
+    y = np.array([1.0] * 8 + [1.0, 1.0, 1.0, 1.0])  # 8 below, 2 above, 2 ties
+    t = stats.sign_test(x, y)
+    assert (t.below, t.above, t.ties) == (8, 2, 2)
+    assert t.p == pytest.approx(2 * (1 + 10 + 45) / 1024)  # 2·P(B ≤ 2), B ~ Binomial(10, ½)
+    assert stats.sign_test(y, x).p == t.p and stats.sign_test(x, x).p == 1.0  # all tied
+    assert stats.sign_test([0.0] * 6, [1.0] * 6).p == pytest.approx(2 / 64)
+    assert np.isnan(stats.sign_test([np.nan, 1.0], [0.0, 0.0]).p)
+
+
+def test_binomial_interval_is_clopper_pearson():
+    lo, hi = stats.binomial_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 10))  # (1 − hi)^10 = α/2
+    lo, hi = stats.binomial_interval(10, 10)
+    assert hi == 1.0 and lo == pytest.approx(0.025 ** (1 / 10))
+    lo, hi = stats.binomial_interval(5, 10)  # P(B ≥ 5 | lo) = P(B ≤ 5 | hi) = 0.025
+    from scipy.stats import binom
+
+    assert binom.sf(4, 10, lo) == pytest.approx(0.025) and binom.cdf(5, 10, hi) == pytest.approx(
+        0.025
+    )
+    assert 0 < lo < 0.5 < hi < 1 and np.isnan(stats.binomial_interval(0, 0)[0])

@@ -29,8 +29,9 @@ def test_candidates_are_each_arms_own_grid():
 def test_select_takes_the_lowest_mean_validation_loss():
     val = {"a": np.array([1.0, 3.0]), "b": np.array([2.5, 1.0]), "c": np.array([np.nan, 0.0])}
     test = {"a": np.array([0.5, 0.7]), "b": np.array([0.9, 0.3]), "c": np.array([0.1, 0.1])}
-    choice, s = STUDY.select(["a", "b"], val, test)
+    choice, s, own = STUDY.select(["a", "b"], val, test)
     assert choice == "b"  # means 2.0, 1.75
+    np.testing.assert_allclose(own, [0.5, 0.3])  # each replicate's own pick, scored on test
     assert s["per_replicate"] == [0, 1]  # replicate 0 picks a (1.0), replicate 1 picks b (1.0)
     assert s["nested"][0] == pytest.approx(0.4)  # test a[0] = 0.5, b[1] = 0.3
     assert STUDY.select(["a", "c"], val, test)[0] == "a"  # a diverged replicate: c's mean NaN
@@ -48,22 +49,39 @@ def test_overfitting_locates_each_replicates_minimum():
 
 
 def test_ratio_is_the_geometric_mean_of_paired_ratios():
-    r = STUDY.ratio(np.array([2.0, 8.0]), np.array([1.0, 1.0]))
+    k1, k2 = (0.0, True, 0.0), (0.0, True, 1.0)
+    finals = {x: {k1: np.array([1.0, 1.0]), k2: np.array([2.0, 8.0])} for x in STUDY.METRICS}
+    r = STUDY.compare(finals, {"none": k1, "bn": k1, "bn+wd": k2})[1]["eff_lr_ratio"]
     assert r["mean"] == pytest.approx(4.0)  # log ratios ln2, ln8: mean ln4, s = ln4/√2
     assert r["lo"] == pytest.approx(4 * 4 ** (-T1 / 2))
     assert r["hi"] == pytest.approx(4 * 4 ** (T1 / 2))
 
 
-def test_claim_verdicts_follow_the_intervals():
-    arms = {
-        arm: {"eval_test_loss_diff": (lo + hi) / 2, "eval_test_loss_diff_lo": lo,
-              "eval_test_loss_diff_hi": hi}
-        for arm, (lo, hi) in (("wd", (-0.2, -0.1)), ("dropout", (0.1, 0.2)), ("bn", (-0.1, 0.1)))
-    }  # fmt: skip
-    got = STUDY.claim_verdicts(arms, {"eff_lr_ratio": {"mean": 2.0, "lo": 1.5, "hi": 2.5}})
-    assert [v["verdict"] for v in got.values()] == [
-        "reproduced", "contradicted", "inconclusive", "reproduced"
-    ]  # fmt: skip
+def test_pairs_add_one_component_to_each_arm():
+    got = STUDY.pairs()
+    assert len(got) == 12 and len(set(got)) == 12  # 3 arms × 1 + 3 × 2 + 1 × 3 components
+    assert ("dropout+bn", "dropout") in got and ("dropout+bn", "none") not in got
+    assert ("dropout+bn+wd", "dropout+bn") in got and ("wd", "none") in got
+    for arm, base in got:  # exactly one component fewer, named in the same order
+        a, b = set(arm.split("+")), set(base.split("+")) - {"none"}
+        assert b < a and len(a - b) == 1 and base in STUDY.ARMS, (arm, base)
+
+
+def test_claims_pair_each_arm_with_its_baseline_by_replicate():
+    keys = {a: (0.0, "bn" in a, float(len(a))) for a in STUDY.ARMS}  # one option per arm
+    loss = {a: np.array([1.0, 1.2, 1.1]) for a in STUDY.ARMS}
+    loss["dropout+bn"] = np.array([1.3, 1.5, 1.35])  # worse than dropout in every replicate
+    loss["dropout"] = np.array([0.9, 1.0, 0.95])
+    finals = {"eval_test_loss": {keys[a]: v for a, v in loss.items()}}
+    own = dict(loss) | {"dropout": np.array([1.4, 1.4, 1.5])}  # nested picks: other options
+    c = STUDY.claims(finals, keys, own, {"eff_lr_ratio": {"mean": 2.0, "lo": 1.5, "hi": 2.5}})
+    d = c["dropout+bn − dropout"]
+    assert (d["arm"], d["baseline"], d["outcome"]) == ("dropout+bn", "dropout", "contradicted")
+    assert d["diff"][0] == pytest.approx(1.3 / 3) and d["diff"][1] > 0  # .4, .5, .4
+    assert d["nested_diff"][0] == pytest.approx(-0.05) and d["nested_outcome"] == "inconclusive"
+    assert c["dropout − none"]["outcome"] == "reproduced"  # −.1, −.2, −.15
+    assert c["wd − none"]["outcome"] == "inconclusive"  # identical: interval [0, 0]
+    assert c[STUDY.EFF_LR_CLAIM]["outcome"] == "reproduced" and len(c) == 13
 
 
 def _fake_result(batchnorm: bool, k: int = 2):
@@ -134,3 +152,6 @@ def test_compare_pairs_by_replicate_against_none_and_bn():
     assert (r["batchnorm"], r["strength"], arms["none"]["eval_test_loss_diff"]) == (True, 0.0, 0.0)
     assert bn_wd["test_loss_diff"]["mean"] == pytest.approx(7 / 3)  # 1, 6, 0 against bn
     assert bn_wd["eff_lr_ratio"]["mean"] == pytest.approx(2.0)  # ratios 2, 4, 1: (2·4·1)^(1/3)
+    assert arms["bn"]["eval_test_acc_lo"] == 0.0 and arms["bn"]["eval_test_acc_hi"] == 1.0
+    assert arms["bn"]["eval_test_loss_lo"] == 0.0  # 7/3 − 4.3 < 0: a loss is ≥ 0
+    assert arms["bn"]["gap_lo"] < 0  # a difference of losses: not clipped

@@ -24,6 +24,8 @@ For a median (skewed quantities such as a selection's regret) :func:`median_inte
 distribution-free order-statistic interval [x_(j), x_(k)]: with x_(1) ≤ … ≤ x_(n) and B ~
 Binomial(n, ½), P(x_(j) ≤ median < x_(k)) = P(j ≤ B < k) for any continuous distribution; j, k
 are the symmetric pair closest to the nominal level from above (at n = 10: x_(2), x_(9), 97.9 %).
+Paired samples of such quantities are compared by the exact :func:`sign_test`, and a proportion
+(hits out of n) gets the exact Clopper–Pearson :func:`binomial_interval`, inside [0, 1].
 """
 
 import math
@@ -148,6 +150,42 @@ def median_interval(x, confidence: float = 0.95) -> MedianSummary:
         return MedianSummary(float(np.median(x)), n, np.nan, np.nan, np.nan)
     j, coverage = best
     return MedianSummary(float(np.median(x)), n, float(x[j - 1]), float(x[n - j]), coverage)
+
+
+class SignTest(NamedTuple):
+    """Paired signs of x − y: counts and the exact two-sided binomial p-value (ties dropped)."""
+
+    below: int  # pairs with x < y
+    above: int  # pairs with x > y
+    ties: int  # pairs with x == y (not counted in the test)
+    p: float  # P(a split at least this uneven | B ~ Binomial(below + above, ½)), two-sided
+
+
+def sign_test(x, y) -> SignTest:
+    """The exact sign test of paired samples (Dixon & Mood 1946): under "x − y is as likely
+    negative as positive" the number of negative differences among the n untied pairs is
+    Binomial(n, ½); p = min(1, 2·P(B ≤ min(below, above))). Distribution-free, so it fits
+    quantities a t interval does not (a regret is never negative and often exactly 0). NaN in
+    a pair: everything NaN."""
+    d = np.asarray(x, float) - np.asarray(y, float)
+    if np.isnan(d).any():
+        return SignTest(0, 0, 0, np.nan)
+    below, above = int(np.sum(d < 0)), int(np.sum(d > 0))
+    n, k = below + above, min(below, above)
+    p = 1.0 if n == 0 else min(1.0, 2 * float(_scipy_stats.binom.cdf(k, n, 0.5)))
+    return SignTest(below, above, int(d.size - n), p)
+
+
+def binomial_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The exact (Clopper & Pearson 1934) interval of a proportion: the Beta quantiles
+    [B(α/2; k, n − k + 1), B(1 − α/2; k + 1, n − k)], 0 at k = 0 and 1 at k = n; always inside
+    [0, 1] and covering the true proportion with probability ≥ ``confidence``."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    a, k = 1 - confidence, successes
+    lo = 0.0 if k == 0 else float(_scipy_stats.beta.ppf(a / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(_scipy_stats.beta.ppf(1 - a / 2, k + 1, n - k))
+    return lo, hi
 
 
 def argmin(x) -> int | None:
