@@ -4,7 +4,8 @@ Public API (explicit re-exports; the modules are the implementation):
 
 * regularizers as optax transforms: :func:`soft_threshold`, :func:`prox_l1`,
   :func:`prox_elastic_net`, :func:`prox_group_lasso`, :func:`add_l1_subgradient`,
-  :func:`adam_prox`, :func:`either`, :func:`hold_zeros`, :func:`scale_by_adam_no_eps`, :func:`cautious_decayed_weights`,
+  :func:`adam_prox`, :func:`either`, :func:`hold_zeros`, :func:`scale_by_adam_no_eps` (Adam
+  without ε, 0/0 as 0), :func:`cautious_decayed_weights`,
   :func:`corrected_decayed_weights` (the 2025 decay variants); loss-side penalties
   :func:`l1_penalty`, :func:`l2_penalty`, :func:`group_lasso_penalty` and the default mask
   :func:`decay_mask`;
