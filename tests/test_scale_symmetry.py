@@ -186,9 +186,10 @@ def test_the_full_model_maps_exactly_with_head_and_bn_on_their_own_optimizer(ful
 
 @pytest.mark.parametrize("arm", ARMS, ids="+".join)
 def test_the_full_model_map_fails_with_head_and_bn_at_the_swept_lr(full_problem, arm):
-    # the current design: head, its bias and the BN scale/offset at η, outside the map
+    # the previous design: head, its bias and the BN scale/offset at η, outside the map; here
+    # the mapped logits differ by 26–69 % of their scale (the review: 28–53 %)
     (_, logits), (_, logits2), _ = _full_pair(full_problem, arm, fixed=False)
-    assert np.abs(logits2 - logits).max() > 1e-2 * np.abs(logits).max()
+    assert np.abs(logits2 - logits).max() > 0.1 * np.abs(logits).max()
 
 
 def test_adam_without_eps_takes_zero_over_zero_as_zero():
