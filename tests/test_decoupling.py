@@ -1,13 +1,15 @@
 """experiments/decoupling.py's own helpers against hand-computed values (the study end to end
 runs in tests/test_experiments.py)."""
 
-import jax.numpy as jnp
+import dataclasses
+
+import jax
 import numpy as np
-import optax
 import pytest
 from helpers import load_script
 
 import wdjax
+from wdjax import study
 
 dc = load_script("experiments/decoupling.py")
 
@@ -24,45 +26,33 @@ def test_the_sheared_grid_centres_follow_the_predicted_line():
     np.testing.assert_allclose(np.log10(rel), np.arange(-6, 7) / 4)
 
 
-def test_sheared_factory_applies_lambda_times_the_centre_to_the_hidden_kernels():
-    # sgd + l2, one step at t = 0 (cosine multiplier 1): u = −lr·(g + λ·w) on hidden kernels only
-    tx = dc.Sheared("sgd", "l2", lam_anchor=0.5, lr_anchor=0.1, slope=-1.0, steps_per_epoch=5,
-                    epochs=1)  # fmt: skip
-    params = {"dense_0": {"kernel": jnp.ones((2, 2))}, "head": {"kernel": jnp.ones((2, 2))}}
-    grads = {"dense_0": {"kernel": jnp.zeros((2, 2))}, "head": {"kernel": jnp.zeros((2, 2))}}
-    opt = tx(0.2, 2.0)  # λ = 2 · 0.5 · (0.2/0.1)^−1 = 0.5
+def test_the_exact_design_trains_head_and_bn_at_the_fixed_lr_without_decay():
+    # sgd + wd, one step at t = 0 (cosine multiplier 1): hidden kernel u = −lr·(g + λw), every
+    # other leaf u = −fixed_lr·g (no decay); fixed_lr None: all at lr (the current design)
+    kw = dict(lam_anchor=0.5, lr_anchor=0.1, slope=-1.0, steps_per_epoch=5, epochs=1)
+    one = lambda *shape: np.ones(shape, np.float32)  # noqa: E731
+    params = {"dense_0": {"kernel": one(2, 2)}, "bn_0": {"scale": one(2)},
+              "head": {"kernel": one(2, 2), "bias": one(2)}}  # fmt: skip
+    grads = jax.tree.map(lambda w: 0.5 * np.ones_like(w), params)
+    opt = dc.Sheared("sgd", "wd", fixed_lr=0.01, **kw)(0.2, 2.0)  # λ = 2·0.5·(0.2/0.1)^−1 = 0.5
     u, _ = opt.update(grads, opt.init(params), params)
-    np.testing.assert_allclose(u["dense_0"]["kernel"], -0.2 * 0.5)
-    np.testing.assert_allclose(u["head"]["kernel"], 0.0)
-    assert isinstance(opt, optax.GradientTransformation)
+    np.testing.assert_allclose(u["dense_0"]["kernel"], -0.2 * (0.5 + 0.5))
+    for leaf in (u["bn_0"]["scale"], u["head"]["kernel"], u["head"]["bias"]):
+        np.testing.assert_allclose(leaf, -0.01 * 0.5)
+    old = dc.Sheared("sgd", "wd", **kw)(0.2, 2.0)
+    u, _ = old.update(grads, old.init(params), params)
+    np.testing.assert_allclose(u["head"]["kernel"], -0.2 * 0.5)  # at lr, not decayed
+    np.testing.assert_allclose(u["dense_0"]["kernel"], -0.2 * (0.5 + 0.5))
 
 
 def test_agreement_rule():
-    assert dc.agreement(-1.0, -1.2, -0.7) == "agrees"  # half-width 0.25, contains −1
-    assert dc.agreement(-1.0, -0.6, -0.2) == "disagrees"  # half-width 0.2, excludes −1
-    assert dc.agreement(-1.0, -1.5, -0.8) == "inconclusive"  # half-width 0.35 > 0.3
-    assert dc.agreement(0.0, -0.3, 0.3) == "agrees"  # exactly 0.3 is still decisive
+    # RULES: interval inside prediction ± 0.1 → agrees; else excluding it → disagrees
+    assert dc.agreement(-1.0, -1.08, -0.93) == "agrees"
+    assert dc.agreement(-1.0, -1.2, -0.7) == "inconclusive"  # contains −1, wider than ± 0.1
+    assert dc.agreement(-1.0, -0.95, -0.92) == "agrees"  # excludes −1 but inside ± 0.1: first rule
+    assert dc.agreement(-1.0, -0.6, -0.2) == "disagrees"
     assert dc.agreement(0.0, np.nan, np.nan) == "inconclusive"
     assert dc.agreement(None, -1.0, -0.9) == "no prediction"
-
-
-def test_reuse_regret_interpolates_and_flags_off_grid():
-    # one replicate, reference lr 0 tunes index 1 (log λ = −1); lr 1's grid is shifted by +0.5:
-    # the reused −1 lies halfway between its first two points, lr 2's grid starts above it
-    log_grid = np.array([[-2.0, -1.5, 0.0], [-1.0, -0.5, 1.0], [0.0, 0.5, 2.0]])
-    val = np.array([[[3.0, 3.0, 1.0], [1.0, 1.0, 2.0], [2.0, 2.0, 3.0]]])  # [R=1, r=3, L=3]
-    out = dc.reuse(log_grid, val, val, ref=0)["reuse"]
-    assert out[1]["val_regret_mean"] == pytest.approx(2.0 - 1.0) and not out[1]["off_grid"]
-    assert out[2]["val_regret_mean"] == pytest.approx(0.0) and out[2]["off_grid"]  # clamped
-    # two lrs sharing a grid; reference lr 0 tunes index 1 in both replicates, lr 1's own is 2
-    log_grid = np.array([[-2.0, -2.0], [-1.0, -1.0], [0.0, 0.0]])
-    val = np.array([[[3.0, 3.0], [1.0, 2.0], [2.0, 1.0]]] * 2)  # [R=2, r=3, L=2]
-    test = val + np.array([0.0, 0.1])[:, None, None]
-    out = dc.reuse(log_grid, val, test, ref=0)
-    assert out["reuse"][0]["test_regret_mean"] == 0.0
-    assert out["reuse"][1]["val_regret_mean"] == pytest.approx(1.0)  # 2 − 1 at lr 1
-    assert out["reuse"][1]["test_regret_mean"] == pytest.approx(1.0)
-    assert out["test_loss"] == [pytest.approx(1.05), pytest.approx(1.05)]
 
 
 def test_shrink_units():
@@ -72,8 +62,23 @@ def test_shrink_units():
     assert dc.shrink("adam", "l2", 2.0, 1e-3, 100.0) is None
 
 
-def test_the_bn_model_is_exactly_scale_invariant_and_the_plain_one_is_named():
-    cfg = wdjax.SweepConfig()
-    m = dc.model(True, cfg, 10)
-    assert m.batchnorm and m.bn_epsilon == 0.0 and tuple(m.hidden) == cfg.hidden
-    assert dc.model(False, cfg, 10) == "mlp"
+def test_delta_is_paired_and_drops_replicates_without_a_slope():
+    a, b = {"slopes": [-1.0, -0.9, np.nan, -1.1]}, {"slopes": [-0.8, -0.8, -0.7, -0.8]}
+    m, lo, hi = dc.delta(a, b)  # differences −0.2, −0.1, −0.3: mean −0.2, sd 0.1, n 3
+    assert m == pytest.approx(-0.2) and hi - m == pytest.approx(4.302653 * 0.1 / np.sqrt(3))
+
+
+def test_the_control_starts_each_member_from_the_sweeps_own_w0_mapped():
+    cfg = dataclasses.replace(wdjax.SweepConfig(), dataset="digits", val_size=400, epochs=1,
+        model=wdjax.engine.models.MLP(10, (8,), batchnorm=True, bn_epsilon=0.0), batchnorm=True,
+        lrs=(0.25, 1.0, 4.0), strengths=(1.0, 2.0), hidden=(8,))  # fmt: skip
+    ds = study.load_data(cfg)
+    w0 = study.initial_params(cfg, ds)
+    p = dc.control_init(cfg, ds, 0.5)  # b = ½: s = (lr/η₀)^½ = ½, 1, 2; members strength-major
+    s = np.array([0.5, 1.0, 2.0] * 2)[:, None, None]
+    np.testing.assert_array_equal(p["dense_0"]["kernel"], s * np.asarray(w0["dense_0"]["kernel"]))
+    np.testing.assert_array_equal(p["head"]["kernel"][4], w0["head"]["kernel"])  # not scaled
+    # initial_params is what a sweep starts from: given back, the sweep is the same to the bit
+    one = dataclasses.replace(cfg, lrs=(1.0,), strengths=(1.0,))
+    a, b = wdjax.sweep(one), wdjax.sweep(one, init_params=study.initial_params(one, ds))
+    np.testing.assert_array_equal(a.history["val_loss"], b.history["val_loss"])

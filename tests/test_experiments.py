@@ -32,8 +32,8 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
                               "margin", "growth_margin", "previous"},
     "decay_variants": {"adamc_drift", "test_loss_diff", "claims", "arms", "lr", "margin",
                        "drift_from", "replicates", "selected_by", "dataset"},
-    "decoupling": {"arms", "agree", "disagree", "inconclusive", "estimator", "steps", "epochs",
-                   "train_size", "replicates", "selected_by", "dataset"},
+    "decoupling": {"arms", "slope_verdicts", "control", "control_passed", "current", "delta_slope",
+                   "variant", "epochs", "train_size", "replicates", "selected_by", "dataset"},
     "l1_sparsity": {"arms", "dense", "operating_point", "max_sparsity", "sparsity_check",
                     "eval_check", "macs_total", "strengths", "tolerance", "selected_by", "epochs",
                     "fine_tune", "replicates", "dataset"},
@@ -213,6 +213,7 @@ def test_decoupling(smoke):
     s = summary(smoke, "decoupling")
     mod = study("decoupling")
     assert set(s["arms"]) == {"adam+wd+bn"} and s["selected_by"] == "val_loss"
+    assert s["variant"] == "exact" and set(s["current"]) == set(s["delta_slope"]) == {"adam+wd+bn"}
     a = s["arms"]["adam+wd+bn"]
     assert a["predicted_slope"] == -1.0 and a["batchnorm"]  # from wdjax.symmetry's tested map
     R, L = s["replicates"], len(a["lrs"])
@@ -220,11 +221,17 @@ def test_decoupling(smoke):
     assert a["edge_cells"] == int(np.sum(a["edge"]))
     assert all((v is None) == e for row, er in zip(a["lambda_star"], a["edge"], strict=True)
                for v, e in zip(row, er, strict=True))  # fmt: skip
-    assert a["verdict"] in {"agrees", "disagrees", "inconclusive"}
-    assert len(a["reuse"]) == L and a["reuse"][L // 2]["test_regret_mean"] == 0.0  # λ(η₀) at η₀
+    v = s["slope_verdicts"]["adam+wd+bn"]
+    assert v["predicted"] == -1.0 and len(v["slope"]) == 3
+    assert v["verdict"] in {"agrees", "disagrees", "inconclusive", "withheld"}
+    assert (v["verdict"] == "withheld") == (not s["control_passed"])
+    c = s["control"]["adam+wd+bn"]  # smoke: the one arm, sheared along its own slope
+    assert c["predicted"] == -1.0 and len(c["slope"]) == 3
+    np.testing.assert_allclose(np.diff(np.log2(c["lrs"])), 1.0)  # b = 1: lrs a power of 2 apart
     full = mod.get_config()
     assert len(full["arms"]) == 10 and full["replicates"] >= 5 and full["n_lr"] >= 7
-    assert len(full["rel_bn"]) == 13
+    assert len(full["rel_bn"]) == 13 and set(mod.CONTROL) <= {f"{o}+{r}+bn" for o, r, _ in
+                                                                full["arms"]}  # fmt: skip
 
 
 # --- 5: versus_dropout_batchnorm ------------------------------------------------------------

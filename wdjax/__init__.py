@@ -4,7 +4,8 @@ Public API (explicit re-exports; the modules are the implementation):
 
 * regularizers as optax transforms: :func:`soft_threshold`, :func:`prox_l1`,
   :func:`prox_elastic_net`, :func:`prox_group_lasso`, :func:`add_l1_subgradient`,
-  :func:`adam_prox`, :func:`either`, :func:`hold_zeros`, :func:`cautious_decayed_weights`,
+  :func:`adam_prox`, :func:`either`, :func:`hold_zeros`, :func:`scale_by_adam_no_eps` (Adam
+  without ε, 0/0 as 0), :func:`cautious_decayed_weights`,
   :func:`corrected_decayed_weights` (the 2025 decay variants); loss-side penalties
   :func:`l1_penalty`, :func:`l2_penalty`, :func:`group_lasso_penalty` and the default mask
   :func:`decay_mask`;
@@ -36,7 +37,7 @@ from wdjax.run.build import Built, build
 from wdjax.run.config import SweepConfig, parse_grid
 from wdjax.run.evaluation import evaluate
 from wdjax.run.runner import SweepResult, load_result, sweep
-from wdjax.transforms import add_l1_subgradient, either, hold_zeros
+from wdjax.transforms import add_l1_subgradient, either, hold_zeros, scale_by_adam_no_eps
 
 __version__ = "0.1.0"
 
@@ -72,6 +73,7 @@ __all__ = [
     "evaluate",
     "group_lasso_penalty",
     "hold_zeros",
+    "scale_by_adam_no_eps",
     "kfold_indices",
     "l1_penalty",
     "l2_penalty",

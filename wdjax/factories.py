@@ -22,6 +22,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import optax
 
@@ -58,8 +59,12 @@ class Sheared:
     λ_c(lr) = ``lam_anchor``·(lr/``lr_anchor``)^``slope`` is the centre line and the member's
     ``strength`` is the ratio r to it; ``schedule`` is ``"cosine"`` (a cosine to 0 over
     ``epochs`` × ``steps_per_epoch`` steps) or ``"constant"`` (η(t) = 1); with ``wd_paper`` η(t)
-    multiplies both step and decay, else the learning rate is lr·η(t). Hashable, so replicates
-    reuse one compiled program.
+    multiplies both step and decay, else the learning rate is lr·η(t). ``hyper``: sorted (name,
+    value) pairs of the base optimizer's static keyword arguments (e.g. Adam's ``eps``).
+    ``fixed_lr``: None trains every parameter at lr (the ``mask``-ed ones decayed); a number
+    trains only the ``mask``-ed leaves at (lr, λ) and every other one (the head, biases,
+    BatchNorm scales and offsets) on the base optimizer without decay at ``fixed_lr``·η(t)
+    (``optax.multi_transform``). Hashable, so replicates reuse one compiled program.
     """
 
     optimizer: str
@@ -71,6 +76,8 @@ class Sheared:
     epochs: int
     mask: str = "hidden"
     schedule: str = "cosine"  # or "constant"
+    hyper: tuple = ()
+    fixed_lr: float | None = None
 
     def __post_init__(self):
         if self.schedule not in ("cosine", "constant"):
@@ -81,13 +88,25 @@ class Sheared:
         return self.lam_anchor * (lr / self.lr_anchor) ** self.slope
 
     def __call__(self, learning_rate, strength, **traced) -> optax.GradientTransformation:
-        lam = strength * self.centre(learning_rate)
+        lam, kw = strength * self.centre(learning_rate), {**dict(self.hyper), **traced}
         eta = schedules.make(self.schedule, self.steps_per_epoch, self.epochs)
+        mask = self.mask if self.fixed_lr is None else "kernels"  # in its group: masked leaves
         if self.reg == "wd_paper":
-            return make_optimizer(self.optimizer, learning_rate, "wd_paper", lam,
-                                  mask=self.mask, schedule=eta, **traced)  # fmt: skip
-        lr = schedules.learning_rate(learning_rate, eta)
-        return make_optimizer(self.optimizer, lr, self.reg, lam, mask=self.mask, **traced)
+            swept = make_optimizer(self.optimizer, learning_rate, "wd_paper", lam, mask=mask,
+                                   schedule=eta, **kw)  # fmt: skip
+        else:
+            lr = schedules.learning_rate(learning_rate, eta)
+            swept = make_optimizer(self.optimizer, lr, self.reg, lam, mask=mask, **kw)
+        if self.fixed_lr is None:
+            return swept
+        fixed = make_optimizer(self.optimizer, schedules.learning_rate(self.fixed_lr, eta),
+                               **dict(self.hyper))  # fmt: skip
+        select = mask_from_spec(self.mask)
+
+        def labels(params):
+            return jax.tree.map(lambda m: "swept" if m else "fixed", select(params))
+
+        return optax.multi_transform({"swept": swept, "fixed": fixed}, labels)
 
 
 @dataclasses.dataclass(frozen=True)

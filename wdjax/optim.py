@@ -12,7 +12,8 @@ Base optimizers (``p`` = preconditioned gradient, ``lr`` = learning rate):
 - ``"momentum"``: heavy ball, ``b ← μ·b + g``, ``u = −lr·b`` (``nesterov=True``:
   ``u = −lr·(g + μ·b)``), as torch ``SGD(momentum=μ, dampening=0)``; hyper ``momentum=0.9``.
 - ``"adam"``: ``u = −lr·m̂/(√(v̂+eps_root)+eps)``; hyper ``b1``, ``b2``, ``eps``, ``eps_root``,
-  ``nesterov`` as :func:`optax.scale_by_adam`.
+  ``nesterov`` as :func:`optax.scale_by_adam`; ``eps = eps_root = 0`` (numbers) takes 0/0 as 0
+  (:func:`wdjax.transforms.scale_by_adam_no_eps`), where optax gives NaN.
 
 Strategies (λ = ``strength``). With λ = 0 each reduces to the base optimizer: bit for bit
 when run eagerly (``wd_paper`` with a non-constant ``schedule``: to float rounding); under
@@ -68,7 +69,12 @@ from wdjax.errors import ConfigError, ConfigTypeError
 from wdjax.masks import Mask, mask_from_spec, resolve_mask
 from wdjax.penalties import check_groups
 from wdjax.prox import adam_prox, prox_elastic_net, prox_group_lasso, prox_l1
-from wdjax.transforms import ScalarOrSchedule, add_l1_subgradient, check_hyperparameter
+from wdjax.transforms import (
+    ScalarOrSchedule,
+    add_l1_subgradient,
+    check_hyperparameter,
+    scale_by_adam_no_eps,
+)
 
 __all__ = ["OPTIMIZERS", "STRATEGIES", "check_hyperparameter", "make_optimizer"]
 
@@ -149,6 +155,8 @@ def _preconditioner(optimizer: str, hyper: dict) -> optax.GradientTransformation
     if optimizer == "momentum":
         return optax.trace(decay=hyper["momentum"], nesterov=hyper["nesterov"])
     if optimizer == "adam":
+        if all(_is_number(hyper[k]) and hyper[k] == 0 for k in ("eps", "eps_root")):
+            return scale_by_adam_no_eps(hyper["b1"], hyper["b2"], hyper["nesterov"])  # 0/0 → 0
         return optax.scale_by_adam(**hyper)
     return optax.identity()
 

@@ -61,6 +61,7 @@ __all__ = [
     "check_hyperparameter",
     "either",
     "hold_zeros",
+    "scale_by_adam_no_eps",
 ]
 
 
@@ -264,3 +265,27 @@ def hold_zeros(mask: Mask = None) -> optax.GradientTransformation:
     if mask is None:
         return tx
     return optax.masked(tx, lambda tree: resolve_mask(mask, tree))
+
+
+def scale_by_adam_no_eps(b1=0.9, b2=0.999, nesterov: bool = False) -> optax.GradientTransformation:
+    r"""Adam's direction with ε = 0, taking 0/0 as 0.
+
+    .. math::
+       d = \hat m / \sqrt{\hat v} \text{ where } \hat v > 0, \qquad d = 0 \text{ where } \hat v = 0,
+
+    with :math:`\hat m, \hat v` as :func:`optax.scale_by_adam` (``eps = eps_root = 0``; Kingma
+    & Ba, "Adam", ICLR 2015). A coordinate whose every gradient so far was 0 (a pixel that is 0
+    in every batch so far gives a zero row of the first kernel's gradient) has
+    :math:`\hat m = \hat v = 0`, where optax gives NaN; its direction is 0 here. Elsewhere the
+    update is optax's bit for bit. Without ε the direction is invariant to the gradients' scale
+    (exactly, for a power-of-2 scale), which the scale maps of :mod:`wdjax.analysis.symmetry`
+    need; ``make_optimizer("adam", ..., eps=0.0, eps_root=0.0)`` uses it.
+    """
+    inner = optax.scale_by_adam(b1, b2, eps=0.0, eps_root=0.0, nesterov=nesterov)
+
+    def update(updates, state, params=None):
+        out, state = inner.update(updates, state, params)
+        zero = jax.tree.map(lambda u, nu: jnp.where(nu > 0, u, jnp.zeros_like(u)), out, state.nu)
+        return zero, state
+
+    return optax.GradientTransformation(inner.init, update)

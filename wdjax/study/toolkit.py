@@ -111,6 +111,22 @@ def load_data(config: SweepConfig):
                 standardize=config.standardize)  # fmt: skip
 
 
+def initial_params(config: SweepConfig, data) -> dict:
+    """The parameters every member of a sweep of ``config`` starts from (seed ``first_seed``, in
+    ``dtype``), drawn as :func:`wdjax.sweep` draws them: e.g. to start a sweep from a mapped copy
+    of them (``sweep(init_params=...)``). ``data``: the :class:`wdjax.Dataset` (:func:`load_data`).
+    """
+    import jax.numpy as jnp
+
+    from wdjax.engine.engine import Hyper
+    from wdjax.run.build import build
+
+    x = data.x_train[:1]
+    h = Hyper(jnp.float32(0), jnp.float32(config.lrs[0]), jnp.int32(config.first_seed),
+              jnp.int32(0))  # fmt: skip
+    return build(config, num_classes=data.num_classes, x_example=x).engine.init(h, x).params
+
+
 def finish(run: Run, summary: dict, columns: list[str], rows: list[list], fig, figure: str):
     """The end of every study: ``table.md``/``table.csv`` from ``columns`` and ``rows``, the
     matplotlib ``fig`` saved as ``<out>/<figure>``, and ``summary.json``: ``summary`` plus
