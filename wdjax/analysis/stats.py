@@ -172,7 +172,7 @@ def sign_test(x, y) -> SignTest:
         return SignTest(0, 0, 0, np.nan)
     below, above = int(np.sum(d < 0)), int(np.sum(d > 0))
     n, k = below + above, min(below, above)
-    p = 1.0 if n == 0 else min(1.0, 2 * float(_scipy_stats.binom.cdf(k, n, 0.5)))
+    p = 1.0 if n == 0 else float(_scipy_stats.binomtest(k, n, 0.5).pvalue)
     return SignTest(below, above, int(d.size - n), p)
 
 
@@ -182,10 +182,8 @@ def binomial_interval(successes: int, n: int, confidence: float = 0.95) -> tuple
     [0, 1] and covering the true proportion with probability ≥ ``confidence``."""
     if n <= 0:
         return float("nan"), float("nan")
-    a, k = 1 - confidence, successes
-    lo = 0.0 if k == 0 else float(_scipy_stats.beta.ppf(a / 2, k, n - k + 1))
-    hi = 1.0 if k == n else float(_scipy_stats.beta.ppf(1 - a / 2, k + 1, n - k))
-    return lo, hi
+    ci = _scipy_stats.binomtest(successes, n).proportion_ci(confidence, method="exact")
+    return float(ci.low), float(ci.high)
 
 
 def argmin(x) -> int | None:
