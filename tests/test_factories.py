@@ -167,3 +167,9 @@ def test_factories_are_hashable_and_equal_by_value():
     assert Decay("hidden", 10) == Decay("hidden", 10)
     assert len({Sheared("adam", "wd", 1.0, 1.0, -1.0, 2, 2), Sheared("adam", "wd", 1.0, 1.0, -1.0,
                                                                      2, 2)}) == 1  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e-3, "1e-3"])
+def test_sheared_refuses_a_fixed_lr_that_is_not_a_positive_number(bad):
+    with pytest.raises(wdjax.ConfigError, match="Sheared: fixed_lr .*give a positive number"):
+        wdjax.Sheared("adam", "wd", 1.0, 1e-3, -1.0, 10, 2, fixed_lr=bad)

@@ -82,6 +82,10 @@ class Sheared:
     def __post_init__(self):
         if self.schedule not in ("cosine", "constant"):
             raise ConfigError(f"Sheared: schedule {self.schedule!r}; give 'cosine' or 'constant'")
+        if self.fixed_lr is not None and not (isinstance(self.fixed_lr, (int, float))
+                                              and self.fixed_lr > 0):  # fmt: skip
+            raise ConfigError(f"Sheared: fixed_lr {self.fixed_lr!r}; give a positive number, or "
+                              "None to train every parameter at the swept lr")  # fmt: skip
 
     def centre(self, lr):
         """λ_c(lr), the centre line (r = 1)."""
