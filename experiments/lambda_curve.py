@@ -6,8 +6,9 @@ labels want more of it (Krogh & Hertz 1992, "A simple weight decay can improve g
 Zhang et al. 2017, "Understanding deep learning requires rethinking generalization").
 
 Command: ``python experiments/lambda_curve.py`` (Fashion-MNIST; ``--smoke``: digits, seconds).
-Runtime: about 40 minutes on the shared 2-core machine (pilot estimate). It resumes by arm.
-Verdict (last full run): not yet rerun with this design.
+Runtime: 81 minutes of sweeps, summed over three interrupted sessions on the shared 2-core
+machine at load 5–9 (the 45-minute cap is not verified on a quiet machine). It resumes by arm.
+Verdict: U in part; best λ falls with n (reproduced); noise: larger λ in part, loss contradicted.
 
 Since issue 24: λ = 0 overfits or is early-stopped at every n, constant × cosine, λ chosen on
 noisy and clean validation labels; wd, l2 (l1s are study 3's), 4 replicates (45-minute cap).
