@@ -8,7 +8,21 @@ learning rate, and at a constant η each unit's RMS angle per step settles at
 - adam + wd (AdamW): √(2ηλ(1−β₁)/(1+β₁));
 - momentum + l2: √(2ηλ/(1+μ));  momentum + wd: √(2ηλ(1−μ)/(1+μ));
 - adam + l2: θ = (2·k^{3/2}·√C·η²λ/Γ)^{1/3}, k = (1−β₁)/(1+β₁), C the fan-in and Γ Adam's
-  scale-free gradient scale (:func:`adam_gamma`; derived in docs/studies/batchnorm_equilibrium.md).
+  scale-free gradient scale (:func:`adam_gamma`; derived below).
+
+Adam + L2, derived. Coupled decay G = g + λw enters Adam, whose step divides each coordinate by
+d_i = √v̂_i + ε. Assume, as Kosson et al. do, noise-dominated gradients ⟂ w with ‖g‖ ∝ 1/‖w‖, and
+gradient-dominated v̂ (λ|w_i| ≪ √v̂_i). Then (i) each step moves w by ‖u‖² = η²kC (C the fan-in;
+k: momentum averages uncorrelated noise); (ii) each gradient's total displacement over its
+momentum lifetime is η·g_i/d_i, uncorrelated across gradients, so the noise adds η²C per step to
+‖w‖² (this is what gives AdamW √(2ηλk)); (iii) λw passes coherently through the momentum and
+removes 2ηλ·Σ_i w_i²/d_i = 2ηλ‖w‖³/Γ per step, with Γ = ‖w‖³/Σ_i(w_i²/d_i) the w²-weighted
+harmonic mean of the scale-free gradient scales ‖w‖·d_i (d ∝ 1/‖w‖, so Γ does not depend on ‖w‖).
+Balance: ‖w‖³ = ηCΓ/(2λ), and θ² = η²kC/‖w‖² gives θ = (2·k^{3/2}·√C·η²λ/Γ)^{1/3}, which depends
+on (η, λ) only through η²λ, the invariant of Adam + L2's exact scale map (η → cη, λ → λ/c²,
+w → c·w: :mod:`wdjax.analysis.symmetry`). So θ ∝ λ^{1/3} at fixed Γ (4λ → ×1.59, not ×2), and the
+angle moves whenever Γ does. tests/test_batchnorm_equilibrium.py checks the η²λ property and the
+formula on a simulated scale-invariant unit (noise ⟂ w).
 
 Angles arrive as arrays ``[steps, replicates, layers]``; the estimators are plain numpy.
 """
