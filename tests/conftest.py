@@ -4,7 +4,10 @@ study's smoke run).
 
 Under pytest-xdist (README's test line: ``-n 2``) a session fixture is made once per worker, so the
 tests that share one carry the same ``xdist_group`` mark and run on one worker (``--dist
-loadgroup``)."""
+loadgroup``). A test module's own module- or session-scoped fixture gets the same treatment without
+a mark (:func:`pytest_collection_modifyitems`): its users are grouped by the fixture's name, so a
+shared run (bench's quick run, a prepared TFDS folder, a simulation) is made once, not on both
+workers."""
 
 import atexit
 import os
@@ -85,6 +88,23 @@ def study_smoke(tmp_path_factory):
         return done[name]
 
     return run
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group the users of each module- or session-scoped fixture defined in a test module (not
+    here: this file's carry their marks) with ``xdist_group("<module>::<fixture>")``; a test that
+    already has a group keeps it."""
+    import pytest
+
+    for item in items:
+        if item.get_closest_marker("xdist_group") or not hasattr(item, "_fixtureinfo"):
+            continue
+        for name in item.fixturenames:
+            defs = item._fixtureinfo.name2fixturedefs.get(name) or ()
+            shared = [d for d in defs if d.scope in ("module", "session") and d.baseid]
+            if shared and shared[-1].baseid.endswith(".py"):  # defined in a test module
+                item.add_marker(pytest.mark.xdist_group(f"{shared[-1].baseid}::{name}"))
+                break
 
 
 # Which tests see other bits under another XLA:CPU setting (.ci/numerics_bits.py, docs/testing.md).
