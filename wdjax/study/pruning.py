@@ -9,8 +9,11 @@ generated write-up grew past the study files' 250 lines).
   counts, at once or in rounds whose density falls geometrically (Han et al. 2015, "Learning both
   weights and connections for efficient neural networks", §3.4: iterative pruning);
 * :func:`member`, :func:`stack`: one member of a stacked parameter tree, and the reverse;
+  :func:`measured`: a trained member's final metrics and :func:`structure`;
 * :func:`bounded`: a 95 % Student-t interval over replicates clipped to the quantity's range;
-* :func:`overall`: a claim's outcome from its outcomes at several levels.
+* :func:`values`, :func:`own_choices`, :func:`claim`, :func:`overall`: the study's per-replicate
+  results as arrays, each replicate's operating point, a paired claim per sparsity level and its
+  outcome over the levels.
 """
 
 import jax
@@ -18,9 +21,10 @@ import numpy as np
 
 from wdjax import masks
 from wdjax.analysis import stats
+from wdjax.study.verdicts import outcome
 
-__all__ = ["bounded", "dense_kernels", "member", "overall", "prune_like", "removable", "stack",
-           "structure", "zeros_after"]  # fmt: skip
+__all__ = ["bounded", "claim", "dense_kernels", "measured", "member", "overall", "own_choices",
+           "prune_like", "removable", "stack", "structure", "values", "zeros_after"]  # fmt: skip
 
 
 def dense_kernels(params) -> list[np.ndarray]:
@@ -88,6 +92,14 @@ def stack(trees: list):
     return jax.tree.map(lambda *xs: np.stack(xs), *trees)
 
 
+def measured(res, i: int, metrics) -> dict:
+    """Member ``i`` of a sweep result: each of ``metrics`` at its last epoch, the engine's own
+    ``sparsity`` metric as ``engine_sparsity``, and :func:`structure` of its kernels."""
+    return dict({m: float(res.history[m][i, -1]) for m in metrics},
+                engine_sparsity=float(res.history["sparsity"][i, -1]),
+                **structure(dense_kernels(member(res.params, i))))  # fmt: skip
+
+
 def bounded(x, lim, base=None) -> list[float]:
     """``[mean, lo, hi]`` of ``x`` over replicates, or of the paired ``x − base``: the 95 %
     Student-t interval clipped to the range ``lim`` = (low, high) (a difference: to ± its width)."""
@@ -101,3 +113,29 @@ def overall(outcomes: list[str]) -> str:
     and contradicted at none, ``"contradicted"`` the reverse, else ``"inconclusive"``."""
     yes, no = "reproduced" in outcomes, "contradicted" in outcomes
     return "reproduced" if yes and not no else "contradicted" if no and not yes else "inconclusive"
+
+
+def values(reps: list[dict], arm: str, metric: str) -> np.ndarray:
+    """``[replicates, settings]``: ``reps[r][arm][j][metric]`` (per replicate: {arm: [rows]})."""
+    return np.array([[row[metric] for row in rep[arm]] for rep in reps], float)
+
+
+def own_choices(val, dense_val, tolerance: float) -> list:
+    """Each replicate's operating point: per row of ``val`` [replicates, λ] the largest λ index
+    with validation loss ≤ (1 + tolerance) × that row's ``dense_val``; None when none."""
+    return [max((j for j, x in enumerate(v) if x <= (1 + tolerance) * d), default=None)
+            for v, d in zip(np.asarray(val), np.asarray(dense_val), strict=True)]  # fmt: skip
+
+
+def claim(reps: list[dict], a: str, b: str, prediction: str, lims: dict) -> dict:
+    """The paired Δ test accuracy (and loss) ``a − b`` per sparsity level (:func:`bounded` with
+    ``lims[metric]``), each level's :func:`wdjax.study.outcome` of ``prediction`` on the accuracy
+    interval, and the claim's :func:`overall` verdict."""
+    d = {m: [bounded(x, lims[m], y) for x, y in zip(values(reps, a, m).T, values(reps, b, m).T,
+                                                     strict=True)]
+         for m in ("test_acc", "test_loss")}  # fmt: skip
+    levels = [dict(sparsity=float(s), test_acc=x, test_loss=y, outcome=outcome(x, prediction))
+              for s, x, y in zip(values(reps, a, "sparsity").mean(0), d["test_acc"],
+                                 d["test_loss"], strict=True)]  # fmt: skip
+    return dict(a=a, b=b, prediction=prediction, levels=levels,
+                verdict=overall([x["outcome"] for x in levels]))  # fmt: skip
