@@ -34,9 +34,9 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
                        "drift_from", "replicates", "selected_by", "dataset"},
     "decoupling": {"arms", "slope_verdicts", "control", "control_passed", "current", "delta_slope",
                    "variant", "epochs", "train_size", "replicates", "selected_by", "dataset"},
-    "l1_sparsity": {"arms", "dense", "operating_point", "max_sparsity", "sparsity_check",
-                    "eval_check", "macs_total", "strengths", "tolerance", "selected_by", "epochs",
-                    "fine_tune", "replicates", "dataset"},
+    "l1_sparsity": {"arms", "dense", "claims", "l2_pick", "previous", "max_sparsity",
+                    "sparsity_check", "eval_check", "image_shape", "alive_pixels", "tolerance",
+                    "selected_by", "epochs", "fine_tune", "replicates", "dataset"},
     "lambda_curve": {"conditions", "best_strength", "selected_by", "strengths", "replicates",
                      "dataset", "clean_val_same_training", "previous"},
     "lambda_scaling": {"slope_log_n", "slope_log_lr", "predicted_slope", "tau_epochs",
@@ -193,17 +193,28 @@ def test_l1_sparsity(smoke):
     # λ = 1e-3 for 1 epoch: the prox zeroes weights exactly, the subgradient never does.
     assert s["max_sparsity"]["l1_prox"] > 0.1 and s["max_sparsity"]["l1"] == 0.0
     arms, tol = s["arms"], s["tolerance"]
-    for arm in ("l1_prox+ft", "prune", "prune+ft", "l1→prune", "l1→prune+ft"):  # matched sparsity
+    for arm in ("l1_prox+ft", "prune", "prune+ft", "l1→prune", "l1→prune+ft", "l2→prune",
+                "l2→prune+ft", "l2→iter+ft"):  # fmt: skip  # matched sparsity, iterative too
         for a, b in zip(arms[arm]["rows"], arms["l1_prox"]["rows"], strict=True):
             assert a["sparsity_mean"] == pytest.approx(b["sparsity_mean"], abs=1e-12), arm
     dense = s["dense"]["val_loss_mean"]
     for arm, a in arms.items():  # operating point: largest λ within tolerance, on validation
         ok = [j for j, r in enumerate(a["rows"]) if r["val_loss_mean"] <= (1 + tol) * dense]
         assert a["chosen"] == (max(ok) if ok else None), arm
-        for r in a["rows"]:
-            assert 0 <= r["pixels_removed_mean"] <= 64 and 0 <= r["units_removed_mean"] <= 128
-            assert 0 <= r["macs_removed_mean"] <= 1
+        assert len(a["per_replicate"]) == 2 and set(a["argmin"]) >= {"nested", "one_se", "oracle"}
+        for r in a["rows"]:  # bounded quantities: bounded intervals
+            assert 0 <= r["pixels_removed_lo"] <= r["pixels_removed_hi"] <= 64
+            assert 0 <= r["units_removed_lo"] <= r["units_removed_hi"] <= 128
+            for x in ("macs_removed", "sparsity", "test_acc"):
+                assert 0 <= r[f"{x}_lo"] <= r[f"{x}_hi"] <= 1
+    for c in s["claims"].values():  # the rule of RULES, level by level and overall
+        outs = [x["outcome"] for x in c["levels"]]
+        assert outs == [wdjax.study.outcome(x["test_acc"], c["prediction"]) for x in c["levels"]]
+        assert c["verdict"] in ("reproduced", "contradicted", "inconclusive")
+    assert set(s["claims"]) == {"han_no_retraining", "han_retraining", "iterative"}
+    assert s["l2_pick"] == arms["l2"]["argmin"]["per_replicate"]  # each replicate's own λ₂
     assert s["selected_by"] == "val_loss" and s["replicates"] == 2
+    assert unheld_in_write_up(smoke, "l1_sparsity") == []
 
 
 # --- 4: decoupling --------------------------------------------------------------------------
