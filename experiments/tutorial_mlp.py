@@ -142,10 +142,10 @@ def run(ctx: study.Context) -> study.Report:
 
 def table_arms(program: str, regs: dict) -> dict:
     """``{"<program> <arm>": row}``: none, l1(0.01), each reg at its λ, l1_prox(0.01)."""
-    picks = [("none", "none", 0.0, next(iter(regs.values())))] + [
-        (f"{r}(0.01)", r, NOMINAL, regs[r]) for r in ("l1", "l1_prox") if r in regs] + [
-        (f"{r} at its λ", r, x["strengths"][x["selection"]["averaged"]], x)
-        for r, x in regs.items()]  # fmt: skip
+    picks = [("none", "none", 0.0, next(iter(regs.values())))] + [(f"{r}(0.01)", r, NOMINAL, x)
+             for r, x in regs.items() if r[:2] == "l1" and NOMINAL in x["strengths"]] + [(
+             f"{r} at its λ", r, x["strengths"][x["selection"]["averaged"]], x) for r, x in
+             regs.items()]  # fmt: skip
     return {f"{program} {a}": dict(x["rows"][x["strengths"].index(lam)], program=program, arm=a,
                                    reg=r, strength=lam) for a, r, lam, x in picks}  # fmt: skip
 

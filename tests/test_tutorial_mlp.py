@@ -109,3 +109,16 @@ def test_keras_member_reports_the_cross_entropy_without_the_penalty():
     assert strong["test_loss"] < 3.0 and 0 <= strong["test_acc"] <= 1
     assert strong["exact_zero"] == 0.0  # a subgradient step leaves no exact zeros
     assert 0 < strong["near_zero"] < 1  # |w| < tau: some, after 1 epoch of ~10 steps
+
+
+def test_table_arms_show_the_tutorials_value_only_where_an_l1_grid_holds_it():
+    def reg(grid, best):
+        rows = [dict(strength=g, test_loss_mean=g) for g in grid]
+        return dict(strengths=list(grid), rows=rows, selection=dict(averaged=grid.index(best)))
+
+    tutorial = tm.table_arms("p", {"l1": reg([0.0, 0.01], 0.01), "l2": reg([0.0, 0.01], 0.0)})
+    assert list(tutorial) == ["p none", "p l1(0.01)", "p l1 at its λ", "p l2 at its λ"]
+    assert tutorial["p l2 at its λ"]["strength"] == 0.0 and tutorial["p none"]["reg"] == "none"
+    long = tm.table_arms("q", {"l1": reg([0.0, 1e-4], 1e-4), "l2": reg([0.0, 1e-3], 1e-3)})
+    assert list(long) == ["q none", "q l1 at its λ", "q l2 at its λ"]  # no 0.01 in the grid
+    assert long["q l2 at its λ"]["test_loss_mean"] == 1e-3 and long["q none"]["program"] == "q"
