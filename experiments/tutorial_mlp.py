@@ -6,11 +6,11 @@ overfitting (Tibshirani 1996; Duchi & Singer 2009; Krogh & Hertz 1992; Loshchilo
 
 Command: ``python experiments/tutorial_mlp.py`` (``--smoke``: digits, seconds; ``--no-keras``;
 the Keras arms need Keras, run on its JAX backend).
-Runtime: not yet measured with this design; it resumes by arm.
-Verdict (last full run): not yet rerun with this design.
-
-Since issue 24: sparsity also as hidden |w| < η (the Adam step), L1 grids down to 1e-8, nested
-choices with one-SE sets, and a 30-epoch program in which λ = 0 overfits (10 epochs do not).
+Runtime: 17 minutes (sweeps 951 s; Keras and analysis 80 s), measured while sharing the 2-core
+machine (load ~12); it resumes by arm. Verdict (last full run): sparse reproduced as |w| < η,
+contradicted as exact zeros (only the prox makes them); overfitting inconclusive at 10 epochs
+(none to fight), reproduced for l1 and l2 at 30. Since issue 24: |w| < η beside exact zeros,
+L1 grids to 1e-8, nested choices with one-SE sets, a 30-epoch program where λ = 0 overfits.
 """
 
 import dataclasses
