@@ -50,9 +50,8 @@ KEYS = {  # the headline keys each study's docstring lists for summary.json
     "select_lambda": {"regret", "paired", "lambda", "curves", "baseline_min_epoch", "selection",
                       "conclusion", "budgets", "strengths", "replicates", "folds", "val_fraction",
                       "reg", "mask", "selected_by", "dataset", "alpha", "labels", "previous"},
-    "tutorial_mlp": {"arms", "keras", "l1_curve", "l1_harmless_up_to", "best_strength",
-                     "baseline_val_min_epoch", "epochs", "replicates", "steps", "train_size",
-                     "dataset"},
+    "tutorial_mlp": {"arms", "keras", "programs", "sparse", "tau", "edges", "best_strength",
+                     "previous", "epochs", "replicates", "train_size", "selected_by", "dataset"},
     "versus_dropout_batchnorm": {"arms", "overfitting", "bn_wd", "claims", "tuning", "eval_check",
                                  "best", "selected_by", "rates", "strengths", "epochs",
                                  "eval_every", "replicates", "train_size", "hidden", "dataset",
@@ -171,15 +170,29 @@ def test_lambda_curve_resumes_by_arm_from_what_it_saved(smoke):
 
 def test_tutorial_mlp(smoke):
     s = summary(smoke, "tutorial_mlp")
-    arms = {a["arm"]: a for a in s["arms"]}
-    assert {"none", "l1(0.01)", "l1_prox(0.01)"} | {
-        f"{r} at its λ" for r in s["best_strength"]
-    } == set(arms)  # smoke: no Keras rows (they are tested in tests/test_tutorial_mlp.py)
-    assert arms["l1(0.01)"]["strength"] == 0.01 and arms["none"]["test_loss_diff"] == 0.0
-    assert arms["l1_prox(0.01)"]["sparsity_mean"] > 0 == arms["l1(0.01)"]["sparsity_mean"]
+    arms, programs = s["arms"], s["programs"]
+    assert set(programs) == {"tutorial", "long"} and not s["keras"]["installed"]  # smoke: no Keras
+    assert {"tutorial none", "tutorial l1(0.01)", "tutorial l1_prox(0.01)", "long early none"} | {
+        f"tutorial {r} at its λ" for r in s["best_strength"]} <= set(arms)  # fmt: skip
+    assert arms["tutorial l1(0.01)"]["strength"] == 0.01 and arms["tutorial none"][
+        "test_loss_diff"] == 0.0  # fmt: skip
+    # the prox makes exact zeros, the subgradient none; near zero (|w| < η) counts the band
+    nominal = [arms[f"tutorial {a}(0.01)"] for a in ("l1", "l1_prox")]
+    assert nominal[1]["exact_zero_mean"] > 0 == nominal[0]["exact_zero_mean"]
+    assert nominal[0]["near_zero_mean"] > arms["tutorial none"]["near_zero_mean"]
+    assert all(0 <= a[f"{m}_lo"] <= a[f"{m}_hi"] <= 1 for a in arms.values()
+               for m in ("test_acc", "near_zero", "exact_zero"))  # fmt: skip
+    assert set(s["sparse"].values()) <= {"reproduced", "contradicted", "inconclusive"}
+    for p in programs.values():
+        assert set(p["claims"]) == {"l1", "l2"} and 1 <= p["baseline"]["min_epoch"] <= p["epochs"]
+        for reg in p["regs"].values():
+            sel, val = reg["selection"], [r["val_loss_mean"] for r in reg["rows"]]
+            assert val[sel["averaged"]] == min(val) and sel["averaged_strength"] in sel["one_se"]
+            assert len(sel["nested"]) == 3 and len(sel["per_replicate"]) == s["replicates"]
+    assert "early" in programs["long"]["regs"]["l1"] and s["tau"] == 1e-3
     full = study("tutorial_mlp").get_config()
     assert "epochs" not in full and full["mask"] == "hidden" and full["axes"] == (("eps", (1e-7,)),)
-    assert 0.01 in full["grids"]["l1"] and len(full["grids"]["l1"]) == 17
+    assert 0.01 in full["grids"]["l1"] and min(full["grids"]["l1"][1:]) < 1e-6  # below the old edge
 
 
 # --- 3: l1_sparsity -------------------------------------------------------------------------
