@@ -10,8 +10,7 @@ Runtime: 81 minutes of sweeps, summed over three interrupted sessions on the sha
 machine at load 5–9 (the 45-minute cap is not verified on a quiet machine). It resumes by arm.
 Verdict: U in part; best λ falls with n (reproduced); noise: larger λ in part, loss contradicted.
 
-Since issue 24: λ = 0 overfits or is early-stopped at every n, constant × cosine, λ chosen on
-noisy and clean validation labels; wd, l2 (l1s are study 3's), 4 replicates (45-minute cap).
+Since issue 24: λ = 0 overfits or is early-stopped at every n; constant × cosine; clean val labels.
 """
 
 import dataclasses
