@@ -119,10 +119,14 @@ def test_a_factory_sweep_with_lion_equals_a_hand_written_loop():
         def loss(p, x, y):
             return wdjax.cross_entropy(TinyLinen().apply({"params": p}, x), y)
 
+        @jax.jit  # one compile for the loop's step, not one per eager op
+        def step(params, opt, x, y):
+            updates, opt = tx.update(jax.grad(loss)(params, x, y), opt, params)
+            return optax.apply_updates(params, updates), opt
+
         for rows in np.asarray(order):
             x, y = jnp.asarray(ds.x_train[rows], jnp.float64), jnp.asarray(ds.y_train[rows])
-            updates, opt = tx.update(jax.grad(loss)(params, x, y), opt, params)
-            params = optax.apply_updates(params, updates)
+            params, opt = step(params, opt, x, y)
     steps = len(order)  # lion's sign update: a rounding difference flips no sign here
     assert_trees_close_to_scale(jax.tree.map(lambda x: x[0], res.params), params,
                                 adam_drift(steps, 1e-2, 64))  # fmt: skip
