@@ -105,6 +105,14 @@ def pytest_collection_modifyitems(config, items):
             if shared and shared[-1].baseid.endswith(".py"):  # defined in a test module
                 item.add_marker(pytest.mark.xdist_group(f"{shared[-1].baseid}::{name}"))
                 break
+    # The longest group first (each study's smoke run, one after another on one worker): a worker
+    # that takes it last would run on alone after the other has finished.
+    items.sort(key=lambda item: _group(item) != "studies")
+
+
+def _group(item) -> str | None:
+    mark = item.get_closest_marker("xdist_group")
+    return None if mark is None else (mark.args[0] if mark.args else mark.kwargs.get("name"))
 
 
 # Which tests see other bits under another XLA:CPU setting (.ci/numerics_bits.py, docs/testing.md).
