@@ -5,10 +5,10 @@ selects is closer to the oracle (Stone 1974, "Cross-validatory choice and assess
 statistical predictions"; Kohavi 1995; Arlot & Celisse 2010, "A survey of cross-validation
 procedures for model selection").
 
-Command: ``python experiments/select_lambda.py`` (``--smoke``: digits, seconds). Runtime: 691 s
-for the previous grid on the 2-core machine, shared; this design not yet run; it resumes by arm.
+Command: ``python experiments/select_lambda.py`` (``--smoke``: digits, seconds). Runtime: 680 s
+on the 2-core machine, mostly alone; it resumes by arm.
 
-Verdict (last full run, t intervals on regret): inconclusive; CV never did worse than one split.
+Verdict: inconclusive (exact sign test: CV never worse than one split, better in 1–2 of 10).
 """
 
 import dataclasses
