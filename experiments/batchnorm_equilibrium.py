@@ -8,7 +8,7 @@ RMS angle per step settles at a closed form (Kosson et al. 2024, "Rotational Equ
 derived in wdjax.analysis.equilibrium). Without decay ‖W‖² grows by η²‖g‖² per SGD step;
 a no-decay run rescaled every step to the decayed run's unit norms ends as the decayed run does.
 Command: ``python experiments/batchnorm_equilibrium.py`` (Fashion-MNIST; ``--smoke``: digits);
-19 minutes on the shared 2-core machine at load 5–9 (355 s quiet, before the rewrite).
+19 minutes on the shared 2-core machine at load 5–9 (about 6 quiet, before the rewrite).
 Verdict: heavy ball reproduced; AdamW not at ηλ = 1e-3 (−6.6 %); adam+l2 not testable as set up.
 """
 

@@ -7,7 +7,7 @@ Command: ``python experiments/overhead.py`` (Fashion-MNIST; ``--smoke``: digits,
 Runtime: training 14 min (shared machine), then the timing rerun alone: 177 s; training resumes
 by arm. Run it alone: it measures time.
 
-Verdict: inside neither margin (inconclusive) but group lasso's prox, 2× per MLP step (contradicted).
+Verdict: inconclusive against both margins; group lasso's prox: 2× per MLP step (contradicted).
 """
 
 import dataclasses

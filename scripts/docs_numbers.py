@@ -26,6 +26,7 @@ import csv
 import json
 import os
 import re
+import subprocess
 from typing import NamedTuple
 
 import numpy as np
@@ -101,23 +102,38 @@ def values(results_dir: str) -> np.ndarray:
     """Every value the committed results hold (the module docstring), as sorted magnitudes."""
     out: list = []
     arrays = []
-    for root, dirs, names in os.walk(results_dir):
-        dirs.sort()
-        for name in sorted(names):
-            path = os.path.join(root, name)
-            if name.endswith(".json"):
-                with open(path, encoding="utf-8") as f:
-                    _json_numbers(json.load(f), out)
-            elif name.endswith(".npz"):
-                with np.load(path) as z:
-                    arrays += [np.asarray(z[k], float).ravel() for k in z.files
-                               if np.issubdtype(z[k].dtype, np.number)]  # fmt: skip
-            elif name.endswith(".csv"):
-                with open(path, encoding="utf-8", newline="") as f:
-                    for row in csv.reader(f):
-                        out += [n.value for cell in row for n in _cell_numbers(cell)]
+    paths = [os.path.abspath(os.path.join(root, name))
+             for root, dirs, names in sorted(os.walk(results_dir))
+             for name in sorted(names)]  # fmt: skip
+    skip = ignored(paths)  # an intermediate a run left that git ignores is not a committed result
+    for path in (p for p in paths if p not in skip):
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                _json_numbers(json.load(f), out)
+        elif path.endswith(".npz"):
+            with np.load(path) as z:
+                arrays += [np.asarray(z[k], float).ravel() for k in z.files
+                           if np.issubdtype(z[k].dtype, np.number)]  # fmt: skip
+        elif path.endswith(".csv"):
+            with open(path, encoding="utf-8", newline="") as f:
+                for row in csv.reader(f):
+                    out += [n.value for cell in row for n in _cell_numbers(cell)]
     v = np.abs(np.concatenate([np.asarray(out, float), *arrays]))
     return np.sort(v[np.isfinite(v)])
+
+
+def ignored(paths: list[str]) -> set[str]:
+    """The ``paths`` git ignores (.gitignore), so a check gives the same answer in a fresh clone
+    as beside the run that left them; none outside a git checkout."""
+    if not paths:
+        return set()
+    try:
+        proc = subprocess.run(["git", "check-ignore", "--stdin", "-z"], input="\0".join(paths),
+                              capture_output=True, text=True,
+                              cwd=os.path.dirname(paths[0]))  # fmt: skip
+    except OSError:
+        return set()
+    return set(proc.stdout.split("\0")) - {""} if proc.returncode in (0, 1) else set()
 
 
 def _cell_numbers(cell: str) -> list[Number]:

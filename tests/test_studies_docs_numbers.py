@@ -79,6 +79,21 @@ def test_values_read_every_committed_file_kind(tmp_path):
     assert [n.text for n in bad] == ["7.75"]  # strings in JSON are not results
 
 
+def test_a_file_git_ignores_is_not_a_result(tmp_path):
+    """A run's ignored intermediate (batchnorm_equilibrium's per-unit norms) is absent from a
+    fresh clone, so a number only it holds must not pass the check beside the run either."""
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    (tmp_path / ".gitignore").write_text("/arms/mechanism/*.npz\n")
+    (tmp_path / "summary.json").write_text(json.dumps({"a": 0.5}))
+    for arm, value in (("mechanism", 355.0), ("kept", 19.0)):
+        (tmp_path / "arms" / arm).mkdir(parents=True)
+        np.savez(tmp_path / "arms" / arm / "r0.npz", seconds=np.array([value]))
+    assert dn.values(str(tmp_path)).tolist() == [0.5, 19.0]
+    assert [n.text for n in dn.unheld("It took 355 s, then 19 more.", str(tmp_path))] == ["355"]
+
+
 # --- the worked example: lambda_curve -------------------------------------------------------
 
 
