@@ -43,12 +43,16 @@ def _run(opt, params, head, batches):
     def loss(p, x, y):
         return optax.softmax_cross_entropy_with_integer_labels(_logits(p, head, x), y).mean()
 
+    @jax.jit  # one program per run (eagerly: a compile per op), the same for both runs of a pair
+    def step(params, state, x, y):
+        u, state = opt.update(jax.grad(loss)(params, x, y), state, params)
+        params = optax.apply_updates(params, u)
+        return params, state, _logits(params, head, x)
+
     state, logits = opt.init(params), []
     for x, y in batches:
-        g = jax.grad(loss)(params, x, y)
-        u, state = opt.update(g, state, params)
-        params = optax.apply_updates(params, u)
-        logits.append(_logits(params, head, x))
+        params, state, out = step(params, state, x, y)
+        logits.append(out)
     return params, np.stack(logits)
 
 
@@ -129,11 +133,16 @@ def _full_run(tx, params, batches):
     def loss(p, x, y):
         return optax.softmax_cross_entropy_with_integer_labels(_full_logits(p, x), y).mean()
 
-    state, logits = tx.init(params), []
-    for x, y in batches:
+    @jax.jit
+    def step(params, state, x, y):
         u, state = tx.update(jax.grad(loss)(params, x, y), state, params)
         params = optax.apply_updates(params, u)
-        logits.append(_full_logits(params, x))
+        return params, state, _full_logits(params, x)
+
+    state, logits = tx.init(params), []
+    for x, y in batches:
+        params, state, out = step(params, state, x, y)
+        logits.append(out)
     return params, np.stack(logits)
 
 
