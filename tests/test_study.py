@@ -95,6 +95,17 @@ def test_load_data_applies_the_configs_data_fields(train_size):
 # --- verdicts: rules fixed before the run -----------------------------------------------------
 
 
+def test_says_names_the_shorter_list():
+    from wdjax.study import prose
+
+    assert prose.says({}) == "not tested"
+    assert prose.says({"a": True, "b": True}) == "reproduced"
+    assert prose.says({"a": False, "b": False}) == "contradicted"
+    assert prose.says({"a": True, "b": True, "c": False}) == "reproduced in part, not for c"
+    assert prose.says({"a": True, "b": False, "c": False}) == "reproduced in part, only for a"
+    assert prose.says({"a": True, "b": False}) == "reproduced in part, not for b"  # a tie
+
+
 def test_verdict_reads_an_interval_in_the_rules_order():
     assert study.verdict((-0.03, 0.01)) == "no detectable difference at this n"
     assert study.verdict((-0.03, -0.01)) == "lower" and study.verdict([9.0, 0.01, 0.03]) == "higher"

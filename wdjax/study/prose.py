@@ -38,10 +38,15 @@ def join(items) -> str:
 
 def says(checks: dict) -> str:
     """A rule's verdict over named checks: ``"reproduced"`` (all hold), ``"contradicted"`` (none),
-    ``"reproduced in part, not for a and b"``, or ``"not tested"`` (no checks)."""
+    ``"not tested"`` (no checks), else ``"reproduced in part, not for a and b"`` naming the
+    checks that fail, or ``"reproduced in part, only for c"`` naming those that hold where they
+    are fewer (the shorter list)."""
     if not checks:
         return "not tested"
     bad = [k for k, ok in checks.items() if not ok]
-    if not bad:
-        return "reproduced"
-    return "contradicted" if len(bad) == len(checks) else f"reproduced in part, not for {join(bad)}"
+    good = [k for k, ok in checks.items() if ok]
+    if not bad or not good:
+        return "contradicted" if bad else "reproduced"
+    if len(good) < len(bad):
+        return f"reproduced in part, only for {join(good)}"
+    return f"reproduced in part, not for {join(bad)}"
