@@ -39,15 +39,18 @@ def _logits(params, head, x):
     return h @ head  # the head is fixed: decaying it would break the symmetry
 
 
-def _run(opt, params, head, batches):
+def _run(opt, params, batches, logits_fn):
+    """The trajectory of ``opt`` on ``batches`` from ``params``: final params and each step's
+    logits, ``logits_fn(params, x)`` (the small model's or the full model's)."""
+
     def loss(p, x, y):
-        return optax.softmax_cross_entropy_with_integer_labels(_logits(p, head, x), y).mean()
+        return optax.softmax_cross_entropy_with_integer_labels(logits_fn(p, x), y).mean()
 
     @jax.jit  # one program per run (eagerly: a compile per op), the same for both runs of a pair
     def step(params, state, x, y):
         u, state = opt.update(jax.grad(loss)(params, x, y), state, params)
         params = optax.apply_updates(params, u)
-        return params, state, _logits(params, head, x)
+        return params, state, logits_fn(params, x)
 
     state, logits = opt.init(params), []
     for x, y in batches:
@@ -73,10 +76,11 @@ def problem():
 def _pair(problem, optimizer, reg, s, lam2, lr, lam):
     params, head, batches = problem
     kw = {"eps": 0.0, "eps_root": 0.0} if optimizer == "adam" else {}
+    logits = lambda p, x: _logits(p, head, x)  # noqa: E731
     with jax.enable_x64(True):
-        a = _run(wdjax.make_optimizer(optimizer, lr, reg, lam, **kw), params, head, batches)
+        a = _run(wdjax.make_optimizer(optimizer, lr, reg, lam, **kw), params, batches, logits)
         scaled = jax.tree.map(lambda w: s * w, params)
-        b = _run(wdjax.make_optimizer(optimizer, C * lr, reg, lam2, **kw), scaled, head, batches)
+        b = _run(wdjax.make_optimizer(optimizer, C * lr, reg, lam2, **kw), scaled, batches, logits)
     return a, b
 
 
@@ -129,23 +133,6 @@ def _full_logits(p, x):
     return h @ p["head"]["kernel"] + p["head"]["bias"][None]
 
 
-def _full_run(tx, params, batches):
-    def loss(p, x, y):
-        return optax.softmax_cross_entropy_with_integer_labels(_full_logits(p, x), y).mean()
-
-    @jax.jit
-    def step(params, state, x, y):
-        u, state = tx.update(jax.grad(loss)(params, x, y), state, params)
-        params = optax.apply_updates(params, u)
-        return params, state, _full_logits(params, x)
-
-    state, logits = tx.init(params), []
-    for x, y in batches:
-        params, state, out = step(params, state, x, y)
-        logits.append(out)
-    return params, np.stack(logits)
-
-
 @pytest.fixture(scope="module")
 def full_problem():
     with jax.enable_x64(True):
@@ -173,10 +160,10 @@ def _full_pair(full_problem, arm, fixed: bool):
     tx = wdjax.Sheared(optimizer, reg, lam, lr, 0.0, 40, 1, hyper=hyper,
                        fixed_lr=lr if fixed else None)  # fmt: skip
     with jax.enable_x64(True):
-        a = _full_run(tx(lr, 1.0), params, batches)
+        a = _run(tx(lr, 1.0), params, batches, _full_logits)
         scaled = {k: {n: s * w if n == "kernel" and k != "head" else w for n, w in v.items()}
                   for k, v in params.items()}  # fmt: skip
-        b = _full_run(tx(C * lr, lam_factor), scaled, batches)
+        b = _run(tx(C * lr, lam_factor), scaled, batches, _full_logits)
     return a, b, s
 
 
