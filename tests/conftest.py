@@ -33,12 +33,16 @@ os.environ["WDJAX_COMPILE_CACHE"] = "off"
 # is loaded, not compiled again, by every later test, worker or CLI run that builds it (about 1
 # compile in 9 in this suite; most of the suite's time is XLA compiling). The executable loaded is
 # the one compiled, so the bits are the same. tests/test_compile_cache.py's runs leave it out.
+# Only programs that took 0.3 s or more to compile are written (a sweep's epoch and init): each
+# write takes the cache's lock and lists the whole folder (JAX's size limit), and the suite's
+# ~2,000 single-operation compiles of eager jnp code (~0.05 s each) made the folder large and the
+# workers wait on each other's lock: 600 -> 465 s for the suite on the 2-core machine.
 if not os.environ.get("WDJAX_TEST_JAX_CACHE"):
     os.environ["WDJAX_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="wdjax-tests-jax-cache-")
     atexit.register(shutil.rmtree, os.environ["WDJAX_TEST_JAX_CACHE"], ignore_errors=True)
 os.environ.update(
     JAX_COMPILATION_CACHE_DIR=os.environ["WDJAX_TEST_JAX_CACHE"],
-    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+    JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0.3",
     JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
     # a size limit makes JAX lock each entry it reads or writes (workers share the folder)
     JAX_COMPILATION_CACHE_MAX_SIZE=str(8 << 30),
