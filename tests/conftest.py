@@ -21,6 +21,14 @@ import types
 # user's own XLA_FLAGS (a GPU user's, or a numerics switch such as .ci/run's), never replacing them.
 _DEVICES = "--xla_force_host_platform_device_count=4"
 _flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith(_DEVICES[:-1])]
+# XLA:CPU compiles each program single-threaded here (unless XLA_FLAGS says otherwise), as
+# OMP_NUM_THREADS=1 under pytest-xdist: the workers already fill the cores (README's -n 2), and
+# splitting every program's LLVM module to compile its parts in parallel only added work (the
+# suite's CPU time -10 %). A compile-time setting, not a kernel choice: the 44 `numerics` cases
+# compare the same bits with and without it (.ci/numerics_bits.py's digests, 2026-12-07).
+_SPLIT = "--xla_cpu_parallel_codegen_split_count"
+if not any(f.startswith(_SPLIT) for f in _flags):
+    _flags.append(f"{_SPLIT}=1")
 os.environ["XLA_FLAGS"] = " ".join([*_flags, _DEVICES])
 os.environ.setdefault("WDJAX_OFFLINE", "1")  # tests are hermetic: never touch the network
 # Caches written by tests go to a throwaway folder, never to ~/tensorflow_datasets.

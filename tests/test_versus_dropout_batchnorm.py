@@ -91,7 +91,8 @@ def _fake_result(batchnorm: bool, k: int = 2):
     x = rng.normal(size=(50, 2, 3, 1)).astype(np.float32)
     y = rng.integers(0, 4, 50).astype(np.int32)
     ds = wdjax.Dataset(x[:30], y[:30], x[30:40], y[30:40], x[40:], y[40:], 4, "fake")
-    params = [model.init(jax.random.key(s), x[:1], train=False)["params"] for s in range(k)]
+    init = jax.jit(lambda key: model.init(key, x[:1], train=False)["params"])  # one compile
+    params = [init(jax.random.key(s)) for s in range(k)]
     stacked = jax.tree.map(lambda *p: np.stack(p), *params)
     norms = {f"weight_l2/dense_{i}": np.array([[3.0, 4.0]] * k) for i in range(2)}
     history = {"test_loss": np.ones((k, 2)), "lr": np.full((k, 2), 1e-3), **norms}
@@ -115,17 +116,19 @@ def test_final_eval_is_inference_mode_with_population_statistics(batchnorm):
     res, model, params, ds = _fake_result(batchnorm)
     ev = STUDY.final_eval(res, ds)
     assert set(ev) == {f"eval_{s}_{m}" for s in ("train", "val", "test") for m in ("loss", "acc")}
+    @jax.jit  # the reference, one member and one split at a time (compiled, not op by op)
+    def scores(variables, x, y):
+        logits = model.apply(variables, x, train=False)
+        return wdjax.cross_entropy(logits, y), wdjax.accuracy(logits, y)
+
     for k, p in enumerate(params):
         variables = {"params": p}
         if batchnorm:
             variables["batch_stats"] = _population_stats(model, p, ds.x_train)
         for s in ("train", "val", "test"):
-            logits = model.apply(variables, getattr(ds, f"x_{s}"), train=False)
-            y = getattr(ds, f"y_{s}")
-            assert ev[f"eval_{s}_loss"][k] == pytest.approx(
-                float(wdjax.cross_entropy(logits, y)), rel=1e-5
-            )
-            assert ev[f"eval_{s}_acc"][k] == pytest.approx(float(wdjax.accuracy(logits, y)))
+            loss, acc = scores(variables, getattr(ds, f"x_{s}"), getattr(ds, f"y_{s}"))
+            assert ev[f"eval_{s}_loss"][k] == pytest.approx(float(loss), rel=1e-5)
+            assert ev[f"eval_{s}_acc"][k] == pytest.approx(float(acc))
 
 
 def test_augment_adds_gap_norms_and_effective_learning_rate():
