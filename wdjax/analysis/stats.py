@@ -32,7 +32,14 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats as _scipy_stats
+
+
+def _scipy():
+    """``scipy.stats``, imported on first use: it adds ~0.5 s to every ``import wdjax`` (the CLI's
+    start) and only the tables and studies need it."""
+    from scipy import stats
+
+    return stats
 
 
 class Summary(NamedTuple):
@@ -47,7 +54,7 @@ class Summary(NamedTuple):
 
 def t_quantile(p: float, dof: int) -> float:
     """The ``p`` quantile of Student's t with ``dof`` degrees of freedom: t_{0.975,4} = 2.776445."""
-    return float(_scipy_stats.t.ppf(p, dof))
+    return float(_scipy().t.ppf(p, dof))
 
 
 def half_width(std, n: int, confidence: float = 0.95):
@@ -117,7 +124,7 @@ def welch_difference(x, y, confidence: float = 0.95) -> Summary:
     if se == 0:
         return Summary(d, 0.0, nx + ny, d, d)
     dof = (vx + vy) ** 2 / (vx**2 / (nx - 1) + vy**2 / (ny - 1))
-    half = float(_scipy_stats.t.ppf((1 + confidence) / 2, dof)) * se
+    half = float(_scipy().t.ppf((1 + confidence) / 2, dof)) * se
     return Summary(d, se, nx + ny, d - half, d + half)
 
 
@@ -142,7 +149,7 @@ def median_interval(x, confidence: float = 0.95) -> MedianSummary:
     best = None
     for j in range(1, n // 2 + 1):
         coverage = float(
-            _scipy_stats.binom.cdf(n - j, n, 0.5) - _scipy_stats.binom.cdf(j - 1, n, 0.5)
+            _scipy().binom.cdf(n - j, n, 0.5) - _scipy().binom.cdf(j - 1, n, 0.5)
         )
         if coverage >= confidence:
             best = (j, coverage)
@@ -172,7 +179,7 @@ def sign_test(x, y) -> SignTest:
         return SignTest(0, 0, 0, np.nan)
     below, above = int(np.sum(d < 0)), int(np.sum(d > 0))
     n, k = below + above, min(below, above)
-    p = 1.0 if n == 0 else float(_scipy_stats.binomtest(k, n, 0.5).pvalue)
+    p = 1.0 if n == 0 else float(_scipy().binomtest(k, n, 0.5).pvalue)
     return SignTest(below, above, int(d.size - n), p)
 
 
@@ -182,7 +189,7 @@ def binomial_interval(successes: int, n: int, confidence: float = 0.95) -> tuple
     [0, 1] and covering the true proportion with probability ≥ ``confidence``."""
     if n <= 0:
         return float("nan"), float("nan")
-    ci = _scipy_stats.binomtest(successes, n).proportion_ci(confidence, method="exact")
+    ci = _scipy().binomtest(successes, n).proportion_ci(confidence, method="exact")
     return float(ci.low), float(ci.high)
 
 
