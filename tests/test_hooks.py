@@ -163,9 +163,10 @@ def test_init_params_on_members_sharded_over_several_devices():
     """The started states are put back on the member mesh (they came back unsharded, and the
     compiled epoch refused them when members spread over more than one device)."""
     cfg = dataclasses.replace(CFG, optimizer="adam", reg="wd", strengths=(1e-3,))
-    first = wdjax.sweep(cfg)
+    one_device = dict(devices=jax.devices()[:1], record=norms)
+    first = wdjax.sweep(cfg, **one_device)  # the parameters to start from; `one` reuses its program
     two = wdjax.sweep(cfg, init_params=first.params, devices=jax.devices()[:2], record=norms)
-    one = wdjax.sweep(cfg, init_params=first.params, devices=jax.devices()[:1], record=norms)
+    one = wdjax.sweep(cfg, init_params=first.params, **one_device)
     for name in ("train_loss", "grad_norm"):  # two programs: to float32 rounding
         np.testing.assert_allclose(two.history[name], one.history[name], rtol=1e-5)
 

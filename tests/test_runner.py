@@ -78,9 +78,9 @@ def test_sweep_equals_one_program_epochs():
         data = jax.device_put(S.host_data(ds, cfg))
         hyper = S.hyper_arrays(res.members, len(res.members), cfg.dtype)
         states = jax.jit(engine.init_members)(hyper, data.x_pool[:1])
-        outs = []
+        outs, epoch_program = [], jax.jit(engine.epoch)  # one program, traced once
         for epoch in range(cfg.epochs):
-            states, out = jax.jit(engine.epoch)(states, hyper, data, cfg.data_seed, epoch)
+            states, out = epoch_program(states, hyper, data, cfg.data_seed, epoch)
             outs.append(out)
     for epoch, out in enumerate(outs):
         for name in ("train_loss", "val_loss", "weight_l1"):
