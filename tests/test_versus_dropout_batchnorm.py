@@ -116,6 +116,7 @@ def test_final_eval_is_inference_mode_with_population_statistics(batchnorm):
     res, model, params, ds = _fake_result(batchnorm)
     ev = STUDY.final_eval(res, ds)
     assert set(ev) == {f"eval_{s}_{m}" for s in ("train", "val", "test") for m in ("loss", "acc")}
+
     @jax.jit  # the reference, one member and one split at a time (compiled, not op by op)
     def scores(variables, x, y):
         logits = model.apply(variables, x, train=False)

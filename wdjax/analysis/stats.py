@@ -148,9 +148,7 @@ def median_interval(x, confidence: float = 0.95) -> MedianSummary:
         return MedianSummary(np.nan, n, np.nan, np.nan, np.nan)
     best = None
     for j in range(1, n // 2 + 1):
-        coverage = float(
-            _scipy().binom.cdf(n - j, n, 0.5) - _scipy().binom.cdf(j - 1, n, 0.5)
-        )
+        coverage = float(_scipy().binom.cdf(n - j, n, 0.5) - _scipy().binom.cdf(j - 1, n, 0.5))
         if coverage >= confidence:
             best = (j, coverage)
     if best is None:
