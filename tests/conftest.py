@@ -24,8 +24,9 @@ _flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if not f.startswith
 # XLA:CPU compiles each program single-threaded here (unless XLA_FLAGS says otherwise), as
 # OMP_NUM_THREADS=1 under pytest-xdist: the workers already fill the cores (README's -n 2), and
 # splitting every program's LLVM module to compile its parts in parallel only added work (the
-# suite's CPU time -10 %). A compile-time setting, not a kernel choice: the 44 `numerics` cases
-# compare the same bits with and without it (.ci/numerics_bits.py's digests, 2026-12-07).
+# suite's CPU time -10 %). A compile-time setting, not a kernel choice: the 44 `numerics` cases,
+# and the 316 tests of 12 modules digested both ways (test_models, test_runner, test_optim, ...),
+# compare the same bits with and without it (.ci/numerics_bits.py's digests, 2026-12-08).
 _SPLIT = "--xla_cpu_parallel_codegen_split_count"
 if not any(f.startswith(_SPLIT) for f in _flags):
     _flags.append(f"{_SPLIT}=1")
