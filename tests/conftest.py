@@ -39,13 +39,13 @@ os.environ["TFDS_DATA_DIR"] = tempfile.mkdtemp(prefix="wdjax-tests-tfds-")
 os.environ["WDJAX_COMPILE_CACHE"] = "off"
 # ... but one JAX compilation cache for the whole session, in a throwaway folder made by the first
 # process (pytest-xdist's workers and the CLI runs tests start inherit it): a program compiled once
-# is loaded, not compiled again, by every later test, worker or CLI run that builds it (about 1
-# compile in 9 in this suite; most of the suite's time is XLA compiling). The executable loaded is
-# the one compiled, so the bits are the same. tests/test_compile_cache.py's runs leave it out.
-# Only programs that took 0.3 s or more to compile are written (a sweep's epoch and init): each
-# write takes the cache's lock and lists the whole folder (JAX's size limit), and the suite's
-# ~2,000 single-operation compiles of eager jnp code (~0.05 s each) made the folder large and the
-# workers wait on each other's lock: 600 -> 465 s for the suite on the 2-core machine.
+# is loaded, not compiled again, by every later test, worker or CLI run that builds it (most of
+# the suite's time is XLA compiling). The executable loaded is the one compiled, so the bits are
+# the same. tests/test_compile_cache.py's runs leave it out. Only programs that took 0.3 s or
+# more to compile are written (a sweep's epoch and init): each write takes the cache's lock and
+# lists the whole folder (JAX's size limit), and the suite's ~2,000 single-operation compiles of
+# eager jnp code (~0.05 s each) made the folder large and the workers wait on each other's lock
+# (the suite: about 600 -> 466 s on the 2-core machine; docs/testing.md, "Time").
 if not os.environ.get("WDJAX_TEST_JAX_CACHE"):
     os.environ["WDJAX_TEST_JAX_CACHE"] = tempfile.mkdtemp(prefix="wdjax-tests-jax-cache-")
     atexit.register(shutil.rmtree, os.environ["WDJAX_TEST_JAX_CACHE"], ignore_errors=True)

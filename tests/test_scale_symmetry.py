@@ -46,7 +46,7 @@ def _run(opt, params, batches, logits_fn):
     def loss(p, x, y):
         return optax.softmax_cross_entropy_with_integer_labels(logits_fn(p, x), y).mean()
 
-    @jax.jit  # one program per run (eagerly: a compile per op), the same for both runs of a pair
+    @jax.jit  # the step as one program per run (eagerly it would compile op by op)
     def step(params, state, x, y):
         u, state = opt.update(jax.grad(loss)(params, x, y), state, params)
         params = optax.apply_updates(params, u)

@@ -35,8 +35,8 @@ import numpy as np
 
 
 def _scipy():
-    """``scipy.stats``, imported on first use: it adds ~0.5 s to every ``import wdjax`` (the CLI's
-    start) and only the tables and studies need it."""
+    """``scipy.stats``, imported on first use: at import it added ~0.8 s to every ``import
+    wdjax.run.cli`` (2.28 -> 1.45 s), and only intervals and tests need it."""
     from scipy import stats
 
     return stats
@@ -146,9 +146,9 @@ def median_interval(x, confidence: float = 0.95) -> MedianSummary:
     n = x.size
     if n == 0 or np.isnan(x).any():
         return MedianSummary(np.nan, n, np.nan, np.nan, np.nan)
-    best = None
+    best, binom = None, _scipy().binom
     for j in range(1, n // 2 + 1):
-        coverage = float(_scipy().binom.cdf(n - j, n, 0.5) - _scipy().binom.cdf(j - 1, n, 0.5))
+        coverage = float(binom.cdf(n - j, n, 0.5) - binom.cdf(j - 1, n, 0.5))
         if coverage >= confidence:
             best = (j, coverage)
     if best is None:
